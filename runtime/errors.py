@@ -1,0 +1,59 @@
+"""The error codes of the wire protocol (DESIGN §3) and the exception that carries them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every error a client can receive; ``status`` is its HTTP-like status."""
+
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    INVALID_ACTION = "INVALID_ACTION"
+    INVALID_PARAMETERS = "INVALID_PARAMETERS"
+    INVALID_SESSION_ID = "INVALID_SESSION_ID"
+    UNSUPPORTED_LANGUAGE = "UNSUPPORTED_LANGUAGE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    SESSION_FULL = "SESSION_FULL"
+    SESSION_LIMIT_REACHED = "SESSION_LIMIT_REACHED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_MESSAGE: 400,
+    ErrorCode.INVALID_ACTION: 400,
+    ErrorCode.INVALID_PARAMETERS: 400,
+    ErrorCode.INVALID_SESSION_ID: 400,
+    ErrorCode.UNSUPPORTED_LANGUAGE: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.RATE_LIMIT_EXCEEDED: 429,
+    ErrorCode.SESSION_FULL: 503,
+    ErrorCode.SESSION_LIMIT_REACHED: 503,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+class ServiceError(Exception):
+    """An error that becomes a structured ``error`` reply (or a rejected handshake)."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def status(self) -> int:
+        return self.code.status

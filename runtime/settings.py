@@ -1,0 +1,199 @@
+"""The stack settings model: every config key, its type, default and allowed range.
+
+One model serves both renderers: ``components`` feeds it ``pulumi.Config`` values and
+``local`` feeds it the stack YAML files, so neither can disagree about a default or a
+limit. Settings reach the functions as environment variables named after the keys
+(``maxActiveSessions`` → ``MAX_ACTIVE_SESSIONS``); ``runtime.config`` reads them back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT = "session-management"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class SettingsError(ValueError):
+    """A config value is missing, of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One config key of DESIGN §6."""
+
+    key: str
+    kind: type
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    # False for keys that only shape infrastructure (alarm thresholds, email).
+    runtime: bool = True
+
+    @property
+    def env(self) -> str:
+        """The environment variable a function reads this setting from."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.key).upper()
+
+    @property
+    def allowed(self) -> str:
+        """Human description of the allowed values, used in error messages and docs."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return "an email address" if self.key == "alarmEmail" else "a string"
+        noun = "an integer" if self.kind is int else "a number"
+        low = "" if self.minimum is None else f"{'>' if self.exclusive_minimum else '≥'} {_num(self.minimum)}"
+        high = "" if self.maximum is None else f"≤ {_num(self.maximum)}"
+        bounds = " and ".join(b for b in (low, high) if b)
+        return f"{noun} {bounds}".strip()
+
+    def parse(self, raw: Any) -> Any:
+        """Convert a raw config value (YAML scalar, CLI string or Pulumi string) and validate it."""
+        value = self._convert(raw)
+        if self.choices and value not in self.choices:
+            raise self._error(raw)
+        if self.kind in (int, float):
+            if self.minimum is not None and (
+                value <= self.minimum if self.exclusive_minimum else value < self.minimum
+            ):
+                raise self._error(raw)
+            if self.maximum is not None and value > self.maximum:
+                raise self._error(raw)
+        if self.key == "alarmEmail" and value and not _EMAIL.match(value):
+            raise self._error(raw)
+        return value
+
+    def _convert(self, raw: Any) -> Any:
+        try:
+            if self.kind is bool:
+                if isinstance(raw, bool):
+                    return raw
+                text = str(raw).strip().lower()
+                if text in ("true", "1", "yes"):
+                    return True
+                if text in ("false", "0", "no"):
+                    return False
+                raise ValueError(raw)
+            if self.kind is int:
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError(raw)
+                return int(str(raw).strip()) if not isinstance(raw, float) else int(raw)
+            if self.kind is float:
+                if isinstance(raw, bool):
+                    raise ValueError(raw)
+                return float(str(raw).strip())
+            text = str(raw).strip()
+            if self.choices:
+                text = text.upper()
+            return text
+        except (TypeError, ValueError):
+            raise self._error(raw) from None
+
+    def _error(self, raw: Any) -> SettingsError:
+        shown = "<secret>" if self.secret else repr(raw)
+        return SettingsError(
+            f"config key '{PROJECT}:{self.key}' must be {self.allowed}; got {shown}"
+        )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("alarmEmail", str, "", "Email address subscribed to the alarm topic (required in prod).", runtime=False),
+    Setting("maxActiveSessions", int, 100, "Active sessions allowed at once.", minimum=1),
+    Setting("maxListenersPerSession", int, 500, "Listeners allowed in one session.", minimum=1),
+    Setting("dataRetentionHours", int, 12, "DynamoDB TTL for records; log retention is the smallest CloudWatch value ≥ it.", minimum=1, maximum=8760),
+    Setting("logLevel", str, "INFO", "Lowest level the functions log.", choices=LOG_LEVELS),
+    Setting("sessionsPerHour", int, 50, "createSession calls allowed per user per hour.", minimum=1),
+    Setting("listenerJoinsPerMinute", int, 10, "joinSession calls allowed per client IP per minute.", minimum=1),
+    Setting("connectionAttemptsPerMinute", int, 20, "WebSocket handshakes allowed per client IP per minute.", minimum=1),
+    Setting("heartbeatsPerMinute", int, 4, "heartbeat messages allowed per connection per minute.", minimum=1),
+    Setting("sessionCreationP95Ms", int, 2000, "Alarm threshold: SessionCreationLatency p95 (ms).", minimum=1, runtime=False),
+    Setting("listenerJoinP95Ms", int, 1000, "Alarm threshold: ListenerJoinLatency p95 (ms).", minimum=1, runtime=False),
+    Setting("connectionErrorsPer5Min", int, 100, "Alarm threshold: ConnectionErrors per 5 minutes.", minimum=1, runtime=False),
+    Setting("functionErrorsPer5Min", int, 10, "Alarm threshold: Lambda Errors per function per 5 minutes.", minimum=1, runtime=False),
+    Setting("activeSessionsAlarmRatio", float, 0.9, "Alarm when ActiveSessions ≥ ratio × maxActiveSessions.", minimum=0, maximum=1, exclusive_minimum=True, runtime=False),
+    Setting("connectionRefreshMinutes", int, 100, "Connection age at which connectionRefreshRequired is pushed.", minimum=1, maximum=120),
+    Setting("connectionWarningMinutes", int, 105, "Connection age from which connectionWarning is pushed.", minimum=1, maximum=120),
+    Setting("heartbeatTimeoutSeconds", int, 90, "Silence after which the sweeper closes a connection.", minimum=10),
+    Setting("metricsNamespace", str, "SessionManagement", "CloudWatch namespace of the custom metrics."),
+    Setting("tracing", bool, True, "X-Ray active tracing on every function.", runtime=False),
+    Setting("ipHashKey", str, "", "HMAC key for IP and connection hashes; generated once per stack if unset.", secret=True),
+    Setting("authIssuer", str, "", "JWT issuer of speaker tokens; empty = the stack's Cognito user pool."),
+    Setting("authAudience", str, "", "JWT audience (client ID) of speaker tokens; empty = the stack's Cognito app client."),
+    Setting("authJwksUrl", str, "", "JWKS URL of the token issuer; empty = derived from the issuer."),
+)
+
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Validated settings of one stack."""
+
+    stack: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __getattr__(self, key: str) -> Any:
+        # Lets callers write settings.maxActiveSessions; unknown names are a programming error.
+        try:
+            return self.__dict__["values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    @property
+    def is_production(self) -> bool:
+        return self.stack == "prod"
+
+    def runtime_environment(self) -> dict[str, str]:
+        """The functions' environment variables for every runtime setting (secrets excluded)."""
+        env: dict[str, str] = {"STAGE": self.stack}
+        for s in SETTINGS:
+            if s.runtime and not s.secret:
+                value = self.values[s.key]
+                env[s.env] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+
+def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
+    """Validate a stack's raw config mapping (keys without the project prefix).
+
+    Unknown keys are rejected so a typo in ``Pulumi.<stack>.yaml`` cannot be silently ignored.
+    """
+    unknown = sorted(set(raw) - set(BY_KEY))
+    if unknown:
+        raise SettingsError(
+            f"unknown config key(s) {', '.join(f'{PROJECT}:{k}' for k in unknown)}; "
+            f"known keys: {', '.join(BY_KEY)}"
+        )
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        values[s.key] = s.parse(raw[s.key]) if raw.get(s.key) not in (None, "") else s.default
+    if values["connectionWarningMinutes"] < values["connectionRefreshMinutes"]:
+        raise SettingsError(
+            f"config key '{PROJECT}:connectionWarningMinutes' must be ≥ connectionRefreshMinutes "
+            f"({values['connectionRefreshMinutes']}); got {values['connectionWarningMinutes']}"
+        )
+    if stack == "prod" and not values["alarmEmail"]:
+        raise SettingsError(
+            f"config key '{PROJECT}:alarmEmail' is required in the prod stack: "
+            f"an email address for the alarm topic"
+        )
+    return StackSettings(stack=stack, values=values)

@@ -1,0 +1,80 @@
+"""The DynamoDB table definitions: the one place that says what tables exist and their keys.
+
+``components`` renders these into ``aws.dynamodb.Table`` resources and ``local`` into
+``create_table`` calls on the embedded moto server; handlers find the physical names in
+the environment variable each table names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index (projection ALL unless ``projected`` names attributes)."""
+
+    name: str
+    hash_key: str
+    range_key: str | None = None
+    projected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """One DynamoDB table. Attribute types are all strings (``S``) unless listed in ``numbers``."""
+
+    logical_name: str
+    hash_key: str
+    ttl_attribute: str
+    env: str
+    indexes: tuple[Index, ...] = ()
+    numbers: tuple[str, ...] = ()
+
+    def physical_name(self, stage: str) -> str:
+        """The table's name in AWS and in the local stack, e.g. ``Sessions-dev``."""
+        return f"{self.logical_name}-{stage}"
+
+    @property
+    def key_attributes(self) -> dict[str, str]:
+        """Every attribute used in a key schema, with its DynamoDB scalar type."""
+        names = [self.hash_key]
+        for index in self.indexes:
+            names += [index.hash_key] + ([index.range_key] if index.range_key else [])
+        return {n: ("N" if n in self.numbers else "S") for n in dict.fromkeys(names)}
+
+
+# Sparse index over the sessions that are active: only active sessions carry ``activeShard``,
+# so the metrics reporter and the sweeper read a set bounded by maxActiveSessions, never the
+# table's history.
+ACTIVE_SESSIONS_INDEX = Index(
+    name="active-sessions-index",
+    hash_key="activeShard",
+    projected=("listenerCount", "speakerConnectionId", "createdAt", "expiresAt", "isActive"),
+)
+LISTENERS_INDEX = Index(
+    name="sessionId-targetLanguage-index", hash_key="sessionId", range_key="targetLanguage"
+)
+
+SESSIONS = Table(
+    logical_name="Sessions",
+    hash_key="sessionId",
+    ttl_attribute="expiresAt",
+    env="SESSIONS_TABLE",
+    indexes=(ACTIVE_SESSIONS_INDEX,),
+)
+CONNECTIONS = Table(
+    logical_name="Connections",
+    hash_key="connectionId",
+    ttl_attribute="ttl",
+    env="CONNECTIONS_TABLE",
+    indexes=(LISTENERS_INDEX,),
+)
+RATE_LIMITS = Table(
+    logical_name="RateLimits",
+    hash_key="identifier",
+    ttl_attribute="expiresAt",
+    env="RATE_LIMITS_TABLE",
+)
+
+TABLES: tuple[Table, ...] = (SESSIONS, CONNECTIONS, RATE_LIMITS)
