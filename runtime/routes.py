@@ -137,7 +137,12 @@ ROUTES: tuple[Function, ...] = (
         timeout_s=60,
         tables={
             SESSIONS.logical_name: (*QUERY, *UPDATE),
-            CONNECTIONS.logical_name: (*QUERY, "dynamodb:Scan", "dynamodb:DeleteItem", *BATCH_DELETE),
+            CONNECTIONS.logical_name: (
+                *QUERY,
+                "dynamodb:Scan",
+                "dynamodb:DeleteItem",
+                *BATCH_DELETE,
+            ),
         },
         manages_connections=True,
     ),

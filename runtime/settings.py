@@ -54,7 +54,11 @@ class Setting:
         if self.kind is str:
             return "an email address" if self.key == "alarmEmail" else "a string"
         noun = "an integer" if self.kind is int else "a number"
-        low = "" if self.minimum is None else f"{'>' if self.exclusive_minimum else '≥'} {_num(self.minimum)}"
+        low = (
+            ""
+            if self.minimum is None
+            else f"{'>' if self.exclusive_minimum else '≥'} {_num(self.minimum)}"
+        )
         high = "" if self.maximum is None else f"≤ {_num(self.maximum)}"
         bounds = " and ".join(b for b in (low, high) if b)
         return f"{noun} {bounds}".strip()
@@ -113,29 +117,139 @@ def _num(value: float) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("alarmEmail", str, "", "Email address subscribed to the alarm topic (required in prod).", runtime=False),
+    Setting(
+        "alarmEmail",
+        str,
+        "",
+        "Email address subscribed to the alarm topic (required in prod).",
+        runtime=False,
+    ),
     Setting("maxActiveSessions", int, 100, "Active sessions allowed at once.", minimum=1),
     Setting("maxListenersPerSession", int, 500, "Listeners allowed in one session.", minimum=1),
-    Setting("dataRetentionHours", int, 12, "DynamoDB TTL for records; log retention is the smallest CloudWatch value ≥ it.", minimum=1, maximum=8760),
+    Setting(
+        "dataRetentionHours",
+        int,
+        12,
+        "DynamoDB TTL for records; log retention is the smallest CloudWatch value ≥ it.",
+        minimum=1,
+        maximum=8760,
+    ),
     Setting("logLevel", str, "INFO", "Lowest level the functions log.", choices=LOG_LEVELS),
-    Setting("sessionsPerHour", int, 50, "createSession calls allowed per user per hour.", minimum=1),
-    Setting("listenerJoinsPerMinute", int, 10, "joinSession calls allowed per client IP per minute.", minimum=1),
-    Setting("connectionAttemptsPerMinute", int, 20, "WebSocket handshakes allowed per client IP per minute.", minimum=1),
-    Setting("heartbeatsPerMinute", int, 4, "heartbeat messages allowed per connection per minute.", minimum=1),
-    Setting("sessionCreationP95Ms", int, 2000, "Alarm threshold: SessionCreationLatency p95 (ms).", minimum=1, runtime=False),
-    Setting("listenerJoinP95Ms", int, 1000, "Alarm threshold: ListenerJoinLatency p95 (ms).", minimum=1, runtime=False),
-    Setting("connectionErrorsPer5Min", int, 100, "Alarm threshold: ConnectionErrors per 5 minutes.", minimum=1, runtime=False),
-    Setting("functionErrorsPer5Min", int, 10, "Alarm threshold: Lambda Errors per function per 5 minutes.", minimum=1, runtime=False),
-    Setting("activeSessionsAlarmRatio", float, 0.9, "Alarm when ActiveSessions ≥ ratio × maxActiveSessions.", minimum=0, maximum=1, exclusive_minimum=True, runtime=False),
-    Setting("connectionRefreshMinutes", int, 100, "Connection age at which connectionRefreshRequired is pushed.", minimum=1, maximum=120),
-    Setting("connectionWarningMinutes", int, 105, "Connection age from which connectionWarning is pushed.", minimum=1, maximum=120),
-    Setting("heartbeatTimeoutSeconds", int, 90, "Silence after which the sweeper closes a connection.", minimum=10),
-    Setting("metricsNamespace", str, "SessionManagement", "CloudWatch namespace of the custom metrics."),
+    Setting(
+        "sessionsPerHour", int, 50, "createSession calls allowed per user per hour.", minimum=1
+    ),
+    Setting(
+        "listenerJoinsPerMinute",
+        int,
+        10,
+        "joinSession calls allowed per client IP per minute.",
+        minimum=1,
+    ),
+    Setting(
+        "connectionAttemptsPerMinute",
+        int,
+        20,
+        "WebSocket handshakes allowed per client IP per minute.",
+        minimum=1,
+    ),
+    Setting(
+        "heartbeatsPerMinute",
+        int,
+        4,
+        "heartbeat messages allowed per connection per minute.",
+        minimum=1,
+    ),
+    Setting(
+        "sessionCreationP95Ms",
+        int,
+        2000,
+        "Alarm threshold: SessionCreationLatency p95 (ms).",
+        minimum=1,
+        runtime=False,
+    ),
+    Setting(
+        "listenerJoinP95Ms",
+        int,
+        1000,
+        "Alarm threshold: ListenerJoinLatency p95 (ms).",
+        minimum=1,
+        runtime=False,
+    ),
+    Setting(
+        "connectionErrorsPer5Min",
+        int,
+        100,
+        "Alarm threshold: ConnectionErrors per 5 minutes.",
+        minimum=1,
+        runtime=False,
+    ),
+    Setting(
+        "functionErrorsPer5Min",
+        int,
+        10,
+        "Alarm threshold: Lambda Errors per function per 5 minutes.",
+        minimum=1,
+        runtime=False,
+    ),
+    Setting(
+        "activeSessionsAlarmRatio",
+        float,
+        0.9,
+        "Alarm when ActiveSessions ≥ ratio × maxActiveSessions.",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+        runtime=False,
+    ),
+    Setting(
+        "connectionRefreshMinutes",
+        int,
+        100,
+        "Connection age at which connectionRefreshRequired is pushed.",
+        minimum=1,
+        maximum=120,
+    ),
+    Setting(
+        "connectionWarningMinutes",
+        int,
+        105,
+        "Connection age from which connectionWarning is pushed.",
+        minimum=1,
+        maximum=120,
+    ),
+    Setting(
+        "heartbeatTimeoutSeconds",
+        int,
+        90,
+        "Silence after which the sweeper closes a connection.",
+        minimum=10,
+    ),
+    Setting(
+        "metricsNamespace", str, "SessionManagement", "CloudWatch namespace of the custom metrics."
+    ),
     Setting("tracing", bool, True, "X-Ray active tracing on every function.", runtime=False),
-    Setting("ipHashKey", str, "", "HMAC key for IP and connection hashes; generated once per stack if unset.", secret=True),
-    Setting("authIssuer", str, "", "JWT issuer of speaker tokens; empty = the stack's Cognito user pool."),
-    Setting("authAudience", str, "", "JWT audience (client ID) of speaker tokens; empty = the stack's Cognito app client."),
-    Setting("authJwksUrl", str, "", "JWKS URL of the token issuer; empty = derived from the issuer."),
+    Setting(
+        "ipHashKey",
+        str,
+        "",
+        "HMAC key for IP and connection hashes; generated once per stack if unset.",
+        secret=True,
+    ),
+    Setting(
+        "authIssuer",
+        str,
+        "",
+        "JWT issuer of speaker tokens; empty = the stack's Cognito user pool.",
+    ),
+    Setting(
+        "authAudience",
+        str,
+        "",
+        "JWT audience (client ID) of speaker tokens; empty = the stack's Cognito app client.",
+    ),
+    Setting(
+        "authJwksUrl", str, "", "JWKS URL of the token issuer; empty = derived from the issuer."
+    ),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -1,0 +1,51 @@
+"""boto3 clients, created once per process and shared by every invocation.
+
+botocore's ``standard`` retry mode retries throttling and transient errors with backoff;
+short timeouts keep the worst case (attempts × timeouts + backoff) inside a function's
+timeout, so a failing dependency becomes SERVICE_UNAVAILABLE rather than a Lambda timeout.
+boto3 clients are thread-safe; the fan-out shares one across its worker threads.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from runtime.config import config
+
+RETRIES = {"mode": "standard", "max_attempts": 3}
+CLIENT_CONFIG = Config(
+    retries=RETRIES,  # type: ignore[arg-type]
+    connect_timeout=1,
+    read_timeout=2,
+    max_pool_connections=50,
+)
+
+
+@functools.cache
+def dynamodb() -> Any:
+    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+
+@functools.cache
+def cloudwatch() -> Any:
+    return boto3.client("cloudwatch", config=CLIENT_CONFIG)
+
+
+@functools.cache
+def connections() -> Any:
+    """The @connections API of this stage's WebSocket API."""
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=config().connections_endpoint or None,
+        config=CLIENT_CONFIG,
+    )
+
+
+def reset_clients() -> None:
+    """Forget the cached clients (tests that move endpoints or inject faults)."""
+    for factory in (dynamodb, cloudwatch, connections):
+        factory.cache_clear()

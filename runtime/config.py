@@ -1,0 +1,68 @@
+"""The functions' configuration, read once per process from environment variables.
+
+Every setting is parsed by the same model that ``components`` and ``local`` use
+(``runtime.settings``), so a default or a limit cannot differ between them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.settings import BY_KEY, SETTINGS, SettingsError
+from runtime.tables import CONNECTIONS, RATE_LIMITS, SESSIONS
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    stage: str
+    settings: dict[str, Any]
+    sessions_table: str
+    connections_table: str
+    rate_limits_table: str
+    connections_endpoint: str
+    ip_hash_key: bytes
+    auth_issuer: str
+    auth_audience: str
+    auth_jwks_url: str
+
+    def __getattr__(self, key: str) -> Any:
+        # config().maxActiveSessions etc.: settings by their DESIGN §6 key.
+        try:
+            return self.__dict__["settings"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _setting(key: str) -> Any:
+    setting = BY_KEY[key]
+    raw = os.environ.get(setting.env, "")
+    return setting.parse(raw) if raw.strip() else setting.default
+
+
+@functools.cache
+def config() -> RuntimeConfig:
+    """The process's configuration; ``config.cache_clear()`` re-reads it (tests)."""
+    stage = os.environ.get("STAGE", "dev")
+    settings = {s.key: _setting(s.key) for s in SETTINGS if s.runtime}
+    key = os.environ.get(BY_KEY["ipHashKey"].env, "")
+    if not key:
+        # A per-process random key would make hashes (and so rate-limit keys) differ between
+        # instances; refusing to start is safer than silently weakening the limits.
+        raise SettingsError("IP_HASH_KEY is not set: the functions need the stack's HMAC key")
+    issuer = settings["authIssuer"]
+    return RuntimeConfig(
+        stage=stage,
+        settings=settings,
+        sessions_table=os.environ.get(SESSIONS.env, SESSIONS.physical_name(stage)),
+        connections_table=os.environ.get(CONNECTIONS.env, CONNECTIONS.physical_name(stage)),
+        rate_limits_table=os.environ.get(RATE_LIMITS.env, RATE_LIMITS.physical_name(stage)),
+        connections_endpoint=os.environ.get("CONNECTIONS_ENDPOINT", ""),
+        ip_hash_key=key.encode(),
+        auth_issuer=issuer,
+        auth_audience=settings["authAudience"],
+        auth_jwks_url=settings["authJwksUrl"]
+        or (f"{issuer.rstrip('/')}/.well-known/jwks.json" if issuer else ""),
+    )

@@ -1,0 +1,307 @@
+"""The frame every handler runs in: log context, metrics buffer, error replies, latency.
+
+Handlers raise ``ServiceError`` for anything a client did wrong or a limit said no; this
+module turns it into the structured reply, a log line and the ConnectionErrors metric.
+A dependency still failing after botocore's retries becomes SERVICE_UNAVAILABLE and anything
+unexpected INTERNAL_ERROR, both logged with their stack trace. Nothing escapes as an unhandled
+exception, and metrics are published once, at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime import aws
+from runtime.config import config
+from runtime.errors import ErrorCode, ServiceError
+from runtime.hashing import connection_hash, ip_hash
+from runtime.metric_names import (
+    CONNECTION_ERRORS,
+    DEPENDENCY_FAILURES,
+    RATE_LIMIT_EXCEEDED,
+    MetricSpec,
+)
+from runtime.observability import logs
+from runtime.observability.logs import log
+from runtime.observability.metrics import MetricsBuffer
+from runtime.protocol import encode, error_message, parse_message
+
+# Error codes AWS returns when a dependency is overloaded or down (after botocore's retries).
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ResourceNotFoundException",
+        "TransactionInProgressException",
+    }
+)
+
+_cold_start = True
+
+
+@dataclass
+class Invocation:
+    """What a handler knows about the request it serves."""
+
+    event: dict[str, Any]
+    context: Any
+    operation: str
+    metrics: MetricsBuffer
+    request_id: str
+    connection_id: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def request_context(self) -> dict[str, Any]:
+        return self.event.get("requestContext") or {}
+
+    @property
+    def source_ip(self) -> str | None:
+        """The client IP. Never log or store it: use ``ip_hash``."""
+        return (self.request_context.get("identity") or {}).get("sourceIp")
+
+    @functools.cached_property
+    def ip_hash(self) -> str:
+        return ip_hash(self.source_ip)
+
+    @functools.cached_property
+    def connection_hash(self) -> str:
+        return connection_hash(self.connection_id)
+
+    @property
+    def connected_at_ms(self) -> int | None:
+        value = self.request_context.get("connectedAt")
+        return int(value) if isinstance(value, int | float) else None
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def bind(self, *, session_id: str | None = None, user_id: str | None = None) -> None:
+        """Name the session (it becomes the correlation ID) and the user in every later line."""
+        if session_id:
+            logs.bind(sessionId=session_id, correlationId=session_id)
+        if user_id:
+            logs.bind(userContext={"userId": user_id, "ipHash": self.ip_hash})
+
+    def count_dependency_failure(self, dependency: str, error: BaseException) -> None:
+        """A degradation the request survives: a WARN line and the DependencyFailures metric."""
+        log.bind(errorMessage=_describe(error)).warning(f"{dependency} failed; continuing degraded")
+        self.metrics.add(DEPENDENCY_FAILURES, 1, Operation=dependency)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        err = error.response.get("Error", {})
+        return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}"
+    return f"{type(error).__name__}: {error}"
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for AWS failures that mean 'try again later' rather than a bug."""
+    if isinstance(error, BotoCoreError):
+        return True
+    if isinstance(error, ClientError):
+        err = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return err.get("Code") in UNAVAILABLE_CODES or status >= 500
+    return False
+
+
+def _context_name(context: Any) -> str:
+    return getattr(context, "function_name", None) or "unknown"
+
+
+def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocation, Any]:
+    global _cold_start
+    cfg = config()
+    logs.configure(cfg.logLevel)
+    request_id = getattr(context, "aws_request_id", None) or (
+        event.get("requestContext") or {}
+    ).get("requestId", "unknown")
+    inv = Invocation(
+        event=event,
+        context=context,
+        operation=operation,
+        metrics=MetricsBuffer(cfg.metricsNamespace, cfg.stage),
+        request_id=str(request_id),
+        connection_id=str((event.get("requestContext") or {}).get("connectionId") or ""),
+    )
+    token = logs.start_invocation(
+        {
+            "function": _context_name(context),
+            "operation": operation,
+            "requestId": inv.request_id,
+            "correlationId": inv.connection_hash if inv.connection_id else inv.request_id,
+            "coldStart": _cold_start,
+        }
+    )
+    _cold_start = False
+    return inv, token
+
+
+def _finish(inv: Invocation, token: Any) -> None:
+    try:
+        publish_metrics(inv.metrics)
+    finally:
+        logs.end_invocation(token)
+
+
+def publish_metrics(metrics: MetricsBuffer) -> None:
+    """One PutMetricData call for everything buffered; a failure is logged, never raised."""
+    if not len(metrics):
+        return
+    try:
+        aws.cloudwatch().put_metric_data(
+            Namespace=metrics.namespace, MetricData=metrics.metric_data()
+        )
+    except Exception as error:
+        log.bind(errorMessage=_describe(error), errorCode="METRICS_PUBLISH_FAILED").warning(
+            "could not publish metrics; the request itself succeeded"
+        )
+    finally:
+        metrics.clear()
+
+
+def _to_service_error(error: Exception) -> ServiceError:
+    if isinstance(error, ServiceError):
+        return error
+    if is_unavailable(error):
+        return ServiceError(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable; please retry shortly.",
+            retryable=True,
+        )
+    return ServiceError(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred.")
+
+
+def record_error(inv: Invocation, error: ServiceError, cause: BaseException | None = None) -> None:
+    """Log an error reply (with the stack trace for 5xx) and count it."""
+    bound = log.bind(
+        errorCode=error.code.value,
+        errorMessage=error.message if cause is None else _describe(cause),
+        durationMs=inv.elapsed_ms(),
+        status=error.status,
+    )
+    if error.status >= 500:
+        bound.opt(exception=cause or error).error(f"{inv.operation} failed: {error.code.value}")
+        if cause is not None and is_unavailable(cause):
+            inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=inv.operation)
+    else:
+        bound.warning(f"{inv.operation} rejected: {error.code.value}")
+    inv.metrics.add(CONNECTION_ERRORS, 1, ErrorCode=error.code.value)
+    if error.code is ErrorCode.RATE_LIMIT_EXCEEDED:
+        inv.metrics.add(RATE_LIMIT_EXCEEDED, 1, Operation=inv.operation)
+
+
+def message_route(
+    operation: str, *, latency: MetricSpec | None = None
+) -> Callable[
+    [Callable[[Invocation, dict[str, Any]], dict[str, Any]]], Callable[..., dict[str, Any]]
+]:
+    """Wrap ``fn(invocation, message) -> reply`` as a Lambda handler for a two-way route.
+
+    The client always gets exactly one reply: ``fn``'s message, or a structured error.
+    """
+
+    def decorate(
+        fn: Callable[[Invocation, dict[str, Any]], dict[str, Any]],
+    ) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(fn)
+        def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+            inv, token = _begin(event, context, operation)
+            try:
+                try:
+                    reply = fn(inv, parse_message(event.get("body")))
+                except Exception as error:
+                    service_error = _to_service_error(error)
+                    record_error(inv, service_error, None if error is service_error else error)
+                    return {
+                        "statusCode": service_error.status,
+                        "body": encode(error_message(service_error, inv.request_id)),
+                    }
+                if latency is not None:
+                    inv.metrics.add(latency, inv.elapsed_ms())
+                log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{operation} succeeded")
+                return {"statusCode": 200, "body": encode(reply)}
+            finally:
+                _finish(inv, token)
+
+        return handler
+
+    return decorate
+
+
+def connection_event(
+    operation: str, *, latency: MetricSpec | None = None
+) -> Callable[[Callable[[Invocation], None]], Callable[..., dict[str, Any]]]:
+    """Wrap ``fn(invocation)`` as the ``$connect`` or ``$disconnect`` handler.
+
+    A ServiceError from ``$connect`` rejects the handshake with its status; the body carries
+    the structured error for clients that can read it.
+    """
+
+    def decorate(fn: Callable[[Invocation], None]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(fn)
+        def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+            inv, token = _begin(event, context, operation)
+            try:
+                try:
+                    fn(inv)
+                except Exception as error:
+                    service_error = _to_service_error(error)
+                    record_error(inv, service_error, None if error is service_error else error)
+                    return {
+                        "statusCode": service_error.status,
+                        "body": encode(error_message(service_error, inv.request_id)),
+                    }
+                if latency is not None:
+                    inv.metrics.add(latency, inv.elapsed_ms())
+                log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{operation} succeeded")
+                return {"statusCode": 200}
+            finally:
+                _finish(inv, token)
+
+        return handler
+
+    return decorate
+
+
+def scheduled_job(
+    operation: str,
+) -> Callable[[Callable[[Invocation], dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Wrap ``fn(invocation) -> summary`` as a scheduled function.
+
+    A failure is logged with its stack trace and re-raised, so Lambda counts it in the
+    function's Errors metric and the error alarm can fire.
+    """
+
+    def decorate(fn: Callable[[Invocation], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        @functools.wraps(fn)
+        def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+            inv, token = _begin(event or {}, context, operation)
+            try:
+                try:
+                    summary = fn(inv)
+                except Exception as error:
+                    log.bind(durationMs=inv.elapsed_ms(), errorMessage=_describe(error)).opt(
+                        exception=error
+                    ).error(f"{operation} failed")
+                    raise
+                log.bind(durationMs=inv.elapsed_ms(), details=summary).info(f"{operation} finished")
+                return summary
+            finally:
+                _finish(inv, token)
+
+        return handler
+
+    return decorate

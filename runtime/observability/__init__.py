@@ -1,0 +1,1 @@
+"""Structured logs and buffered metrics (DESIGN §5)."""

@@ -1,0 +1,122 @@
+"""One JSON object per line on stdout, via loguru configured once per process.
+
+Per-invocation fields (function, operation, requestId, correlationId, coldStart, …) live in
+a ContextVar that a loguru patcher merges into every record, so any module can just log, and
+concurrent invocations on threads (the local stack) never mix their fields. Worker threads
+of one invocation run in a copy of its context (``contextvars.copy_context``) and share them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import sys
+import threading
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+_LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR", "SUCCESS": "INFO", "TRACE": "DEBUG"}
+_TO_LOGURU = {"WARN": "WARNING"}
+_configured = False
+_lock = threading.Lock()
+
+# Fields a log line may carry; anything else passed to ``bind`` is dropped, so nothing
+# unreviewed (a raw IP, a token) can leak into CloudWatch by accident.
+FIELDS = (
+    "function",
+    "operation",
+    "requestId",
+    "correlationId",
+    "coldStart",
+    "durationMs",
+    "errorCode",
+    "errorMessage",
+    "stackTrace",
+    "sessionId",
+    "userContext",
+    "route",
+    "status",
+    "details",
+)
+
+
+_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "invocation_log_fields", default=None
+)
+
+
+def start_invocation(fields: dict[str, Any]) -> contextvars.Token[dict[str, Any] | None]:
+    """Begin an invocation's log context; pass the token to ``end_invocation``."""
+    return _fields.set(dict(fields))
+
+
+def end_invocation(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _fields.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add fields (e.g. sessionId, userContext) to every later line of this invocation."""
+    current = _fields.get()
+    if current is not None:
+        current.update({k: v for k, v in fields.items() if v is not None})
+
+
+def current_fields() -> dict[str, Any]:
+    return dict(_fields.get() or {})
+
+
+def _patch(record: Any) -> None:
+    context = _fields.get()
+    if context:
+        record["extra"] = {**context, **record["extra"]}
+
+
+def _json_line(record: Any) -> str:
+    when: datetime = record["time"].astimezone(UTC)
+    level = _LEVELS.get(record["level"].name, record["level"].name)
+    line: dict[str, Any] = {
+        "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+        "level": level,
+        "message": record["message"],
+    }
+    extra = record["extra"]
+    for field in FIELDS:
+        if field in extra and extra[field] is not None:
+            line[field] = extra[field]
+    exc = record["exception"]
+    if exc is not None and exc.type is not None:
+        line["stackTrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        line.setdefault("errorMessage", f"{exc.type.__name__}: {exc.value}")
+    return json.dumps(line, default=str, ensure_ascii=False) + "\n"
+
+
+def _sink(message: Any) -> None:
+    # sys.stdout is looked up per call so test capture and the local stack's redirection work.
+    sys.stdout.write(_json_line(message.record))
+    sys.stdout.flush()
+
+
+def configure(level: str = "INFO") -> None:
+    """Install the JSON sink once per process (later calls only change nothing)."""
+    global _configured
+    with _lock:
+        if _configured:
+            return
+        logger.remove()
+        logger.configure(patcher=_patch)
+        logger.add(_sink, level=_TO_LOGURU.get(level, level), format="{message}", catch=True)
+        _configured = True
+
+
+def reconfigure(level: str) -> None:
+    """Replace the sink's level (tests and the local stack's --set logLevel)."""
+    global _configured
+    with _lock:
+        _configured = False
+    configure(level)
+
+
+log = logger

@@ -1,0 +1,123 @@
+"""The wire protocol of DESIGN §3: parsing client frames and building server messages."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from runtime.errors import ErrorCode, ServiceError
+
+# API Gateway rejects WebSocket messages over 128 KB; the service holds itself to the same.
+MAX_MESSAGE_BYTES = 128 * 1024
+# Client-supplied values echoed back in error details are cut to this length.
+_ECHO_CHARS = 64
+ACTIONS = ("createSession", "joinSession", "heartbeat", "refreshConnection")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_message(body: Any) -> dict[str, Any]:
+    """A client frame as a JSON object, or INVALID_MESSAGE saying why not."""
+    if body is None or body == "":
+        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message is empty; send a JSON object.")
+    if not isinstance(body, str):
+        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message must be a JSON text frame.")
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+            maxBytes=MAX_MESSAGE_BYTES,
+        )
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers malformed JSON and integers too long to convert;
+        # RecursionError covers pathological nesting.
+        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message is not valid JSON.") from None
+    if not isinstance(message, dict):
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The message must be a JSON object, not {type(message).__name__}.",
+        )
+    return message
+
+
+def echo(value: Any) -> str:
+    """A client value made safe to echo back: a short string."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)[:_ECHO_CHARS]
+    return text[:_ECHO_CHARS]
+
+
+def require_action(message: dict[str, Any]) -> str:
+    action = message.get("action")
+    if not isinstance(action, str) or not action:
+        raise ServiceError(
+            ErrorCode.INVALID_ACTION,
+            "The message has no 'action'; use one of " + ", ".join(ACTIONS) + ".",
+            supportedActions=list(ACTIONS),
+        )
+    if action not in ACTIONS:
+        raise ServiceError(
+            ErrorCode.INVALID_ACTION,
+            f"Unknown action '{echo(action)}'; use one of " + ", ".join(ACTIONS) + ".",
+            action=echo(action),
+            supportedActions=list(ACTIONS),
+        )
+    return action
+
+
+def require_string(message: dict[str, Any], field: str, *, max_length: int = 64) -> str:
+    """A required string field, or INVALID_PARAMETERS naming it."""
+    value = message.get(field)
+    if value is None:
+        raise ServiceError(ErrorCode.INVALID_PARAMETERS, f"'{field}' is required.", field=field)
+    if not isinstance(value, str) or not value.strip():
+        raise ServiceError(
+            ErrorCode.INVALID_PARAMETERS, f"'{field}' must be a non-empty string.", field=field
+        )
+    if len(value) > max_length:
+        raise ServiceError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"'{field}' is longer than {max_length} characters.",
+            field=field,
+        )
+    return value
+
+
+def optional_choice(
+    message: dict[str, Any], field: str, choices: tuple[str, ...], default: str
+) -> str:
+    value = message.get(field, default)
+    if value not in choices:
+        raise ServiceError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"'{field}' must be one of {', '.join(choices)}.",
+            field=field,
+            allowed=list(choices),
+        )
+    return value
+
+
+def server_message(message_type: str, **fields: Any) -> dict[str, Any]:
+    """A server → client message: a JSON object whose ``type`` names it, with a timestamp."""
+    return {"type": message_type, **fields, "timestamp": fields.get("timestamp", now_ms())}
+
+
+def error_message(error: ServiceError, request_id: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "code": error.code.value,
+        "status": error.status,
+        "message": error.message,
+        "requestId": request_id,
+        "timestamp": now_ms(),
+        "details": error.details,
+    }
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=str)
