@@ -8,6 +8,7 @@ the environment variable each table names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,15 @@ class Index:
     hash_key: str
     range_key: str | None = None
     projected: tuple[str, ...] = ()
+
+    def boto3_spec(self) -> dict[str, Any]:
+        keys = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
+        if self.range_key:
+            keys.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
+        projection: dict[str, Any] = {"ProjectionType": "ALL"}
+        if self.projected:
+            projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(self.projected)}
+        return {"IndexName": self.name, "KeySchema": keys, "Projection": projection}
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,20 @@ class Table:
         for index in self.indexes:
             names += [index.hash_key] + ([index.range_key] if index.range_key else [])
         return {n: ("N" if n in self.numbers else "S") for n in dict.fromkeys(names)}
+
+    def create_table_kwargs(self, stage: str) -> dict[str, Any]:
+        """This table as boto3 ``create_table`` arguments (on-demand billing)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.physical_name(stage),
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t} for n, t in self.key_attributes.items()
+            ],
+            "KeySchema": [{"AttributeName": self.hash_key, "KeyType": "HASH"}],
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [index.boto3_spec() for index in self.indexes]
+        return kwargs
 
 
 # Sparse index over the sessions that are active: only active sessions carry ``activeShard``,

@@ -1,0 +1,396 @@
+"""Every read and write of the Sessions and Connections tables, one function per operation.
+
+Each function is one DynamoDB round trip (the fan-out's batched deletes excepted), and every
+capacity limit is a condition inside a write, never a read followed by a write. Attribute
+names here are the data contract of DESIGN §4.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from runtime import aws
+from runtime.config import config
+from runtime.tables import ACTIVE_SESSIONS_INDEX, LISTENERS_INDEX
+
+SPEAKER = "speaker"
+LISTENER = "listener"
+ROLES = (SPEAKER, LISTENER)
+# Only active sessions carry this attribute, so only they appear in the sparse index.
+ACTIVE_SHARD = "active"
+# The item in the Sessions table that counts active sessions (its key can never be a
+# valid session ID, so no client can address it).
+COUNTERS_KEY = "#counters"
+_BATCH = 25  # BatchWriteItem's limit
+_BATCH_ROUNDS = 5  # bounded retries of UnprocessedItems
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class ConditionFailed(Exception):
+    """A conditional write said no; ``item`` is the item as it was, when DynamoDB returned it."""
+
+    def __init__(
+        self, item: dict[str, Any] | None = None, reasons: list[str] | None = None
+    ) -> None:
+        super().__init__("condition failed")
+        self.item = item
+        self.reasons = reasons or []
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not item:
+        return None
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    # DynamoDB numbers arrive as Decimal; everything this service stores is an integer.
+    if hasattr(value, "to_integral_value"):
+        return int(value)
+    return value
+
+
+def _values(**values: Any) -> dict[str, Any]:
+    return {f":{k}": _serializer.serialize(v) for k, v in values.items()}
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+def ttl_from_now() -> int:
+    """Epoch seconds when a record expires: ``dataRetentionHours`` from now."""
+    return now_s() + config().dataRetentionHours * 3600
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+def put_connection(
+    connection_id: str, *, connected_at_ms: int, ip_hash: str, user_id: str | None
+) -> None:
+    aws.dynamodb().put_item(
+        TableName=config().connections_table,
+        Item=to_item(
+            {
+                "connectionId": connection_id,
+                "connectedAt": connected_at_ms,
+                "lastSeenAt": connected_at_ms,
+                "ipHash": ip_hash,
+                "userId": user_id,
+                "ttl": ttl_from_now(),
+            }
+        ),
+    )
+
+
+def get_connection(connection_id: str) -> dict[str, Any] | None:
+    response = aws.dynamodb().get_item(
+        TableName=config().connections_table,
+        Key=to_item({"connectionId": connection_id}),
+        ConsistentRead=True,
+    )
+    return from_item(response.get("Item"))
+
+
+def claim_role(
+    connection_id: str, *, role: str, session_id: str, target_language: str | None = None
+) -> None:
+    """Give a connection its one role; ConditionFailed (with the old item) if it has one."""
+    names = {"#role": "role"}
+    expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl"
+    names["#ttl"] = "ttl"
+    values = {"role": role, "sid": session_id, "ttl": ttl_from_now()}
+    if target_language:
+        expression += ", targetLanguage = :lang"
+        values["lang"] = target_language
+    try:
+        aws.dynamodb().update_item(
+            TableName=config().connections_table,
+            Key=to_item({"connectionId": connection_id}),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_not_exists(#role)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_values(**values),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            raise ConditionFailed(from_item(error.response.get("Item"))) from None
+        raise
+
+
+def release_role(connection_id: str, *, session_id: str) -> None:
+    """Undo ``claim_role`` (compensation when the session side of a join failed)."""
+    try:
+        aws.dynamodb().update_item(
+            TableName=config().connections_table,
+            Key=to_item({"connectionId": connection_id}),
+            UpdateExpression="REMOVE #role, sessionId, targetLanguage",
+            ConditionExpression="sessionId = :sid",
+            ExpressionAttributeNames={"#role": "role"},
+            ExpressionAttributeValues=_values(sid=session_id),
+        )
+    except ClientError as error:
+        if not _condition_failed(error):
+            raise
+
+
+def delete_connection(connection_id: str) -> dict[str, Any] | None:
+    """Delete a connection record; returns it as it was (None if already gone: idempotent)."""
+    response = aws.dynamodb().delete_item(
+        TableName=config().connections_table,
+        Key=to_item({"connectionId": connection_id}),
+        ReturnValues="ALL_OLD",
+    )
+    return from_item(response.get("Attributes"))
+
+
+def listener_connections(session_id: str) -> Iterator[dict[str, Any]]:
+    """Every listener connection record of a session, through the GSI, page by page."""
+    kwargs: dict[str, Any] = {
+        "TableName": config().connections_table,
+        "IndexName": LISTENERS_INDEX.name,
+        "KeyConditionExpression": "sessionId = :sid",
+        "ExpressionAttributeValues": _values(sid=session_id),
+    }
+    while True:
+        page = aws.dynamodb().query(**kwargs)
+        for item in page.get("Items", []):
+            record = from_item(item)
+            if record and record.get("role") == LISTENER:
+                yield record
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def delete_connections(connection_ids: list[str]) -> int:
+    """Delete many connection records, 25 per BatchWriteItem; returns the number of calls."""
+    calls = 0
+    table = config().connections_table
+    for start in range(0, len(connection_ids), _BATCH):
+        requests = [
+            {"DeleteRequest": {"Key": to_item({"connectionId": cid})}}
+            for cid in connection_ids[start : start + _BATCH]
+        ]
+        pending: dict[str, Any] = {table: requests}
+        for _ in range(_BATCH_ROUNDS):
+            calls += 1
+            response = aws.dynamodb().batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(0.05 * calls)
+    return calls
+
+
+# ---------------------------------------------------------------------------- sessions
+
+
+def get_session(session_id: str) -> dict[str, Any] | None:
+    response = aws.dynamodb().get_item(
+        TableName=config().sessions_table,
+        Key=to_item({"sessionId": session_id}),
+        ConsistentRead=True,
+    )
+    return from_item(response.get("Item"))
+
+
+def create_session(session: dict[str, Any], *, max_active: int) -> None:
+    """Create a session and make its connection the speaker, atomically, in one transaction.
+
+    Three parts: the active-sessions counter (< ``max_active``), the new session item (its ID
+    must be unused) and the speaker's connection (must exist, without a role). ConditionFailed
+    ``reasons`` name the parts that failed: ``limit``, ``taken``, ``role``.
+    """
+    cfg = config()
+    connection_update = {
+        "Update": {
+            "TableName": cfg.connections_table,
+            "Key": to_item({"connectionId": session["speakerConnectionId"]}),
+            "UpdateExpression": "SET #role = :role, sessionId = :sid",
+            "ConditionExpression": "attribute_exists(connectionId) AND attribute_not_exists(#role)",
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": _values(role=SPEAKER, sid=session["sessionId"]),
+        }
+    }
+    counter_update = {
+        "Update": {
+            "TableName": cfg.sessions_table,
+            "Key": to_item({"sessionId": COUNTERS_KEY}),
+            "UpdateExpression": "ADD activeSessions :one",
+            "ConditionExpression": "attribute_not_exists(activeSessions) OR activeSessions < :max",
+            "ExpressionAttributeValues": _values(one=1, max=max_active),
+        }
+    }
+    session_put = {
+        "Put": {
+            "TableName": cfg.sessions_table,
+            "Item": to_item({**session, "activeShard": ACTIVE_SHARD}),
+            "ConditionExpression": "attribute_not_exists(sessionId)",
+        }
+    }
+    try:
+        aws.dynamodb().transact_write_items(
+            TransactItems=[counter_update, session_put, connection_update]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        codes = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+        reasons = [
+            name
+            for name, code in zip(("limit", "taken", "role"), codes, strict=False)
+            if code == "ConditionalCheckFailed"
+        ]
+        if not reasons:
+            raise
+        raise ConditionFailed(reasons=reasons) from None
+
+
+def add_listener(session_id: str, *, max_listeners: int) -> dict[str, Any]:
+    """Count one more listener if the session is active and not full; returns the new item.
+
+    ConditionFailed carries the old item (None when the session does not exist).
+    """
+    try:
+        response = aws.dynamodb().update_item(
+            TableName=config().sessions_table,
+            Key=to_item({"sessionId": session_id}),
+            UpdateExpression="ADD listenerCount :one",
+            ConditionExpression="isActive = :true AND listenerCount < :max",
+            ExpressionAttributeValues=_values(one=1, true=True, max=max_listeners),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            raise ConditionFailed(from_item(error.response.get("Item"))) from None
+        raise
+    item = from_item(response.get("Attributes"))
+    assert item is not None
+    return item
+
+
+def remove_listener(session_id: str) -> int | None:
+    """Count one listener fewer, never below zero; returns the new count (None if none left)."""
+    try:
+        response = aws.dynamodb().update_item(
+            TableName=config().sessions_table,
+            Key=to_item({"sessionId": session_id}),
+            UpdateExpression="ADD listenerCount :minus",
+            ConditionExpression="listenerCount > :zero",
+            ExpressionAttributeValues=_values(minus=-1, zero=0),
+            ReturnValues="UPDATED_NEW",
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            return None
+        raise
+    return (from_item(response.get("Attributes")) or {}).get("listenerCount")
+
+
+_END_SESSION = "SET isActive = :false, endReason = :reason, endedAt = :now REMOVE activeShard"
+
+
+def end_session(session_id: str, *, speaker_connection_id: str | None, reason: str) -> bool:
+    """Mark a session inactive and release its slot in the active-sessions counter.
+
+    With ``speaker_connection_id`` the session ends only if that connection is still its
+    speaker (a refreshed speaker's old connection must not end it). Returns False if the
+    session was already ended (redelivery) or has another speaker.
+    """
+    cfg = config()
+    condition = "isActive = :true"
+    values: dict[str, Any] = {
+        "true": True,
+        "false": False,
+        "reason": reason,
+        "now": int(time.time() * 1000),
+    }
+    if speaker_connection_id:
+        condition += " AND speakerConnectionId = :speaker"
+        values["speaker"] = speaker_connection_id
+    try:
+        aws.dynamodb().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": cfg.sessions_table,
+                        "Key": to_item({"sessionId": session_id}),
+                        "UpdateExpression": _END_SESSION,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": _values(**values),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": cfg.sessions_table,
+                        "Key": to_item({"sessionId": COUNTERS_KEY}),
+                        "UpdateExpression": "ADD activeSessions :minus",
+                        "ConditionExpression": "activeSessions > :zero",
+                        "ExpressionAttributeValues": _values(minus=-1, zero=0),
+                    }
+                },
+            ]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        codes = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+        if codes and codes[0] == "ConditionalCheckFailed":
+            return False
+        # The counter was already 0 (drift): end the session anyway; the sweeper reconciles.
+        return _end_session_only(session_id, condition, values)
+    return True
+
+
+def _end_session_only(session_id: str, condition: str, values: dict[str, Any]) -> bool:
+    try:
+        aws.dynamodb().update_item(
+            TableName=config().sessions_table,
+            Key=to_item({"sessionId": session_id}),
+            UpdateExpression=_END_SESSION,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_values(**values),
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
+
+
+def active_sessions() -> Iterator[dict[str, Any]]:
+    """Every active session (sparse index: bounded by maxActiveSessions, not by history)."""
+    kwargs: dict[str, Any] = {
+        "TableName": config().sessions_table,
+        "IndexName": ACTIVE_SESSIONS_INDEX.name,
+        "KeyConditionExpression": "activeShard = :shard",
+        "ExpressionAttributeValues": _values(shard=ACTIVE_SHARD),
+    }
+    while True:
+        page = aws.dynamodb().query(**kwargs)
+        for item in page.get("Items", []):
+            record = from_item(item)
+            if record:
+                yield record
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
