@@ -1,0 +1,1 @@
+"""Measurement tooling: AWS call counts per operation and benchmarks (``make bench``)."""
