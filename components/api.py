@@ -1,0 +1,505 @@
+"""SessionApi: the tables, the WebSocket API, one MonitoredFunction per route and the auth.
+
+Everything is rendered from the runtime's contracts: tables from ``runtime.tables.TABLES``,
+routes and scheduled jobs from ``runtime.routes``, environment from the settings model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.function import MonitoredFunction, MonitoredFunctionArgs, log_retention_days
+from components.packaging import LambdaArchive
+from components.stack_settings import StackConfig
+from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
+from runtime.settings import BY_KEY, PROJECT, StackSettings
+from runtime.tables import TABLES, Table
+
+COMPONENT_TYPE = "session-management:components:SessionApi"
+
+ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+# Two-way routes answer with the handler's return body through this route response.
+DEFAULT_ROUTE_RESPONSE_KEY = "$default"
+# API Gateway's default account-level limits; a stage limit above them has no effect.
+ACCOUNT_RATE_LIMIT = 10_000
+ACCOUNT_BURST_LIMIT = 5_000
+MIN_STAGE_RATE_LIMIT = 50
+THROTTLE_HEADROOM = 2
+API_GATEWAY_LOGS_POLICY = "iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+# API Gateway access-log fields. No source IP and no connection ID: like the functions'
+# logs (DESIGN §5), access logs carry neither.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "requestTime": "$context.requestTime",
+    "requestTimeEpoch": "$context.requestTimeEpoch",
+    "stage": "$context.stage",
+    "eventType": "$context.eventType",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "messageId": "$context.messageId",
+    "integrationStatus": "$context.integration.status",
+    "integrationLatency": "$context.integration.latency",
+    "integrationError": "$context.integration.error",
+    "errorMessage": "$context.error.message",
+    "errorType": "$context.error.responseType",
+}
+
+
+def stage_throttling(settings: StackSettings) -> tuple[float, int]:
+    """(rate, burst) for the stage's default route settings.
+
+    Sized from the capacity limits: a full deployment (every session at its listener limit,
+    plus speakers) heartbeating at the allowed rate, with headroom. Throttling guards against
+    runaway clients; capacity itself is enforced by the functions, atomically in DynamoDB.
+    """
+    connections = settings.maxActiveSessions * (settings.maxListenersPerSession + 1)
+    steady = connections * settings.heartbeatsPerMinute / 60
+    rate = min(ACCOUNT_RATE_LIMIT, max(MIN_STAGE_RATE_LIMIT, math.ceil(steady * THROTTLE_HEADROOM)))
+    burst = min(ACCOUNT_BURST_LIMIT, 2 * rate)
+    return float(rate), burst
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Where speaker tokens come from: the stack's Cognito pool, or an external issuer."""
+
+    issuer: pulumi.Output[str]
+    audience: pulumi.Output[str]
+    jwks_url: pulumi.Output[str]
+
+
+@dataclass
+class SessionApiArgs:
+    """Inputs of a SessionApi."""
+
+    config: StackConfig
+    archive: LambdaArchive
+    alarm_topic_arn: pulumi.Input[str]
+
+
+class SessionApi(pulumi.ComponentResource):
+    """The deployed service: DynamoDB tables, the WebSocket API, its functions and auth."""
+
+    tables: dict[str, aws.dynamodb.Table]
+    functions: dict[str, MonitoredFunction]
+    api: aws.apigatewayv2.Api
+    stage: aws.apigatewayv2.Stage
+    user_pool: aws.cognito.UserPool | None
+    user_pool_client: aws.cognito.UserPoolClient | None
+
+    def __init__(
+        self, name: str, args: SessionApiArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._args = args
+        self.settings = args.config.settings
+        self.stage_name = self.settings.stack
+        self.prefix = f"{PROJECT}-{self.stage_name}"
+        self.tags = {"project": PROJECT, "stack": self.stage_name}
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.log_retention_days = log_retention_days(self.settings.dataRetentionHours)
+        self.archive_sha256 = args.archive.sha256
+
+        self.tables = self._tables()
+        self.ip_hash_key = self._ip_hash_key()
+        self.user_pool, self.user_pool_client, self.auth = self._auth()
+        self.api = self._api()
+        # https://{api_id}.execute-api.{region}.amazonaws.com/{stage}, for the @connections API.
+        self.connections_url = self.api.api_endpoint.apply(
+            lambda endpoint: "https://" + endpoint.split("://", 1)[-1] + f"/{self.stage_name}"
+        )
+        self.connections_arn = pulumi.Output.concat(self.api.execution_arn, "/", self.stage_name)
+        self.functions = self._functions()
+        self.integrations, self.routes, self.route_responses, self.route_permissions = (
+            self._websocket_routes()
+        )
+        self.schedules, self.schedule_targets, self.schedule_permissions = self._schedules()
+        self.logging_role, self.logging_account = self._account_logging()
+        self.access_log_group, self.stage = self._stage()
+        self.websocket_url = self.stage.invoke_url
+
+        self.register_outputs(
+            {
+                "websocketUrl": self.websocket_url,
+                "connectionsUrl": self.connections_url,
+                "tableNames": {k: t.name for k, t in self.tables.items()},
+                "functionNames": {k: f.function.name for k, f in self.functions.items()},
+            }
+        )
+
+    # --- data -------------------------------------------------------------------------------
+
+    def _tables(self) -> dict[str, aws.dynamodb.Table]:
+        return {table.logical_name: self._table(table) for table in TABLES}
+
+    def _table(self, table: Table) -> aws.dynamodb.Table:
+        production = self.settings.is_production
+        return aws.dynamodb.Table(
+            table.logical_name,
+            name=table.physical_name(self.stage_name),
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=table.hash_key,
+            attributes=[
+                aws.dynamodb.TableAttributeArgs(name=name, type=kind)
+                for name, kind in table.key_attributes.items()
+            ],
+            global_secondary_indexes=[
+                aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                    name=index.name,
+                    key_schemas=[
+                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
+                            attribute_name=attribute, key_type=key_type
+                        )
+                        for attribute, key_type in (
+                            (index.hash_key, "HASH"),
+                            (index.range_key, "RANGE"),
+                        )
+                        if attribute
+                    ],
+                    projection_type="INCLUDE" if index.projected else "ALL",
+                    non_key_attributes=list(index.projected) or None,
+                )
+                for index in table.indexes
+            ]
+            or None,
+            ttl=aws.dynamodb.TableTtlArgs(attribute_name=table.ttl_attribute, enabled=True),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=production),
+            deletion_protection_enabled=production,
+            tags=self.tags,
+            opts=self._child,
+        )
+
+    def _ip_hash_key(self) -> pulumi.Output[str]:
+        """The configured HMAC key, or one generated once for this stack and kept in state."""
+        configured = self._args.config.ip_hash_key
+        if configured is not None:
+            return pulumi.Output.secret(configured)
+        generated = random.RandomPassword("ip-hash-key", length=64, special=False, opts=self._child)
+        return generated.result
+
+    # --- auth -------------------------------------------------------------------------------
+
+    def _auth(
+        self,
+    ) -> tuple[aws.cognito.UserPool | None, aws.cognito.UserPoolClient | None, AuthSettings]:
+        settings = self.settings
+        if settings.authIssuer:
+            issuer = settings.authIssuer.rstrip("/")
+            return (
+                None,
+                None,
+                AuthSettings(
+                    issuer=pulumi.Output.from_input(issuer),
+                    audience=pulumi.Output.from_input(settings.authAudience),
+                    jwks_url=pulumi.Output.from_input(
+                        settings.authJwksUrl or f"{issuer}/.well-known/jwks.json"
+                    ),
+                ),
+            )
+        pool, client = self._cognito()
+        # UserPool.endpoint is "cognito-idp.{region}.amazonaws.com/{pool_id}".
+        issuer = pulumi.Output.concat("https://", pool.endpoint)
+        return (
+            pool,
+            client,
+            AuthSettings(
+                issuer=issuer,
+                # Speakers send Cognito ID tokens, whose `aud` is the app client ID.
+                audience=client.id,
+                jwks_url=pulumi.Output.concat(issuer, "/.well-known/jwks.json"),
+            ),
+        )
+
+    def _cognito(self) -> tuple[aws.cognito.UserPool, aws.cognito.UserPoolClient]:
+        production = self.settings.is_production
+        pool = aws.cognito.UserPool(
+            "speakers",
+            name=f"{self.prefix}-speakers",
+            username_attributes=["email"],
+            auto_verified_attributes=["email"],
+            admin_create_user_config=aws.cognito.UserPoolAdminCreateUserConfigArgs(
+                allow_admin_create_user_only=True
+            ),
+            password_policy=aws.cognito.UserPoolPasswordPolicyArgs(
+                minimum_length=12,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_numbers=True,
+                require_symbols=False,
+                temporary_password_validity_days=7,
+            ),
+            account_recovery_setting=aws.cognito.UserPoolAccountRecoverySettingArgs(
+                recovery_mechanisms=[
+                    aws.cognito.UserPoolAccountRecoverySettingRecoveryMechanismArgs(
+                        name="verified_email", priority=1
+                    )
+                ]
+            ),
+            deletion_protection="ACTIVE" if production else "INACTIVE",
+            tags=self.tags,
+            opts=self._child,
+        )
+        client = aws.cognito.UserPoolClient(
+            "speakers-client",
+            name=f"{self.prefix}-speaker-app",
+            user_pool_id=pool.id,
+            generate_secret=False,
+            explicit_auth_flows=[
+                "ALLOW_USER_SRP_AUTH",
+                "ALLOW_USER_PASSWORD_AUTH",
+                "ALLOW_REFRESH_TOKEN_AUTH",
+            ],
+            prevent_user_existence_errors="ENABLED",
+            enable_token_revocation=True,
+            id_token_validity=60,
+            access_token_validity=60,
+            refresh_token_validity=30,
+            token_validity_units=aws.cognito.UserPoolClientTokenValidityUnitsArgs(
+                id_token="minutes",  # noqa: S106 - units, not secrets
+                access_token="minutes",  # noqa: S106
+                refresh_token="days",  # noqa: S106
+            ),
+            opts=self._child,
+        )
+        return pool, client
+
+    # --- functions --------------------------------------------------------------------------
+
+    def _api(self) -> aws.apigatewayv2.Api:
+        return aws.apigatewayv2.Api(
+            "websocket-api",
+            name=self.prefix,
+            description=f"Session management WebSocket API ({self.stage_name})",
+            protocol_type="WEBSOCKET",
+            route_selection_expression=ROUTE_SELECTION_EXPRESSION,
+            tags=self.tags,
+            opts=self._child,
+        )
+
+    def environment(self) -> dict[str, pulumi.Input[str]]:
+        """Every function's environment: the settings plus where its resources are."""
+        env: dict[str, pulumi.Input[str]] = dict(self.settings.runtime_environment())
+        env.update({table.env: self.tables[table.logical_name].name for table in TABLES})
+        env["CONNECTIONS_ENDPOINT"] = self.connections_url
+        env[BY_KEY["ipHashKey"].env] = self.ip_hash_key
+        env[BY_KEY["authIssuer"].env] = self.auth.issuer
+        env[BY_KEY["authAudience"].env] = self.auth.audience
+        env[BY_KEY["authJwksUrl"].env] = self.auth.jwks_url
+        return env
+
+    def function_name(self, function: Function) -> str:
+        return f"{self.prefix}-{function.name}"
+
+    def _functions(self) -> dict[str, MonitoredFunction]:
+        archive = self._args.archive
+        code = pulumi.FileArchive(str(archive.path))
+        environment = self.environment()
+        table_arns = {name: table.arn for name, table in self.tables.items()}
+        return {
+            function.name: MonitoredFunction(
+                function.name,
+                MonitoredFunctionArgs(
+                    function=function,
+                    function_name=self.function_name(function),
+                    code=code,
+                    source_code_hash=archive.source_code_hash,
+                    environment=environment,
+                    table_arns=table_arns,
+                    connections_arn=self.connections_arn,
+                    metrics_namespace=self.settings.metricsNamespace,
+                    log_retention_days=self.log_retention_days,
+                    tracing=self.settings.tracing,
+                    alarm_topic_arn=self._args.alarm_topic_arn,
+                    errors_threshold=self.settings.functionErrorsPer5Min,
+                    tags=self.tags,
+                ),
+                opts=self._child,
+            )
+            for function in ROUTES
+        }
+
+    # --- triggers ---------------------------------------------------------------------------
+
+    def _websocket_routes(
+        self,
+    ) -> tuple[
+        dict[str, aws.apigatewayv2.Integration],
+        dict[str, aws.apigatewayv2.Route],
+        dict[str, aws.apigatewayv2.RouteResponse],
+        dict[str, aws.lambda_.Permission],
+    ]:
+        integrations, routes, responses, permissions = {}, {}, {}, {}
+        for function in WEBSOCKET_ROUTES:
+            assert function.route_key  # WEBSOCKET_ROUTES only holds routed functions
+            target = self.functions[function.name].function
+            integration = aws.apigatewayv2.Integration(
+                f"{function.name}-integration",
+                api_id=self.api.id,
+                integration_type="AWS_PROXY",
+                integration_method="POST",
+                integration_uri=target.invoke_arn,
+                description=f"{function.route_key} → {function.handler}",
+                opts=self._child,
+            )
+            route = aws.apigatewayv2.Route(
+                f"{function.name}-route",
+                api_id=self.api.id,
+                route_key=function.route_key,
+                operation_name=function.operation,
+                target=pulumi.Output.concat("integrations/", integration.id),
+                route_response_selection_expression=(
+                    DEFAULT_ROUTE_RESPONSE_KEY if function.replies else None
+                ),
+                opts=self._child,
+            )
+            if function.replies:
+                responses[function.name] = aws.apigatewayv2.RouteResponse(
+                    f"{function.name}-route-response",
+                    api_id=self.api.id,
+                    route_id=route.id,
+                    route_response_key=DEFAULT_ROUTE_RESPONSE_KEY,
+                    opts=self._child,
+                )
+            # Only this API's stage, only this route, may invoke the function.
+            permissions[function.name] = aws.lambda_.Permission(
+                f"{function.name}-invoke",
+                action="lambda:InvokeFunction",
+                function=target.name,
+                principal="apigateway.amazonaws.com",
+                source_arn=pulumi.Output.concat(
+                    self.api.execution_arn, "/", self.stage_name, "/", function.route_key
+                ),
+                opts=self._child,
+            )
+            integrations[function.name] = integration
+            routes[function.name] = route
+        return integrations, routes, responses, permissions
+
+    def _schedules(
+        self,
+    ) -> tuple[
+        dict[str, aws.cloudwatch.EventRule],
+        dict[str, aws.cloudwatch.EventTarget],
+        dict[str, aws.lambda_.Permission],
+    ]:
+        rules, targets, permissions = {}, {}, {}
+        for function in SCHEDULED:
+            target = self.functions[function.name].function
+            rule = aws.cloudwatch.EventRule(
+                f"{function.name}-schedule",
+                name=self.function_name(function),
+                description=f"Runs {function.handler} {function.schedule}",
+                schedule_expression=function.schedule,
+                tags=self.tags,
+                opts=self._child,
+            )
+            targets[function.name] = aws.cloudwatch.EventTarget(
+                f"{function.name}-target",
+                rule=rule.name,
+                arn=target.arn,
+                target_id=function.name,
+                opts=self._child,
+            )
+            permissions[function.name] = aws.lambda_.Permission(
+                f"{function.name}-invoke",
+                action="lambda:InvokeFunction",
+                function=target.name,
+                principal="events.amazonaws.com",
+                source_arn=rule.arn,
+                opts=self._child,
+            )
+            rules[function.name] = rule
+        return rules, targets, permissions
+
+    # --- stage ------------------------------------------------------------------------------
+
+    def _account_logging(self) -> tuple[aws.iam.Role, aws.apigateway.Account]:
+        """The region-wide role API Gateway needs to write any CloudWatch logs.
+
+        It is an account setting, not a per-stack one: every stack sets it to an equivalent
+        role, and both are retained on destroy so tearing one stack down never breaks
+        another stack's access logging.
+        """
+        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        role = aws.iam.Role(
+            "apigateway-logs-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "apigateway.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            description="Lets API Gateway write access logs to CloudWatch Logs",
+            tags=self.tags,
+            opts=retained,
+        )
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        attachment = aws.iam.RolePolicyAttachment(
+            "apigateway-logs-policy",
+            role=role.name,
+            policy_arn=pulumi.Output.concat(
+                "arn:", partition.partition, ":", API_GATEWAY_LOGS_POLICY
+            ),
+            opts=retained,
+        )
+        account = aws.apigateway.Account(
+            "apigateway-account",
+            cloudwatch_role_arn=role.arn,
+            opts=pulumi.ResourceOptions.merge(
+                retained, pulumi.ResourceOptions(depends_on=[attachment])
+            ),
+        )
+        return role, account
+
+    def _stage(self) -> tuple[aws.cloudwatch.LogGroup, aws.apigatewayv2.Stage]:
+        access_logs = aws.cloudwatch.LogGroup(
+            "access-logs",
+            name=f"/aws/apigateway/{self.prefix}/access",
+            retention_in_days=self.log_retention_days,
+            tags=self.tags,
+            opts=self._child,
+        )
+        rate, burst = stage_throttling(self.settings)
+        stage = aws.apigatewayv2.Stage(
+            "stage",
+            api_id=self.api.id,
+            name=self.stage_name,
+            description=f"{self.stage_name} stage, redeployed on every route change",
+            auto_deploy=True,
+            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn,
+                format=json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":")),
+            ),
+            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
+                throttling_rate_limit=rate,
+                throttling_burst_limit=burst,
+                data_trace_enabled=False,
+                detailed_metrics_enabled=False,
+                logging_level="OFF",
+            ),
+            tags=self.tags,
+            # The first automatic deployment should already contain every route.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    self.logging_account,
+                    *self.routes.values(),
+                    *self.route_responses.values(),
+                    *self.integrations.values(),
+                ],
+            ),
+        )
+        return access_logs, stage

@@ -1,0 +1,288 @@
+"""MonitoredFunction: one Lambda function of the route table with everything it needs.
+
+Each function gets its own IAM role whose inline policy grants exactly what its route-table
+entry says it does, its own log group (created before the function, with the stack's
+retention), the function itself and an alarm on its Errors metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from runtime.routes import Function
+
+COMPONENT_TYPE = "session-management:components:MonitoredFunction"
+
+LAMBDA_RUNTIME = "python3.12"
+ARCHITECTURE = "arm64"
+# The retention values CloudWatch Logs accepts, in days.
+VALID_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+ERRORS_PERIOD_SECONDS = 300
+
+LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+# Actions that may target a table's indexes (``<table arn>/index/*``).
+INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})
+# The @connections API: POST sends a message, DELETE closes a connection.
+CONNECTION_METHODS = ("POST", "DELETE")
+PUT_METRIC_DATA = "cloudwatch:PutMetricData"
+XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+
+_ASSUME_ROLE_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+def log_retention_days(hours: int) -> int:
+    """The smallest retention CloudWatch accepts that keeps logs for at least ``hours``."""
+    days = max(1, math.ceil(hours / 24))
+    return next((d for d in VALID_RETENTION_DAYS if d >= days), VALID_RETENTION_DAYS[-1])
+
+
+def function_policy(
+    function: Function,
+    *,
+    log_group_arn: str,
+    table_arns: Mapping[str, str],
+    connections_arn: str | None,
+    metrics_namespace: str,
+    tracing: bool,
+) -> dict[str, Any]:
+    """The least-privilege policy document of one function.
+
+    ``table_arns`` maps logical table names to ARNs; ``connections_arn`` is the stage's
+    execute-api ARN (``arn:aws:execute-api:{region}:{account}:{api_id}/{stage}``).
+    Two grants need ``Resource: "*"`` because their APIs have no resource-level permissions:
+    ``cloudwatch:PutMetricData`` (narrowed by the ``cloudwatch:namespace`` condition to the
+    stack's namespace) and the X-Ray put actions (only when tracing is on).
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": list(LOG_ACTIONS),
+            "Resource": [log_group_arn, f"{log_group_arn}:*"],
+        }
+    ]
+    for table, actions in sorted(function.tables.items()):
+        arn = table_arns[table]
+        statements.append(
+            {
+                "Sid": f"{table}Table",
+                "Effect": "Allow",
+                "Action": sorted(set(actions)),
+                "Resource": [arn],
+            }
+        )
+        index_actions = sorted(INDEX_ACTIONS & set(actions))
+        if index_actions:
+            statements.append(
+                {
+                    "Sid": f"{table}Indexes",
+                    "Effect": "Allow",
+                    "Action": index_actions,
+                    "Resource": [f"{arn}/index/*"],
+                }
+            )
+    if function.manages_connections:
+        if not connections_arn:
+            raise ValueError(f"{function.name} manages connections but has no API to manage")
+        statements.append(
+            {
+                "Sid": "ManageOwnConnections",
+                "Effect": "Allow",
+                "Action": ["execute-api:ManageConnections"],
+                "Resource": [
+                    f"{connections_arn}/{method}/@connections/*" for method in CONNECTION_METHODS
+                ],
+            }
+        )
+    statements.append(
+        {
+            "Sid": "PutMetricsInOwnNamespace",
+            "Effect": "Allow",
+            "Action": [PUT_METRIC_DATA],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
+        }
+    )
+    if tracing:
+        statements.append(
+            {"Sid": "XRay", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"}
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+@dataclass
+class MonitoredFunctionArgs:
+    """Inputs of a MonitoredFunction."""
+
+    # The route-table entry: handler, memory, timeout, tables and actions, connections.
+    function: Function
+    # Physical function name; the log group is ``/aws/lambda/<function_name>``.
+    function_name: str
+    code: pulumi.Archive
+    # base64(sha256) of the archive, so an unchanged archive never shows a diff.
+    source_code_hash: str
+    environment: Mapping[str, pulumi.Input[str]]
+    # Logical table name → table ARN, for every table the stack has.
+    table_arns: Mapping[str, pulumi.Input[str]]
+    # The stage's execute-api ARN; needed only when the function manages connections.
+    connections_arn: pulumi.Input[str] | None
+    metrics_namespace: str
+    log_retention_days: int
+    tracing: bool
+    alarm_topic_arn: pulumi.Input[str]
+    errors_threshold: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class MonitoredFunction(pulumi.ComponentResource):
+    """A Lambda function with its role, least-privilege policy, log group and error alarm."""
+
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+    policy: aws.iam.RolePolicy
+    function: aws.lambda_.Function
+    errors_alarm: aws.cloudwatch.MetricAlarm
+
+    def __init__(
+        self,
+        name: str,
+        args: MonitoredFunctionArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.role, self.log_group, self.policy = self._identity(child)
+        self.function = self._function()
+        self.errors_alarm = self._errors_alarm(child)
+
+        self.function_name = self.function.name
+        self.arn = self.function.arn
+        self.invoke_arn = self.function.invoke_arn
+        self.register_outputs(
+            {
+                "functionName": self.function.name,
+                "arn": self.function.arn,
+                "roleArn": self.role.arn,
+                "logGroupName": self.log_group.name,
+                "errorsAlarmArn": self.errors_alarm.arn,
+            }
+        )
+
+    def _identity(
+        self, child: pulumi.ResourceOptions
+    ) -> tuple[aws.iam.Role, aws.cloudwatch.LogGroup, aws.iam.RolePolicy]:
+        """The role, the log group and the inline policy that ties the two together."""
+        args = self._args
+        role = aws.iam.Role(
+            f"{self._name}-role",
+            assume_role_policy=_ASSUME_ROLE_POLICY,
+            description=f"Execution role of {args.function_name}",
+            tags=dict(args.tags),
+            opts=child,
+        )
+        log_group = aws.cloudwatch.LogGroup(
+            f"{self._name}-logs",
+            name=f"/aws/lambda/{args.function_name}",
+            retention_in_days=args.log_retention_days,
+            tags=dict(args.tags),
+            opts=child,
+        )
+        tables = sorted(args.function.tables)
+        document = pulumi.Output.all(
+            log_group.arn,
+            args.connections_arn if args.function.manages_connections else None,
+            *[args.table_arns[t] for t in tables],
+        ).apply(
+            lambda values: json.dumps(
+                function_policy(
+                    args.function,
+                    log_group_arn=values[0],
+                    connections_arn=values[1],
+                    table_arns=dict(zip(tables, values[2:], strict=True)),
+                    metrics_namespace=args.metrics_namespace,
+                    tracing=args.tracing,
+                ),
+                sort_keys=True,
+            )
+        )
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-policy",
+            role=role.id,
+            policy=document,
+            opts=child,
+        )
+        return role, log_group, policy
+
+    def _function(self) -> aws.lambda_.Function:
+        args = self._args
+        return aws.lambda_.Function(
+            self._name,
+            name=args.function_name,
+            role=self.role.arn,
+            runtime=LAMBDA_RUNTIME,
+            architectures=[ARCHITECTURE],
+            handler=args.function.handler,
+            code=args.code,
+            source_code_hash=args.source_code_hash,
+            memory_size=args.function.memory_mb,
+            timeout=args.function.timeout_s,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(
+                mode="Active" if args.tracing else "PassThrough"
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="Text", log_group=self.log_group.name
+            ),
+            tags=dict(args.tags),
+            # The log group must exist first (else Lambda creates one without retention), and
+            # the policy too, so the first invocation already has its permissions.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group, self.policy]),
+        )
+
+    def _errors_alarm(self, child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
+        args = self._args
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-errors",
+            name=f"{args.function_name}-errors",
+            alarm_description=(
+                f"{args.function_name}: more than {args.errors_threshold} invocation errors "
+                "in 5 minutes"
+            ),
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": args.function_name},
+            statistic="Sum",
+            period=ERRORS_PERIOD_SECONDS,
+            evaluation_periods=1,
+            threshold=args.errors_threshold,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[args.alarm_topic_arn],
+            ok_actions=[args.alarm_topic_arn],
+            tags=dict(args.tags),
+            opts=child,
+        )
