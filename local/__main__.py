@@ -1,0 +1,166 @@
+"""``python -m local``: run the local stack, mint a token, or use the CLI client.
+
+python -m local [--stack dev] [--port 8080] [--aws-port 4566] [--set KEY=VALUE ...]
+python -m local token --user NAME [--port 8080]
+python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
+python -m local listen SESSION_ID --lang es [--url URL]
+python -m local bench [--listeners 100 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from local import console
+
+COMMANDS = ("token", "speak", "listen", "bench")
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run the whole service locally: embedded AWS (moto), the functions of the "
+        "route table, and a WebSocket gateway with API Gateway semantics. Other commands: "
+        + ", ".join(COMMANDS)
+        + " (python -m local COMMAND --help).",
+    )
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read")
+    parser.add_argument("--port", type=int, default=8080, help="WebSocket/HTTP port (0: any)")
+    parser.add_argument("--aws-port", type=int, default=4566, help="embedded AWS port (0: any)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set maxListenersPerSession=1000 (repeatable)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_positive,
+        default=600.0,
+        metavar="SECONDS",
+        help="close connections silent this long (API Gateway: 600)",
+    )
+    parser.add_argument(
+        "--max-connection",
+        type=_positive,
+        default=7200.0,
+        metavar="SECONDS",
+        help="close connections this old (API Gateway: 7200)",
+    )
+    parser.add_argument(
+        "--schedule-interval",
+        type=_positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="period of the scheduled functions and of TTL expiry (rate(1 minute): 60)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=64, help="concurrent function invocations (thread pool)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no stderr line per connect/disconnect"
+    )
+    return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _configure_logging() -> None:
+    # Library logging goes to stderr, warnings and up only: stdout is the functions' alone.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    for noisy in ("werkzeug", "urllib3", "websockets", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    from local.config import load_config
+    from local.stack import StackOptions, serve_until_signalled
+    from runtime.settings import SettingsError
+
+    args = serve_parser().parse_args(argv)
+    try:
+        config = load_config(args.stack, args.overrides)
+    except SettingsError as error:
+        console.say(f"error: {error}")
+        return 2
+    _configure_logging()
+    options = StackOptions(
+        port=args.port,
+        aws_port=args.aws_port,
+        idle_timeout_s=args.idle_timeout,
+        max_connection_s=args.max_connection,
+        schedule_interval_s=args.schedule_interval,
+        workers=max(1, args.workers),
+        announce=not args.quiet,
+    )
+    try:
+        return asyncio.run(serve_until_signalled(config, options))
+    except OSError as error:  # a port in use, mostly
+        console.say(f"error: {error}")
+        return 1
+
+
+def token_main(argv: Sequence[str]) -> int:
+    from local.tokens import DEFAULT_TTL_S, NoLocalStack, fetch_token
+
+    parser = argparse.ArgumentParser(
+        prog="python -m local token",
+        description="Print a speaker token accepted by the local stack running on --port.",
+    )
+    parser.add_argument("--user", required=True, help="the token's subject (speaker user ID)")
+    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
+    parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help="validity in seconds")
+    args = parser.parse_args(argv)
+    try:
+        print(fetch_token(args.user, args.port, ttl_s=args.ttl))
+    except NoLocalStack as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _client(name: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        from local import client
+
+        return client.main(name, argv)
+
+    return run
+
+
+def _bench(argv: Sequence[str]) -> int:
+    from local import bench
+
+    return bench.main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers: dict[str, Callable[[Sequence[str]], int]] = {
+        "token": token_main,
+        "speak": _client("speak"),
+        "listen": _client("listen"),
+        "bench": _bench,
+    }
+    if argv and argv[0] in handlers:
+        return handlers[argv[0]](argv[1:])
+    return serve_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The @connections management API: ``/{stage}/@connections/{connectionId}``.
+
+What boto3's ``apigatewaymanagementapi`` client calls with ``endpoint_url`` set to the
+gateway's ``http://127.0.0.1:{port}/{stage}``:
+
+* ``POST`` (PostToConnection): the body becomes one frame to the client; 200.
+* ``GET`` (GetConnection): ``ConnectedAt``, ``LastActiveAt``, ``Identity``; 200.
+* ``DELETE`` (DeleteConnection): closes the connection (``$disconnect`` follows); 204.
+
+An unknown, closing, closed or still-connecting ID is 410 with ``x-amzn-errortype:
+GoneException``, as on AWS. Request signatures are not checked.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from local.http import HttpRequest, HttpResponse, Route
+
+if TYPE_CHECKING:
+    from local.gateway import Gateway
+
+MAX_POST_BYTES = 128 * 1024
+_SEGMENT = "@connections"
+
+
+def _error(status: int, kind: str, message: str) -> HttpResponse:
+    return HttpResponse.json(status, {"message": message}, {"x-amzn-errortype": kind})
+
+
+def gone() -> HttpResponse:
+    # No connection ID in the message: callers log it, and raw IDs must never be logged.
+    return _error(410, "GoneException", "The connection is gone (closed, unknown or connecting)")
+
+
+def _iso(epoch_ms: int) -> str:
+    when = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def connection_id_of(path: str, stage: str) -> str | None:
+    """The connection ID in ``/{stage}/@connections/{id}`` (or ``/@connections/{id}``)."""
+    parts = path.split("/")
+    if len(parts) == 4 and parts[0] == "" and parts[1] == stage and parts[2] == _SEGMENT:
+        raw = parts[3]
+    elif len(parts) == 3 and parts[0] == "" and parts[1] == _SEGMENT:
+        raw = parts[2]
+    else:
+        return None
+    connection_id = urllib.parse.unquote(raw)
+    return connection_id or None
+
+
+def connections_route(gateway: Gateway) -> Route:
+    """The HTTP route serving the @connections API of ``gateway``."""
+
+    async def route(request: HttpRequest) -> HttpResponse | None:
+        connection_id = connection_id_of(request.path, gateway.options.stage)
+        if connection_id is None:
+            return None
+        if request.method == "POST" and len(request.body) > MAX_POST_BYTES:
+            return _error(413, "PayloadTooLargeException", "Request payload over 128 KB")
+        if request.method not in ("POST", "GET", "DELETE"):
+            return _error(405, "MethodNotAllowed", f"{request.method} is not supported here")
+        record = gateway.connected(connection_id)
+        if record is None:
+            return gone()
+        if request.method == "POST":
+            if not await gateway.post(record, request.body):
+                return gone()
+            return HttpResponse(200)
+        if request.method == "GET":
+            return HttpResponse.json(
+                200,
+                {
+                    "ConnectedAt": _iso(record.peer.connected_at),
+                    "LastActiveAt": _iso(record.last_active_ms),
+                    "Identity": {
+                        "SourceIp": record.peer.source_ip,
+                        "UserAgent": record.peer.user_agent,
+                    },
+                },
+            )
+        gateway.close_connection(record, 1000, "Connection deleted")
+        return HttpResponse(204)
+
+    return route

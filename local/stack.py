@@ -1,0 +1,251 @@
+"""The local stack: embedded AWS + token issuer + WebSocket gateway + scheduler, composed.
+
+Order matters: the ports are bound first (so URLs are known), then the functions'
+environment is set (before any handler module is imported), then tables and handlers, then
+the gateway starts serving and the banner goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from local import console
+from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
+from local.config import LocalConfig
+from local.control import control_routes
+from local.gateway import Gateway, GatewayOptions
+from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.scheduler import Scheduler
+from local.tokens import DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
+from runtime.routes import ROUTES
+from runtime.settings import BY_KEY
+from runtime.tables import TABLES
+
+BANNER_USER = "developer"
+# Variables that would send boto3 somewhere else than the embedded AWS.
+_FOREIGN_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    port: int = 8080
+    aws_port: int = 4566
+    host: str = "127.0.0.1"
+    idle_timeout_s: float = 600.0
+    max_connection_s: float = 7200.0
+    schedule_interval_s: float = 60.0
+    workers: int = DEFAULT_WORKERS
+    announce: bool = True
+
+
+def function_environment(
+    config: LocalConfig,
+    *,
+    aws_endpoint: str,
+    connections_endpoint: str,
+    issuer: str,
+    audience: str,
+    jwks_url: str,
+    ip_hash_key: str,
+) -> dict[str, str]:
+    """The environment every function sees, rendered from the settings model and tables."""
+    stage = config.stack
+    env = config.settings.runtime_environment()
+    env.update({table.env: table.physical_name(stage) for table in TABLES})
+    env.update(
+        {
+            "CONNECTIONS_ENDPOINT": connections_endpoint,
+            BY_KEY["ipHashKey"].env: ip_hash_key,
+            BY_KEY["authIssuer"].env: issuer,
+            BY_KEY["authAudience"].env: audience,
+            BY_KEY["authJwksUrl"].env: jwks_url,
+            "AWS_ENDPOINT_URL": aws_endpoint,
+            "AWS_DEFAULT_REGION": config.region,
+            "AWS_REGION": config.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_XRAY_SDK_ENABLED": "false",
+            **DUMMY_CREDENTIALS,
+        }
+    )
+    return env
+
+
+def apply_environment(env: Mapping[str, str]) -> None:
+    """Install ``env`` in this process, removing variables that point boto3 elsewhere."""
+    for name in list(os.environ):
+        if name in _FOREIGN_AWS_VARIABLES or name.startswith("AWS_ENDPOINT_URL_"):
+            del os.environ[name]
+    os.environ.update(env)
+
+
+class LocalStack:
+    """Everything ``python -m local`` runs, with ``start`` / ``stop``."""
+
+    def __init__(self, config: LocalConfig, options: StackOptions) -> None:
+        self.config = config
+        self.options = options
+        self.aws = EmbeddedAws(options.aws_port, config.region, options.host)
+        self.invoker = LambdaInvoker(config.stack, config.region, options.workers)
+        self.gateway: Gateway | None = None
+        self.scheduler: Scheduler | None = None
+        self.issuer: TokenIssuer | None = None
+        self.started_at = time.monotonic()
+
+    async def start(self) -> None:
+        cfg, opts = self.config, self.options
+        stage = cfg.stack
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.aws.start)
+        gateway_options = GatewayOptions(
+            stage=stage,
+            region=cfg.region,
+            host=opts.host,
+            port=opts.port,
+            idle_timeout_s=opts.idle_timeout_s,
+            max_connection_s=opts.max_connection_s,
+            announce=opts.announce,
+        )
+        # The gateway is built around late-bound pieces (label, routes) once the port is known.
+        gateway = Gateway(gateway_options, self.invoker)
+        gateway.bind()
+        base = f"http://{opts.host}:{gateway.port}"
+        self.issuer = TokenIssuer(
+            issuer=f"http://localhost:{gateway.port}/local-issuer/{stage}",
+            audience=f"session-management-local-{stage}",
+        )
+        if any(cfg.settings[k] for k in ("authIssuer", "authAudience", "authJwksUrl")):
+            console.say("note: the stack's auth settings are replaced by the local token issuer")
+        apply_environment(
+            function_environment(
+                cfg,
+                aws_endpoint=self.aws.endpoint,
+                connections_endpoint=gateway.connections_url,
+                issuer=self.issuer.issuer,
+                audience=self.issuer.audience,
+                jwks_url=base + JWKS_PATH,
+                ip_hash_key=cfg.settings["ipHashKey"] or secrets.token_hex(32),
+            )
+        )
+        await loop.run_in_executor(None, self.aws.create_tables, stage)
+        missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
+        for line in missing:
+            console.say(f"! handler not importable yet: {line}")
+        from runtime.hashing import connection_hash  # reads the environment set above
+
+        gateway.label = connection_hash
+        gateway.http.routes.extend(control_routes(self.issuer, self.info))
+        await gateway.start()
+        self.gateway = gateway
+        assert gateway.api is not None
+        self.scheduler = Scheduler(
+            gateway.api,
+            self.invoker,
+            opts.schedule_interval_s,
+            expire=lambda: self.aws.expire_items(stage),
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            open_now = self.gateway.open_count()
+            console.say(f"shutting down: closing {open_now} connection(s)")
+            await self.gateway.shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.invoker.shutdown)
+        await loop.run_in_executor(None, self.aws.stop)
+
+    def info(self) -> dict[str, Any]:
+        assert self.gateway is not None and self.issuer is not None
+        stage = self.config.stack
+        return {
+            "stack": stage,
+            "region": self.config.region,
+            "websocketUrl": self.gateway.websocket_url,
+            "connectionsUrl": self.gateway.connections_url,
+            "awsEndpoint": self.aws.endpoint,
+            "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
+            "issuer": self.issuer.issuer,
+            "audience": self.issuer.audience,
+            "tables": {t.logical_name: t.physical_name(stage) for t in TABLES},
+            "idleTimeoutSeconds": self.options.idle_timeout_s,
+            "maxConnectionSeconds": self.options.max_connection_s,
+            "scheduleIntervalSeconds": self.options.schedule_interval_s,
+            "pid": os.getpid(),
+        }
+
+    def banner(self) -> list[str]:
+        assert self.gateway is not None and self.issuer is not None
+        info = self.info()
+        took = time.monotonic() - self.started_at
+        port = self.gateway.port
+        token = self.issuer.mint(BANNER_USER, DEFAULT_TTL_S)
+        tables = ", ".join(info["tables"].values())
+        opts = self.options
+        return [
+            "",
+            f"session-management local stack '{info['stack']}' ready in {took:.1f}s "
+            f"(config: {', '.join(self.config.sources) or 'model defaults'})",
+            f"  WebSocket     {info['websocketUrl']}",
+            f"  @connections  {info['connectionsUrl']}/@connections/{{connectionId}}",
+            f"  AWS endpoint  {info['awsEndpoint']}  (region {info['region']}; tables {tables})",
+            f"  JWKS          {info['jwksUrl']}",
+            f"  limits        idle {opts.idle_timeout_s:g}s, max connection "
+            f"{opts.max_connection_s:g}s, message 128 KB, schedule every "
+            f"{opts.schedule_interval_s:g}s",
+            f"  speaker token (user '{BANNER_USER}', valid {DEFAULT_TTL_S // 60} min):",
+            token,
+            f"  try:  python -m local speak --url {info['websocketUrl']}",
+            f"        python -m local listen SESSION_ID --lang es --url {info['websocketUrl']}",
+            f"        python -m local token --user NAME --port {port}",
+            "stdout carries the functions' JSON log lines; Ctrl-C stops.",
+            "",
+        ]
+
+
+async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
+    """Run the stack until SIGINT/SIGTERM; shut down cleanly and return the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    first_signal: float | None = None
+
+    def on_signal() -> None:
+        nonlocal first_signal
+        now = time.monotonic()
+        if first_signal is None:
+            first_signal = now
+            stop.set()
+        elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
+            console.say("second signal: exiting without waiting")
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    for note in config.notes:
+        console.say(f"note: {note}")
+    stack = LocalStack(config, options)
+    try:
+        await stack.start()
+    except BaseException:
+        await stack.stop()
+        raise
+    console.block(stack.banner())
+    await stop.wait()
+    await stack.stop()
+    console.say("stopped")
+    return 0
