@@ -182,7 +182,8 @@ class SessionApi(pulumi.ComponentResource):
         if configured is not None:
             return pulumi.Output.secret(configured)
         generated = random.RandomPassword("ip-hash-key", length=64, special=False, opts=self._child)
-        return generated.result
+        # The provider marks `result` secret; say so here too, so it never depends on that.
+        return pulumi.Output.secret(generated.result)
 
     # --- auth -------------------------------------------------------------------------------
 

@@ -35,6 +35,26 @@ ACCOUNT = "123456789012"
 DEFAULT_REGION = "eu-west-1"
 
 
+# How the mock monitor hands over a secret value: {SECRET_SIG: SECRET_VALUE_SIG, "value": …}.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE_SIG
+
+
+def reveal(value: Any) -> Any:
+    """``value`` with every secret wrapper removed (tests assert on the plaintext)."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
 @dataclass
 class Resource:
     """One registered resource (custom or component)."""
@@ -48,6 +68,8 @@ class Resource:
     parent_urn: str
     dependencies: list[str]
     custom: bool
+    # Top-level properties the program passed as secrets.
+    secret_inputs: set[str] = field(default_factory=set)
 
     @property
     def parent_type(self) -> str:
@@ -245,17 +267,19 @@ def run_program(
     run = ProgramRun(stack=stack, config=config, outputs=outputs or {})
     for reg in monitor.registrations:
         state = registered.get(reg["urn"])
+        inputs = mocks.inputs.get((reg["type"], reg["name"]), {})
         run.resources.append(
             Resource(
                 type=reg["type"],
                 name=reg["name"],
-                inputs=mocks.inputs.get((reg["type"], reg["name"]), {}),
-                outputs=dict(state.state) if state else {},
+                inputs=reveal(inputs),
+                outputs=reveal(dict(state.state)) if state else {},
                 id=state.id if state else None,
                 urn=reg["urn"],
                 parent_urn=reg["parent"],
                 dependencies=reg["dependencies"],
                 custom=reg["custom"],
+                secret_inputs={k for k, v in inputs.items() if is_secret(v)},
             )
         )
     return run

@@ -1,0 +1,263 @@
+"""Stack configuration: the files agree with the settings model, and edits reach the resources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from components.function import log_retention_days
+from runtime.routes import ROUTES
+from runtime.settings import BY_KEY, PROJECT, SETTINGS, Setting, parse_settings
+from tests.infra.harness import ROOT, ProgramRun, policy_document, run_program, stack_file_config
+
+PULUMI_TYPES = {int: "integer", bool: "boolean", str: "string", float: "string"}
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+
+def project_file() -> dict:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+
+
+# --- the files ----------------------------------------------------------------------------------
+
+
+def test_project_file_runs_python_with_uv():
+    project = project_file()
+    assert project["name"] == PROJECT
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["toolchain"] == "uv"
+
+
+def test_project_file_declares_every_setting_with_the_models_type_and_default():
+    declared = project_file()["config"]
+    assert list(declared) == [s.key for s in SETTINGS]
+    for setting in SETTINGS:
+        entry = declared[setting.key]
+        assert entry["type"] == PULUMI_TYPES[setting.kind], setting.key
+        assert "default" in entry, f"{setting.key}: without a default Pulumi requires it"
+        # The CLI hands the program the default as a string; the model must read it back
+        # as exactly its own default.
+        raw = entry["default"]
+        as_cli_string = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        parsed = setting.parse(as_cli_string) if as_cli_string != "" else setting.default
+        assert parsed == setting.default, setting.key
+        assert entry.get("description"), setting.key
+        # Pulumi refuses a plaintext default for a `secret: true` key.
+        assert not entry.get("secret"), setting.key
+
+
+def test_there_are_dev_and_prod_stack_files():
+    assert {p.name for p in STACK_FILES} >= {"Pulumi.dev.yaml", "Pulumi.prod.yaml"}
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_stack_files_set_only_known_settings_with_valid_values(path: Path):
+    stack = path.name.split(".")[1]
+    config = stack_file_config(stack)
+    assert "aws:region" in config
+    namespaces = {key.split(":", 1)[0] for key in config}
+    assert namespaces <= {PROJECT, "aws"}, namespaces
+    raw = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+    assert set(raw) <= set(BY_KEY), set(raw) - set(BY_KEY)
+    assert not any(BY_KEY[k].secret for k in raw), "secrets never go in plaintext stack files"
+    parse_settings(stack, raw)  # raises on any invalid value
+
+
+def test_prod_sets_an_alarm_email():
+    assert stack_file_config("prod")[f"{PROJECT}:alarmEmail"]
+
+
+# --- invalid values stop the program with the key and the allowed range ---------------------------
+
+
+def invalid_values(setting: Setting) -> list[str]:
+    if setting.choices:
+        return ["TRACE"]
+    if setting.kind is bool:
+        return ["maybe"]
+    if setting.key == "alarmEmail":
+        return ["not-an-email"]
+    if setting.kind not in (int, float):
+        return []
+    values = ["many"]
+    if setting.kind is int:
+        values.append("2.5")
+    if setting.minimum is not None:
+        low = setting.minimum if setting.exclusive_minimum else setting.minimum - 1
+        values.append(str(int(low) if setting.kind is int else low))
+    if setting.maximum is not None:
+        values.append(str(int(setting.maximum) + 1))
+    return values
+
+
+INVALID = [(s, v) for s in SETTINGS for v in invalid_values(s)]
+
+
+@pytest.mark.parametrize(("setting", "value"), INVALID, ids=[f"{s.key}={v}" for s, v in INVALID])
+def test_each_invalid_value_fails_with_a_clear_message(setting: Setting, value: str):
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program("dev", {setting.key: value})
+    message = str(failure.value)
+    assert f"'{PROJECT}:{setting.key}'" in message
+    assert setting.allowed in message
+    assert value in message
+
+
+def test_a_misspelt_key_is_rejected_by_name():
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions"):
+        run_program("dev", {"maxActiveSesions": "250"})
+
+
+def test_prod_without_an_alarm_email_is_rejected():
+    with pytest.raises(pulumi.RunError, match="alarmEmail' is required in the prod stack"):
+        run_program("prod", remove=["alarmEmail"])
+
+
+def test_warning_before_refresh_is_rejected():
+    with pytest.raises(pulumi.RunError, match="connectionWarningMinutes' must be ≥"):
+        run_program("dev", {"connectionRefreshMinutes": 110, "connectionWarningMinutes": 105})
+
+
+def test_a_plaintext_ip_hash_key_is_rejected():
+    with pytest.raises(pulumi.RunError, match="--secret ipHashKey"):
+        run_program("dev", {"ipHashKey": "not-so-secret"})
+
+
+def test_an_issuer_without_audience_is_rejected():
+    with pytest.raises(pulumi.RunError, match="authAudience' is required when authIssuer"):
+        run_program("dev", {"authIssuer": "https://issuer.example.com"})
+
+
+# --- edits reach the resources --------------------------------------------------------------------
+
+
+def alarm_on(run: ProgramRun, metric: str):
+    return run.one(ALARM, metricName=metric, namespace=run_namespace(run))
+
+
+def run_namespace(run: ProgramRun) -> str:
+    return run.config.get(f"{PROJECT}:metricsNamespace", BY_KEY["metricsNamespace"].default)
+
+
+def test_active_sessions_threshold_follows_max_active_sessions():
+    run = run_program("dev", {"maxActiveSessions": 250})
+    assert alarm_on(run, "ActiveSessions")["threshold"] == 225
+    assert (
+        run.one("aws:lambda/function:Function", name=f"{PROJECT}-dev-connect")["environment"][
+            "variables"
+        ]["MAX_ACTIVE_SESSIONS"]
+        == "250"
+    )
+
+
+def test_default_ratio_and_limit_give_a_whole_threshold(dev):
+    # 0.9 × 100 is 90.00000000000001 in floating point; the alarm must still fire at 90.
+    assert alarm_on(dev, "ActiveSessions")["threshold"] == 90
+
+
+def test_alarm_thresholds_follow_config_edits():
+    run = run_program(
+        "dev",
+        {
+            "sessionCreationP95Ms": 1500,
+            "listenerJoinP95Ms": 750,
+            "connectionErrorsPer5Min": 42,
+            "functionErrorsPer5Min": 3,
+            "activeSessionsAlarmRatio": 0.5,
+            "metricsNamespace": "Sessions/Test",
+        },
+    )
+    assert alarm_on(run, "SessionCreationLatency")["threshold"] == 1500
+    assert alarm_on(run, "ListenerJoinLatency")["threshold"] == 750
+    assert alarm_on(run, "ConnectionErrors")["threshold"] == 42
+    assert alarm_on(run, "ActiveSessions")["threshold"] == 50
+    lambda_alarms = [a for a in run.of_type(ALARM) if a["namespace"] == "AWS/Lambda"]
+    assert len(lambda_alarms) == len(ROUTES)
+    assert {a["threshold"] for a in lambda_alarms} == {3}
+    for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
+        statements = policy_document(policy)["Statement"]
+        metrics = next(s for s in statements if s["Action"] == ["cloudwatch:PutMetricData"])
+        assert metrics["Condition"]["StringEquals"]["cloudwatch:namespace"] == "Sessions/Test"
+
+
+def test_alarm_email_adds_a_subscription_in_any_stack():
+    run = run_program("dev", {"alarmEmail": "oncall@example.org"})
+    subscription = run.one("aws:sns/topicSubscription:TopicSubscription")
+    assert subscription["endpoint"] == "oncall@example.org"
+
+
+@pytest.mark.parametrize(
+    ("hours", "days"), [(1, 1), (12, 1), (24, 1), (25, 3), (100, 5), (24 * 400, 400), (8760, 365)]
+)
+def test_log_retention_is_the_smallest_valid_value_covering_the_hours(hours: int, days: int):
+    assert log_retention_days(hours) == days
+
+
+def test_data_retention_reaches_every_log_group():
+    run = run_program("dev", {"dataRetentionHours": 100})
+    groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert len(groups) == len(ROUTES) + 1  # the functions' and the stage's access logs
+    assert {g["retentionInDays"] for g in groups} == {5}
+
+
+def test_tracing_off_removes_xray_everywhere():
+    run = run_program("dev", {"tracing": False})
+    for function in run.of_type("aws:lambda/function:Function"):
+        assert function["tracingConfig"]["mode"] == "PassThrough"
+    for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
+        actions = json.dumps(policy_document(policy))
+        assert "xray:" not in actions
+
+
+def test_a_configured_ip_hash_key_is_used_and_none_is_generated():
+    run = run_program(
+        "dev", {"ipHashKey": "s3cr3t-hmac-key-from-config"}, secret_keys=["ipHashKey"]
+    )
+    assert run.of_type("random:index/randomPassword:RandomPassword") == []
+    for function in run.of_type("aws:lambda/function:Function"):
+        assert "environment" in function.secret_inputs  # the key stays a secret in state
+        assert function["environment"]["variables"]["IP_HASH_KEY"] == "s3cr3t-hmac-key-from-config"
+
+
+def test_an_unset_ip_hash_key_is_generated_once_per_stack(dev):
+    password = dev.one("random:index/randomPassword:RandomPassword")
+    assert password["length"] >= 32
+    keys = {
+        f["environment"]["variables"]["IP_HASH_KEY"]
+        for f in dev.of_type("aws:lambda/function:Function")
+    }
+    assert keys == {password["result"]}
+    assert all(
+        "environment" in f.secret_inputs for f in dev.of_type("aws:lambda/function:Function")
+    )
+
+
+def test_an_external_issuer_replaces_the_cognito_pool():
+    run = run_program(
+        "dev",
+        {"authIssuer": "https://login.example.com/", "authAudience": "speaker-app"},
+    )
+    assert run.of_type("aws:cognito/userPool:UserPool") == []
+    assert run.of_type("aws:cognito/userPoolClient:UserPoolClient") == []
+    env = run.of_type("aws:lambda/function:Function")[0]["environment"]["variables"]
+    assert env["AUTH_ISSUER"] == "https://login.example.com"
+    assert env["AUTH_AUDIENCE"] == "speaker-app"
+    assert env["AUTH_JWKS_URL"] == "https://login.example.com/.well-known/jwks.json"
+    assert "userPoolId" not in run.outputs
+    assert run.outputs["authIssuer"] == "https://login.example.com"
+
+
+def test_stage_throttling_follows_the_capacity_limits():
+    small = run_program("dev", {"maxActiveSessions": 1, "maxListenersPerSession": 1})
+    large = run_program("dev", {"maxActiveSessions": 50, "maxListenersPerSession": 300})
+    rate = {
+        name: run.one("aws:apigatewayv2/stage:Stage")["defaultRouteSettings"]
+        for name, run in (("small", small), ("large", large))
+    }
+    assert rate["small"]["throttlingRateLimit"] < rate["large"]["throttlingRateLimit"]
+    assert rate["small"]["throttlingBurstLimit"] <= rate["large"]["throttlingBurstLimit"]
