@@ -1,0 +1,440 @@
+"""A command-line speaker and listener for people, against local or deployed URLs.
+
+    python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
+    python -m local listen SESSION_ID --lang es [--url URL]
+
+One line per event on stdout, with a timestamp; problems on stderr with what went wrong
+(connection refused, handshake 401/429, error replies with code and message) and a non-zero
+exit. Both roles heartbeat (every 30 s by default) and follow ``connectionRefreshRequired``:
+a new connection is opened, ``refreshConnection`` sent on it, and the old one closed once
+the server confirms (best effort: on an error reply the current connection is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import signal
+import sys
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from local.tokens import NoLocalStack, fetch_token
+
+DEFAULT_URL = "ws://127.0.0.1:8080/dev"
+REPLY_TIMEOUT_S = 15.0
+OPEN_TIMEOUT_S = 15.0
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ClientError(Exception):
+    """Something went wrong that the user should read; exit 1."""
+
+
+@dataclass(frozen=True)
+class Closed:
+    code: int | None
+    reason: str
+
+
+def stamp() -> str:
+    return datetime.now().strftime("%H:%M:%S.%f")[:-3]
+
+
+def emit(kind: str, text: str = "") -> None:
+    sys.stdout.write(f"{stamp()}  {kind:<16} {text}".rstrip() + "\n")
+    sys.stdout.flush()
+
+
+def fail(text: str) -> None:
+    sys.stderr.write(f"{stamp()}  error: {text}\n")
+    sys.stderr.flush()
+
+
+def describe(doc: dict[str, Any]) -> str:
+    """One readable line for a server message."""
+    kind = doc.get("type")
+    rest = {k: v for k, v in doc.items() if k not in ("type", "timestamp")}
+    if kind == "error":
+        details = doc.get("details") or {}
+        extra = f"  {json.dumps(details)}" if details else ""
+        return f"{doc.get('code')} ({doc.get('status')}): {doc.get('message')}{extra}"
+    if kind == "sessionCreated":
+        expires = doc.get("expiresAt")
+        until = (
+            f", expires {datetime.fromtimestamp(expires / 1000):%H:%M}"
+            if isinstance(expires, int | float)
+            else ""
+        )
+        return (
+            f"{doc.get('sessionId')} (source {doc.get('sourceLanguage')}, "
+            f"tier {doc.get('qualityTier')}{until})"
+        )
+    if kind == "sessionJoined":
+        return (
+            f"{doc.get('sessionId')} ({doc.get('sourceLanguage')} → {doc.get('targetLanguage')}), "
+            f"{doc.get('listenerCount')} listener(s)"
+        )
+    if kind == "sessionEnded":
+        return f"{doc.get('sessionId')}: {doc.get('reason')}"
+    if kind == "connectionWarning":
+        return f"connection closes in {doc.get('remainingMinutes')} min"
+    return json.dumps(rest, separators=(",", ":")) if rest else ""
+
+
+def _without_query(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _with_token(url: str, token: str | None) -> str:
+    if not token:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, v) for k, v in query if k != "token"] + [("token", token)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def _handshake_hint(status: int) -> str:
+    if status == 401:
+        return (
+            " — the token was rejected (expired, foreign or malformed); "
+            "for a local stack: python -m local token --user NAME --port PORT"
+        )
+    if status == 429:
+        return " — too many connection attempts from this address; wait a minute"
+    if status == 404:
+        return " — wrong path: use ws://HOST:PORT/STAGE"
+    return ""
+
+
+def _body_text(body: bytes) -> str:
+    text = body.decode(errors="replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(doc, dict) and doc.get("code"):
+        return f"{doc.get('code')}: {doc.get('message')}"
+    if isinstance(doc, dict) and "message" in doc:
+        return str(doc["message"])
+    return text[:300]
+
+
+async def open_connection(url: str, token: str | None = None) -> ClientConnection:
+    """Connect, turning every failure into a ClientError that says what happened."""
+    shown = _without_query(url)
+    try:
+        return await connect(_with_token(url, token), open_timeout=OPEN_TIMEOUT_S, max_size=None)
+    except InvalidStatus as error:
+        status = error.response.status_code
+        body = _body_text(error.response.body or b"")
+        raise ClientError(
+            f"handshake rejected by {shown}: HTTP {status}"
+            + (f" ({body})" if body else "")
+            + _handshake_hint(status)
+        ) from None
+    except InvalidURI:
+        raise ClientError(f"not a WebSocket URL: {shown} (expected ws://… or wss://…)") from None
+    except InvalidHandshake as error:
+        raise ClientError(f"handshake with {shown} failed: {error}") from None
+    except TimeoutError:
+        raise ClientError(f"timed out connecting to {shown}") from None
+    except OSError as error:
+        hint = " — is the local stack running? (make dev)" if _is_local(url) else ""
+        why = "connection refused" if isinstance(error, ConnectionRefusedError) else str(error)
+        raise ClientError(f"cannot connect to {shown}: {why}{hint}") from None
+
+
+def _is_local(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "ws" and (parts.hostname or "") in LOCAL_HOSTS
+
+
+class Conversation:
+    """One speaker or listener: its current connection, heartbeats and refreshes."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        heartbeat_s: float,
+        verbose: bool,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.heartbeat_s = heartbeat_s
+        self.verbose = verbose
+        self.queue: asyncio.Queue[tuple[ClientConnection, dict[str, Any] | Closed]] = (
+            asyncio.Queue()
+        )
+        self.current: ClientConnection | None = None
+        self.pending: ClientConnection | None = None
+        self.refresh: dict[str, Any] = {}
+        self.stop = asyncio.Event()
+        self._readers: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> ClientConnection:
+        ws = await open_connection(self.url, self.token)
+        task = asyncio.create_task(self._read(ws))
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+        return ws
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                try:
+                    doc = json.loads(message)
+                except ValueError:
+                    doc = {"type": "(not JSON)", "raw": str(message)[:200]}
+                if not isinstance(doc, dict):
+                    doc = {"type": "(not an object)", "raw": doc}
+                await self.queue.put((ws, doc))
+        except ConnectionClosed:
+            pass
+        await self.queue.put((ws, Closed(ws.close_code, ws.close_reason or "")))
+
+    async def next_message(self, timeout: float | None = None) -> tuple[Any, Any] | None:
+        """The next (connection, message) or None when the user asked to stop."""
+        getter = asyncio.create_task(self.queue.get())
+        stopper = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait(
+            {getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in (getter, stopper):
+            if task not in done:
+                task.cancel()
+        if getter in done:
+            return getter.result()
+        if stopper in done:
+            return None
+        raise ClientError(f"no reply within {timeout:.0f}s")
+
+    async def request(self, payload: dict[str, Any], expect: str) -> dict[str, Any] | None:
+        """Send on the current connection and wait for ``expect`` or an error reply."""
+        assert self.current is not None
+        try:
+            await self.current.send(json.dumps(payload))
+        except ConnectionClosed:
+            raise ClientError("the server closed the connection before the request") from None
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while True:
+            item = await self.next_message(max(0.1, deadline - time.monotonic()))
+            if item is None:
+                return None
+            ws, doc = item
+            if isinstance(doc, Closed):
+                if ws is self.current:
+                    raise ClientError(f"the server closed the connection{_closed(doc)}")
+                continue
+            if doc.get("type") in (expect, "error"):
+                return doc
+            self.show(doc)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        kind = doc.get("type")
+        if kind == "heartbeatAck" and not self.verbose:
+            return
+        if kind == "error":
+            fail(describe(doc))
+        else:
+            _emit_doc(doc)
+
+    async def heartbeats(self) -> None:
+        while not self.stop.is_set():
+            await asyncio.sleep(self.heartbeat_s)
+            if self.current is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.current.send(json.dumps({"action": "heartbeat"}))
+
+    async def run(self, final_types: Sequence[str]) -> int:
+        """Show messages until a final type arrives (0), the user stops (0) or it breaks (1)."""
+        beat = asyncio.create_task(self.heartbeats())
+        try:
+            while True:
+                item = await self.next_message()
+                if item is None:
+                    emit("bye", "closing the connection")
+                    return 0
+                ws, doc = item
+                if isinstance(doc, Closed):
+                    if ws is self.current:
+                        fail(f"the server closed the connection{_closed(doc)}")
+                        return 1
+                    if ws is self.pending:
+                        fail(f"refresh connection closed{_closed(doc)}; keeping the current one")
+                        self.pending = None
+                    continue
+                if ws is self.pending and doc.get("type") in ("connectionRefreshComplete", "error"):
+                    await self._refresh_answered(doc)
+                    continue
+                self.show(doc)
+                if doc.get("type") in final_types:
+                    return 0
+                if doc.get("type") == "connectionRefreshRequired" and self.pending is None:
+                    await self._start_refresh()
+        finally:
+            beat.cancel()
+            await self.close_all()
+
+    async def _start_refresh(self) -> None:
+        try:
+            self.pending = await self.open()
+            await self.pending.send(json.dumps({"action": "refreshConnection", **self.refresh}))
+            emit("refreshing", "opened a new connection, sent refreshConnection")
+        except (ClientError, ConnectionClosed) as error:
+            fail(f"refresh failed: {error}; keeping the current connection")
+            self.pending = None
+
+    async def _refresh_answered(self, doc: dict[str, Any]) -> None:
+        new, self.pending = self.pending, None
+        assert new is not None
+        if doc.get("type") == "error":
+            fail(
+                f"refresh refused: {doc.get('code')} ({doc.get('status')}): {doc.get('message')}"
+                " — keeping the current connection"
+            )
+            await new.close()
+            return
+        old, self.current = self.current, new
+        emit("refreshed", "now on the new connection")
+        if old is not None:
+            await old.close()
+
+    async def close_all(self) -> None:
+        for ws in (self.pending, self.current):
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 5)
+        for task in list(self._readers):
+            task.cancel()
+
+
+def _closed(doc: Closed) -> str:
+    if doc.code is None:
+        return ""
+    return f" (code {doc.code}{': ' + doc.reason if doc.reason else ''})"
+
+
+def _emit_doc(doc: dict[str, Any]) -> None:
+    emit(str(doc.get("type")), describe(doc))
+
+
+def _session_banner(session_id: str, url: str) -> None:
+    line = "=" * 64
+    sys.stdout.write(
+        f"{line}\n  SESSION ID   {session_id}\n"
+        f"  listeners:   python -m local listen {session_id} --lang es --url {url}\n{line}\n"
+    )
+    sys.stdout.flush()
+
+
+async def speak(args: argparse.Namespace) -> int:
+    token = args.token
+    if not token:
+        if not _is_local(args.url):
+            raise ClientError("a speaker needs a token for a deployed stack: --token ID_TOKEN")
+        port = urllib.parse.urlsplit(args.url).port or 80
+        try:
+            token = fetch_token(args.user, port)
+        except NoLocalStack as error:
+            raise ClientError(str(error)) from None
+        emit("token", f"fetched a local speaker token for user '{args.user}'")
+    talk = Conversation(args.url, token, args.heartbeat, args.verbose)
+    _stop_on_signals(talk.stop)
+    talk.current = await talk.open()
+    emit("connected", _without_query(args.url))
+    create = {"action": "createSession", "sourceLanguage": args.lang, "qualityTier": args.tier}
+    reply = await talk.request(create, "sessionCreated")
+    if reply is None:
+        await talk.close_all()
+        return 0
+    if reply.get("type") == "error":
+        fail(describe(reply))
+        await talk.close_all()
+        return 1
+    _emit_doc(reply)
+    session_id = str(reply.get("sessionId"))
+    _session_banner(session_id, _without_query(args.url))
+    talk.refresh = {"sessionId": session_id, "role": "speaker"}
+    return await talk.run(final_types=("sessionEnded",))
+
+
+async def listen(args: argparse.Namespace) -> int:
+    talk = Conversation(args.url, None, args.heartbeat, args.verbose)
+    _stop_on_signals(talk.stop)
+    talk.current = await talk.open()
+    emit("connected", _without_query(args.url))
+    join = {"action": "joinSession", "sessionId": args.session_id, "targetLanguage": args.lang}
+    reply = await talk.request(join, "sessionJoined")
+    if reply is None:
+        await talk.close_all()
+        return 0
+    if reply.get("type") == "error":
+        fail(describe(reply))
+        await talk.close_all()
+        return 1
+    _emit_doc(reply)
+    talk.refresh = {"sessionId": args.session_id, "role": "listener", "targetLanguage": args.lang}
+    return await talk.run(final_types=("sessionEnded",))
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def parser(command: str) -> argparse.ArgumentParser:
+    default_url = os.environ.get("SESSION_URL", DEFAULT_URL)
+    p = argparse.ArgumentParser(prog=f"python -m local {command}")
+    if command == "speak":
+        p.description = "Create a session as its speaker and show what the server pushes."
+        p.add_argument("--token", help="speaker ID token (fetched from a local stack if omitted)")
+        p.add_argument("--user", default=_user(), help="user for a fetched local token")
+        p.add_argument("--lang", default="en", help="source language (ISO 639-1)")
+        p.add_argument("--tier", default="standard", help="quality tier: standard or premium")
+    else:
+        p.description = "Join a session as a listener and show what the server pushes."
+        p.add_argument("session_id", metavar="SESSION_ID", help="e.g. golden-eagle-427")
+        p.add_argument("--lang", required=True, help="target language (ISO 639-1)")
+    p.add_argument(
+        "--url", default=default_url, help=f"WebSocket URL (default $SESSION_URL or {DEFAULT_URL})"
+    )
+    p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show heartbeat acks")
+    return p
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "developer"
+
+
+def main(command: str, argv: Sequence[str]) -> int:
+    args = parser(command).parse_args(argv)
+    if args.heartbeat <= 0:
+        fail("--heartbeat must be > 0")
+        return 2
+    try:
+        return asyncio.run(speak(args) if command == "speak" else listen(args))
+    except ClientError as error:
+        fail(str(error))
+        return 1
+    except KeyboardInterrupt:
+        return 0
