@@ -394,3 +394,65 @@ def active_sessions() -> Iterator[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# ---------------------------------------------------------------------------- heartbeats
+
+HEARTBEAT_WINDOW_MS = 60_000
+REFRESH_NOTIFIED = "refreshNotifiedAt"
+WARNING_NOTIFIED = "warningNotifiedAt"
+
+
+def heartbeat_window(now_ms: int) -> int:
+    """The index of the per-minute rate-limit window ``now_ms`` falls in."""
+    return now_ms // HEARTBEAT_WINDOW_MS
+
+
+def record_heartbeat(
+    connection_id: str,
+    *,
+    now_ms: int,
+    per_minute: int,
+    refresh_due: bool = False,
+    warning_due: bool = False,
+) -> dict[str, Any] | None:
+    """A heartbeat's whole bookkeeping in one UpdateItem; returns the record as it now is.
+
+    Sets ``lastSeenAt``, counts the heartbeat in this minute's counter (an attribute named
+    after the window; the previous window's is removed) only while under ``per_minute``, and
+    when due sets ``refreshNotifiedAt`` / ``warningNotifiedAt`` to ``now_ms`` unless already
+    set — so a returned value equal to ``now_ms`` means this call is the one that must push.
+    None when the connection has no record (never recreated). ConditionFailed (with the
+    record) when the limit is reached.
+    """
+    window = heartbeat_window(now_ms)
+    names = {"#cur": f"hb{window}", "#prev": f"hb{window - 1}"}
+    sets = ["lastSeenAt = :now"]
+    for due, attribute, alias in (
+        (refresh_due, REFRESH_NOTIFIED, "#refresh"),
+        (warning_due, WARNING_NOTIFIED, "#warning"),
+    ):
+        if due:
+            names[alias] = attribute
+            sets.append(f"{alias} = if_not_exists({alias}, :now)")
+    try:
+        response = aws.dynamodb().update_item(
+            TableName=config().connections_table,
+            Key=to_item({"connectionId": connection_id}),
+            UpdateExpression=f"SET {', '.join(sets)} ADD #cur :one REMOVE #prev",
+            ConditionExpression=(
+                "attribute_exists(connectionId) AND (attribute_not_exists(#cur) OR #cur < :limit)"
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_values(now=now_ms, one=1, limit=per_minute),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as error:
+        if not _condition_failed(error):
+            raise
+        old = from_item(error.response.get("Item"))
+        if old is None:
+            return None
+        raise ConditionFailed(old) from None
+    return from_item(response.get("Attributes"))
