@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runtime import aws
+from runtime.hashing import connection_hash
 from runtime.observability.logs import log
 from runtime.protocol import encode
 
@@ -72,6 +73,9 @@ def _post_data(connection_id: str, data: bytes) -> bool:
         aws.connections().post_to_connection(ConnectionId=connection_id, Data=data)
     except ClientError as error:
         if is_gone(error):
+            log.bind(details={"connection": connection_hash(connection_id)}).debug(
+                "not delivered: the connection is gone"
+            )
             return False
         raise
     return True

@@ -1,0 +1,99 @@
+"""``heartbeat``: keep a connection healthy; reply ``heartbeatAck``.
+
+Budget: one DynamoDB call plus the PutMetricData. The per-connection rate limit, ``lastSeenAt``
+and the once-only refresh/warning bookkeeping are all one conditional UpdateItem on the
+connection record (``store.record_heartbeat``). When that call is the one that marked a notice
+as sent, the notice is pushed through @connections — once per connection, however many
+heartbeats follow. A connection without a record (e.g. a listener whose session ended) still
+gets its ack: the socket is open, and recreating the record would resurrect a finished role.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from runtime import fanout, store
+from runtime.config import config
+from runtime.errors import ErrorCode, ServiceError
+from runtime.invocation import Invocation, message_route
+from runtime.metric_names import DEPENDENCY_FAILURES, HEARTBEAT_LATENCY
+from runtime.observability.logs import log
+from runtime.protocol import now_ms, server_message
+
+# API Gateway closes every WebSocket connection after two hours.
+MAX_CONNECTION_MINUTES = 120
+_MINUTE_MS = 60_000
+
+
+@message_route("heartbeat", latency=HEARTBEAT_LATENCY)
+def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+    cfg = config()
+    now = now_ms()
+    age_ms = now - inv.connected_at_ms if inv.connected_at_ms else None
+    try:
+        record = store.record_heartbeat(
+            inv.connection_id,
+            now_ms=now,
+            per_minute=cfg.heartbeatsPerMinute,
+            refresh_due=_reached(age_ms, cfg.connectionRefreshMinutes),
+            warning_due=_reached(age_ms, cfg.connectionWarningMinutes),
+        )
+    except store.ConditionFailed:
+        raise _rate_limited(now, cfg.heartbeatsPerMinute) from None
+    if record is None:
+        log.info("heartbeat on a connection without a record; acknowledged, not recreated")
+        return server_message("heartbeatAck", timestamp=now)
+    inv.bind(session_id=record.get("sessionId"), user_id=record.get("userId"))
+    if record.get(store.REFRESH_NOTIFIED) == now:
+        _push_refresh_required(inv, record, now)
+    if record.get(store.WARNING_NOTIFIED) == now and age_ms is not None:
+        remaining = max(0, (MAX_CONNECTION_MINUTES * _MINUTE_MS - age_ms) // _MINUTE_MS)
+        _push(inv, server_message("connectionWarning", remainingMinutes=remaining, timestamp=now))
+    return server_message("heartbeatAck", timestamp=now)
+
+
+def _reached(age_ms: int | None, minutes: int) -> bool:
+    return age_ms is not None and age_ms >= minutes * _MINUTE_MS
+
+
+def _rate_limited(now: int, limit: int) -> ServiceError:
+    window_end = (store.heartbeat_window(now) + 1) * store.HEARTBEAT_WINDOW_MS
+    retry_after = max(1, math.ceil((window_end - now) / 1000))
+    return ServiceError(
+        ErrorCode.RATE_LIMIT_EXCEEDED,
+        f"Too many heartbeat requests: the limit is {limit} per minute; retry in {retry_after} s.",
+        retryAfter=retry_after,
+        limit=limit,
+        windowSeconds=store.HEARTBEAT_WINDOW_MS // 1000,
+    )
+
+
+def _push_refresh_required(inv: Invocation, record: dict[str, Any], now: int) -> None:
+    role = record.get("role")
+    if role not in store.ROLES or not record.get("sessionId"):
+        # Nothing to refresh into; the warning (if due) still tells the client the clock.
+        log.debug("refresh age reached by a connection without a role; nothing pushed")
+        return
+    fields: dict[str, Any] = {"sessionId": record["sessionId"], "role": role}
+    if role == store.LISTENER and record.get("targetLanguage"):
+        fields["targetLanguage"] = record["targetLanguage"]
+    _push(inv, server_message("connectionRefreshRequired", **fields, timestamp=now))
+
+
+def _push(inv: Invocation, message: dict[str, Any]) -> None:
+    """A notice is best effort: the heartbeat itself has already succeeded."""
+    try:
+        delivered = fanout.post(inv.connection_id, message)
+    except Exception as error:
+        # Not inv.count_dependency_failure: its message would carry botocore's text, which
+        # can embed the @connections URL and so the raw connection ID.
+        log.bind(errorMessage=fanout.describe(error)).warning(
+            f"{message['type']} push failed; continuing degraded"
+        )
+        inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="connectionPush")
+        return
+    if delivered:
+        log.info(f"pushed {message['type']}")
+    else:
+        log.info(f"{message['type']} not pushed: the connection is gone")

@@ -1,0 +1,187 @@
+"""``heartbeat``: ack, per-connection rate limit, and the once-only refresh / warning pushes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import LambdaContext, message_event, new_connection_id, reply
+from helpers_lifecycle import (
+    connections,  # noqa: F401  (fixture)
+    heartbeat_event,
+    join,
+    log_lines,
+    open_connection,
+    set_env,
+    start_session,
+    wait_for_fresh_minute,
+)
+
+from runtime import store
+from runtime.handlers import heartbeat
+
+SESSION = "calm-river-101"
+
+
+def beat(connection_id: str, *, age_s: float = 0) -> dict:
+    return reply(heartbeat.handler(heartbeat_event(connection_id, age_s=age_s), LambdaContext()))
+
+
+@pytest.fixture
+def notices(monkeypatch):
+    """Refresh at 1 minute of age, warning from 2; heartbeats unlimited enough to test them."""
+    set_env(
+        monkeypatch,
+        CONNECTION_REFRESH_MINUTES=1,
+        CONNECTION_WARNING_MINUTES=2,
+        HEARTBEATS_PER_MINUTE=1000,
+    )
+
+
+def test_heartbeat_is_acknowledged_and_recorded(aws, connections) -> None:
+    cid = open_connection()
+    before = int(time.time() * 1000)
+    response = heartbeat.handler(heartbeat_event(cid), LambdaContext())
+    assert response["statusCode"] == 200
+    ack = reply(response)
+    assert set(ack) == {"type", "timestamp"}
+    assert ack["type"] == "heartbeatAck"
+    assert ack["timestamp"] >= before
+    assert store.get_connection(cid)["lastSeenAt"] == ack["timestamp"]
+    assert connections.requests == 0  # a young connection gets no push
+
+
+def test_heartbeat_without_a_record_is_acknowledged_but_not_recreated(aws, connections) -> None:
+    cid = new_connection_id()
+    assert beat(cid)["type"] == "heartbeatAck"
+    assert store.get_connection(cid) is None
+
+
+def test_heartbeat_rate_limit_rejects_with_retry_after(aws, connections, monkeypatch) -> None:
+    set_env(monkeypatch, HEARTBEATS_PER_MINUTE=3)
+    cid = open_connection()
+    wait_for_fresh_minute()
+    assert [beat(cid)["type"] for _ in range(3)] == ["heartbeatAck"] * 3
+
+    response = heartbeat.handler(heartbeat_event(cid), LambdaContext())
+    error = reply(response)
+    assert response["statusCode"] == 429
+    assert error["type"] == "error"
+    assert error["code"] == "RATE_LIMIT_EXCEEDED"
+    assert error["status"] == 429
+    assert 1 <= error["details"]["retryAfter"] <= 60
+    assert error["details"]["limit"] == 3
+    # A rejected heartbeat is not counted: the window stays at the limit, not above it.
+    record = store.get_connection(cid)
+    assert record[f"hb{store.heartbeat_window(int(time.time() * 1000))}"] == 3
+
+
+def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, connections) -> None:
+    cid = open_connection()
+    now = int(time.time() * 1000)
+    window = store.heartbeat_window(now)
+    # The previous minute was used up: it must neither count now nor linger in the record.
+    for _ in range(4):
+        store.record_heartbeat(cid, now_ms=now - store.HEARTBEAT_WINDOW_MS, per_minute=4)
+    record = store.record_heartbeat(cid, now_ms=now, per_minute=4)
+    assert record[f"hb{window}"] == 1
+    assert f"hb{window - 1}" not in record
+
+
+def test_refresh_required_is_pushed_once_to_a_speaker(aws, connections, notices) -> None:
+    speaker = start_session(SESSION)
+    assert beat(speaker, age_s=30)["type"] == "heartbeatAck"
+    assert connections.messages(speaker) == []  # not due yet
+
+    acks = [beat(speaker, age_s=70) for _ in range(5)]
+
+    assert [a["type"] for a in acks] == ["heartbeatAck"] * 5
+    pushed = connections.messages(speaker)
+    assert len(pushed) == 1
+    assert pushed[0] == {
+        "type": "connectionRefreshRequired",
+        "sessionId": SESSION,
+        "role": "speaker",
+        "timestamp": acks[0]["timestamp"],
+    }
+
+
+def test_refresh_required_tells_a_listener_its_language(aws, connections, notices) -> None:
+    start_session(SESSION)
+    listener = join(SESSION, "fr")
+    for _ in range(3):
+        beat(listener, age_s=65)
+    pushed = connections.messages(listener)
+    assert [m["type"] for m in pushed] == ["connectionRefreshRequired"]
+    assert pushed[0]["role"] == "listener"
+    assert pushed[0]["targetLanguage"] == "fr"
+    assert pushed[0]["sessionId"] == SESSION
+
+
+def test_warning_is_pushed_once_with_the_minutes_left(aws, connections, notices) -> None:
+    speaker = start_session(SESSION)
+    beat(speaker, age_s=70)  # refresh notice
+    for _ in range(4):
+        beat(speaker, age_s=150)  # 2.5 minutes old: warning due
+    pushed = connections.messages(speaker)
+    assert [m["type"] for m in pushed] == ["connectionRefreshRequired", "connectionWarning"]
+    # 120 − 2.5 minutes left, rounded down: never promise more time than there is.
+    assert pushed[1]["remainingMinutes"] == 117
+    assert isinstance(pushed[1]["timestamp"], int)
+
+
+def test_both_notices_due_at_once_are_separate_pushes_and_one_reply(
+    aws, connections, notices
+) -> None:
+    speaker = start_session(SESSION)
+    response = heartbeat.handler(heartbeat_event(speaker, age_s=119 * 60 + 30), LambdaContext())
+    assert reply(response)["type"] == "heartbeatAck"
+    pushed = connections.messages(speaker)
+    assert [m["type"] for m in pushed] == ["connectionRefreshRequired", "connectionWarning"]
+    assert pushed[1]["remainingMinutes"] == 0
+    beat(speaker, age_s=119 * 60 + 40)
+    assert len(connections.messages(speaker)) == 2
+
+
+def test_a_connection_without_a_role_gets_the_warning_but_no_refresh(
+    aws, connections, notices
+) -> None:
+    cid = open_connection()
+    beat(cid, age_s=70)
+    assert connections.messages(cid) == []
+    beat(cid, age_s=130)
+    assert [m["type"] for m in connections.messages(cid)] == ["connectionWarning"]
+
+
+def test_a_failed_push_does_not_fail_the_heartbeat(aws, connections, notices, capsys) -> None:
+    speaker = start_session(SESSION)
+    connections.failing[speaker] = 403
+    assert beat(speaker, age_s=70)["type"] == "heartbeatAck"
+    lines = log_lines(capsys.readouterr().out)
+    warnings = [line for line in lines if line["level"] == "WARN"]
+    assert len(warnings) == 1
+    assert "connectionRefreshRequired" in warnings[0]["message"]
+    assert speaker not in str(lines)
+
+
+def test_a_gone_connection_still_gets_its_ack(aws, connections, notices) -> None:
+    speaker = start_session(SESSION)
+    connections.gone.add(speaker)
+    assert beat(speaker, age_s=70)["type"] == "heartbeatAck"
+
+
+def test_without_connected_at_no_notice_is_due(aws, connections, notices) -> None:
+    speaker = start_session(SESSION)
+    event = message_event(speaker, {"action": "heartbeat"})
+    del event["requestContext"]["connectedAt"]
+    assert reply(heartbeat.handler(event, LambdaContext()))["type"] == "heartbeatAck"
+    assert connections.requests == 0
+
+
+def test_malformed_heartbeat_gets_one_error_reply(aws, connections) -> None:
+    cid = open_connection()
+    response = heartbeat.handler(
+        message_event(cid, "{not json", route_key="heartbeat"), LambdaContext()
+    )
+    assert response["statusCode"] == 400
+    assert reply(response)["code"] == "INVALID_MESSAGE"
