@@ -1,0 +1,46 @@
+"""``$connect``: rate-limit handshakes per client IP, verify a speaker token, record the connection.
+
+It never posts to the connection: API Gateway answers 410 Gone until ``$connect`` returns.
+A ServiceError rejects the handshake with its status (429, 401, 503).
+"""
+
+from __future__ import annotations
+
+from runtime import auth, rate_limits, store
+from runtime.config import config
+from runtime.invocation import Invocation, connection_event
+from runtime.observability import logs
+from runtime.protocol import now_ms
+
+OPERATION = "connect"
+WINDOW_S = 60
+
+
+def _token(inv: Invocation) -> str | None:
+    """The ``token`` query parameter; an empty one counts as absent (a listener's URL template)."""
+    params = inv.event.get("queryStringParameters") or {}
+    token = params.get("token") if isinstance(params, dict) else None
+    return token or None
+
+
+@connection_event(OPERATION)
+def handler(inv: Invocation) -> None:
+    cfg = config()
+    logs.bind(userContext={"ipHash": inv.ip_hash})
+    rate_limits.enforce(
+        inv,
+        OPERATION,
+        "ip",
+        inv.source_ip or "unknown",
+        cfg.connectionAttemptsPerMinute,
+        WINDOW_S,
+    )
+    token = _token(inv)
+    user_id = auth.verify_token(token, inv) if token is not None else None
+    inv.bind(user_id=user_id)
+    store.put_connection(
+        inv.connection_id,
+        connected_at_ms=inv.connected_at_ms or now_ms(),
+        ip_hash=inv.ip_hash,
+        user_id=user_id,
+    )

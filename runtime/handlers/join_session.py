@@ -1,0 +1,113 @@
+"""``joinSession``: a connection becomes a listener of an active session.
+
+The listener count is taken atomically against ``maxListenersPerSession`` (ALL_NEW gives the
+count this join produced); then the connection claims its one role. If it already had one,
+the count is given back and the client told FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime import rate_limits, store
+from runtime.config import config
+from runtime.errors import ErrorCode, ServiceError
+from runtime.invocation import Invocation, message_route
+from runtime.languages import validate_target_language
+from runtime.metric_names import LISTENER_JOIN_LATENCY
+from runtime.observability import logs
+from runtime.protocol import MAX_MESSAGE_BYTES, echo, require_string, server_message
+from runtime.session_ids import is_valid_session_id
+
+OPERATION = "joinSession"
+WINDOW_S = 60
+
+
+def _session_id(message: dict[str, Any]) -> str:
+    # Missing or not a string is INVALID_PARAMETERS; any other string of the wrong shape
+    # (too long included) is INVALID_SESSION_ID.
+    session_id = require_string(message, "sessionId", max_length=MAX_MESSAGE_BYTES)
+    if not is_valid_session_id(session_id):
+        # The value goes in details only: messages are logged, client strings are not.
+        raise ServiceError(
+            ErrorCode.INVALID_SESSION_ID,
+            "'sessionId' must look like adjective-noun-NNN, e.g. golden-eagle-427.",
+            field="sessionId",
+            sessionId=echo(session_id),
+        )
+    return session_id
+
+
+def _count_listener(session_id: str) -> dict[str, Any]:
+    max_listeners = config().maxListenersPerSession
+    try:
+        return store.add_listener(session_id, max_listeners=max_listeners)
+    except store.ConditionFailed as failed:
+        if failed.item is None or not failed.item.get("isActive"):
+            raise ServiceError(
+                ErrorCode.SESSION_NOT_FOUND,
+                f"Session {session_id} does not exist or has ended.",
+                sessionId=session_id,
+            ) from None
+        raise ServiceError(
+            ErrorCode.SESSION_FULL,
+            f"Session {session_id} is full ({max_listeners} listeners).",
+            sessionId=session_id,
+            maxListeners=max_listeners,
+        ) from None
+
+
+def _claim_listener(inv: Invocation, session_id: str, target_language: str) -> None:
+    try:
+        store.claim_role(
+            inv.connection_id,
+            role=store.LISTENER,
+            session_id=session_id,
+            target_language=target_language,
+        )
+    except store.ConditionFailed as failed:
+        _give_back(inv, session_id)
+        role = (failed.item or {}).get("role")
+        raise ServiceError(
+            ErrorCode.FORBIDDEN,
+            f"This connection is already a {role or 'participant'}; "
+            "open a new connection to join another session.",
+            role=role,
+        ) from None
+    except Exception:
+        _give_back(inv, session_id)
+        raise
+
+
+def _give_back(inv: Invocation, session_id: str) -> None:
+    """Undo the count of a join that did not happen; a failure here only skews the count."""
+    try:
+        store.remove_listener(session_id)
+    except Exception as error:
+        inv.count_dependency_failure("listenerCountCompensation", error)
+
+
+@message_route(OPERATION, latency=LISTENER_JOIN_LATENCY)
+def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+    logs.bind(userContext={"ipHash": inv.ip_hash})
+    session_id = _session_id(message)
+    target_language = validate_target_language(message.get("targetLanguage"))
+    inv.bind(session_id=session_id)
+
+    rate_limits.enforce(
+        inv,
+        OPERATION,
+        "ip",
+        inv.source_ip or "unknown",
+        config().listenerJoinsPerMinute,
+        WINDOW_S,
+    )
+    session = _count_listener(session_id)
+    _claim_listener(inv, session_id, target_language)
+    return server_message(
+        "sessionJoined",
+        sessionId=session_id,
+        sourceLanguage=session.get("sourceLanguage"),
+        targetLanguage=target_language,
+        listenerCount=session.get("listenerCount"),
+    )
