@@ -456,3 +456,265 @@ def record_heartbeat(
             return None
         raise ConditionFailed(old) from None
     return from_item(response.get("Attributes"))
+
+
+# ---------------------------------------------------------------------------- refresh & sweeper
+
+_PAGE_KEYS = 100  # BatchGetItem's limit
+
+
+class TransactionConflict(ConditionFailed):
+    """A transaction's conditions said no; ``items`` maps each failed part to its old item.
+
+    ``reasons`` lists the failed parts by name; ``item`` is the first one's old item.
+    """
+
+    def __init__(self, items: dict[str, dict[str, Any] | None]) -> None:
+        super().__init__(next(iter(items.values()), None), list(items))
+        self.items = items
+
+
+def _transact(parts: dict[str, dict[str, Any]]) -> None:
+    """One TransactWriteItems of named parts; TransactionConflict names the parts that said no."""
+    try:
+        aws.dynamodb().transact_write_items(TransactItems=list(parts.values()))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        reasons = error.response.get("CancellationReasons", [])
+        failed = {
+            name: from_item(reason.get("Item"))
+            for name, reason in zip(parts, reasons, strict=False)
+            if reason.get("Code") == "ConditionalCheckFailed"
+        }
+        if not failed:
+            raise  # cancelled for another reason (conflict, throttling): the caller's 503
+        raise TransactionConflict(failed) from None
+
+
+def swap_speaker(
+    session_id: str, *, user_id: str, connection_id: str, now_ms: int, expires_at: int
+) -> None:
+    """Make ``connection_id`` the speaker of ``user_id``'s active session, in one transaction.
+
+    The session must be active and belong to ``user_id``; its ``speakerConnectionId`` becomes
+    the new connection and its TTL moves to ``expires_at`` (epoch seconds). The new connection
+    must exist and have no role yet. TransactionConflict reasons: ``session``, ``role``.
+    """
+    cfg = config()
+    _transact(
+        {
+            "session": {
+                "Update": {
+                    "TableName": cfg.sessions_table,
+                    "Key": to_item({"sessionId": session_id}),
+                    "UpdateExpression": "SET speakerConnectionId = :conn, expiresAt = :exp",
+                    "ConditionExpression": "isActive = :true AND speakerUserId = :uid",
+                    "ExpressionAttributeValues": _values(
+                        conn=connection_id, exp=expires_at, true=True, uid=user_id
+                    ),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            "role": {
+                "Update": {
+                    "TableName": cfg.connections_table,
+                    "Key": to_item({"connectionId": connection_id}),
+                    "UpdateExpression": (
+                        "SET #role = :role, sessionId = :sid, #ttl = :ttl, lastSeenAt = :now"
+                    ),
+                    "ConditionExpression": (
+                        "attribute_exists(connectionId) AND attribute_not_exists(#role)"
+                    ),
+                    "ExpressionAttributeNames": {"#role": "role", "#ttl": "ttl"},
+                    "ExpressionAttributeValues": _values(
+                        role=SPEAKER, sid=session_id, ttl=ttl_from_now(), now=now_ms
+                    ),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        }
+    )
+
+
+def add_refreshed_listener(
+    session_id: str,
+    *,
+    connection_id: str,
+    target_language: str,
+    max_listeners: int,
+    now_ms: int,
+    connected_at_ms: int,
+) -> None:
+    """Count a refreshing listener's new connection and give it the role, in one transaction.
+
+    ``max_listeners`` is the refresh bound (the cap plus the refresh slack): the old
+    connection still counts until its ``$disconnect``. TransactionConflict reasons:
+    ``session`` (old item: None if no such session), ``role`` (old connection record).
+    """
+    cfg = config()
+    _transact(
+        {
+            "session": {
+                "Update": {
+                    "TableName": cfg.sessions_table,
+                    "Key": to_item({"sessionId": session_id}),
+                    "UpdateExpression": "ADD listenerCount :one",
+                    "ConditionExpression": (
+                        "isActive = :true AND "
+                        "(attribute_not_exists(listenerCount) OR listenerCount < :max)"
+                    ),
+                    "ExpressionAttributeValues": _values(one=1, true=True, max=max_listeners),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            "role": {
+                "Update": {
+                    "TableName": cfg.connections_table,
+                    "Key": to_item({"connectionId": connection_id}),
+                    "UpdateExpression": (
+                        "SET #role = :role, sessionId = :sid, targetLanguage = :lang, "
+                        "#ttl = :ttl, lastSeenAt = :now, "
+                        "connectedAt = if_not_exists(connectedAt, :connected)"
+                    ),
+                    "ConditionExpression": "attribute_not_exists(#role)",
+                    "ExpressionAttributeNames": {"#role": "role", "#ttl": "ttl"},
+                    "ExpressionAttributeValues": _values(
+                        role=LISTENER,
+                        sid=session_id,
+                        lang=target_language,
+                        ttl=ttl_from_now(),
+                        now=now_ms,
+                        connected=connected_at_ms,
+                    ),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        }
+    )
+
+
+def count_listeners(session_id: str) -> int:
+    """How many listener records a session has: GSI Query with Select=COUNT (no items read back)."""
+    kwargs: dict[str, Any] = {
+        "TableName": config().connections_table,
+        "IndexName": LISTENERS_INDEX.name,
+        "KeyConditionExpression": "sessionId = :sid",
+        "FilterExpression": "#role = :listener",
+        "ExpressionAttributeNames": {"#role": "role"},
+        "ExpressionAttributeValues": _values(sid=session_id, listener=LISTENER),
+        "Select": "COUNT",
+    }
+    total = 0
+    while True:
+        page = aws.dynamodb().query(**kwargs)
+        total += int(page.get("Count", 0))
+        if "LastEvaluatedKey" not in page:
+            return total
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def set_listener_count(session_id: str, *, seen: int | None, actual: int) -> bool:
+    """Correct an active session's ``listenerCount`` to ``actual`` if it is still ``seen``.
+
+    The condition makes the correction lose against any join or leave that happened since
+    the count was read; False when it did (the next sweep looks again).
+    """
+    condition = "isActive = :true AND " + (
+        "attribute_not_exists(listenerCount)" if seen is None else "listenerCount = :seen"
+    )
+    values: dict[str, Any] = {"true": True, "actual": actual}
+    if seen is not None:
+        values["seen"] = seen
+    return _conditional_set(
+        config().sessions_table,
+        {"sessionId": session_id},
+        "SET listenerCount = :actual",
+        condition,
+        values,
+    )
+
+
+def set_active_sessions(*, seen: int | None, actual: int) -> bool:
+    """Correct the active-sessions counter to ``actual`` if it is still ``seen`` (None: absent)."""
+    condition = "attribute_not_exists(activeSessions)" if seen is None else "activeSessions = :seen"
+    values: dict[str, Any] = {"actual": actual}
+    if seen is not None:
+        values["seen"] = seen
+    return _conditional_set(
+        config().sessions_table,
+        {"sessionId": COUNTERS_KEY},
+        "SET activeSessions = :actual",
+        condition,
+        values,
+    )
+
+
+def _conditional_set(
+    table: str, key: dict[str, Any], update: str, condition: str, values: dict[str, Any]
+) -> bool:
+    try:
+        aws.dynamodb().update_item(
+            TableName=table,
+            Key=to_item(key),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_values(**values),
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
+
+
+def existing_connections(connection_ids: list[str]) -> set[str]:
+    """Which of these connections still have a record: BatchGetItem, 100 keys per call."""
+    table = config().connections_table
+    found: set[str] = set()
+    ids = list(dict.fromkeys(connection_ids))
+    for start in range(0, len(ids), _PAGE_KEYS):
+        pending: dict[str, Any] = {
+            table: {
+                "Keys": [to_item({"connectionId": cid}) for cid in ids[start : start + _PAGE_KEYS]],
+                "ProjectionExpression": "connectionId",
+                "ConsistentRead": True,
+            }
+        }
+        for attempt in range(1, _BATCH_ROUNDS + 1):
+            response = aws.dynamodb().batch_get_item(RequestItems=pending)
+            for item in response.get("Responses", {}).get(table, []):
+                found.add(item["connectionId"]["S"])
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            time.sleep(0.05 * attempt)
+        if pending:
+            # Unknown is not missing: never end a session on a read that did not happen.
+            raise RuntimeError("BatchGetItem left keys unprocessed after bounded retries")
+    return found
+
+
+def stale_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
+    """Connection records last seen before ``silent_since_ms`` (Scan; the table holds only
+    live connections, leftovers expire by TTL). Records without ``lastSeenAt`` fall back to
+    ``connectedAt``."""
+    kwargs: dict[str, Any] = {
+        "TableName": config().connections_table,
+        "FilterExpression": (
+            "lastSeenAt < :cutoff OR (attribute_not_exists(lastSeenAt) AND "
+            "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff))"
+        ),
+        "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
+        "ExpressionAttributeNames": {"#role": "role"},
+        "ExpressionAttributeValues": _values(cutoff=silent_since_ms),
+    }
+    while True:
+        page = aws.dynamodb().scan(**kwargs)
+        for item in page.get("Items", []):
+            record = from_item(item)
+            if record:
+                yield record
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,211 @@
+"""Helpers for the refresh, sweeper and fault-injection tests.
+
+- ``refresh`` sends ``refreshConnection`` through the real handler.
+- ``Faults`` injects AWS errors into the runtime's own boto3 clients with a botocore
+  ``before-send`` hook: the error is returned in place of the HTTP response, *inside*
+  botocore's retry loop, so retries, backoff and error parsing are the real ones and the
+  number of attempts can be counted.
+- ``consistency_problems`` reads the tables (with a separate client, untouched by faults)
+  and lists every broken invariant: counts, the active counter, roles without a count.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+from conftest import LambdaContext, message_event, reply
+from runtime import store
+from runtime.config import config
+from runtime.handlers import refresh_connection
+
+
+def refresh(
+    connection_id: str,
+    session_id: str,
+    role: str,
+    target_language: str | None = None,
+    *,
+    connected_at: int = 0,
+) -> dict[str, Any]:
+    """Send refreshConnection on ``connection_id``; the reply the client sees."""
+    body: dict[str, Any] = {"action": "refreshConnection", "sessionId": session_id, "role": role}
+    if target_language is not None:
+        body["targetLanguage"] = target_language
+    event = message_event(connection_id, body, connected_at=connected_at)
+    return reply(refresh_connection.handler(event, LambdaContext()))
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+class _Raw:
+    """The minimal urllib3-like body botocore reads an injected response from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def error_response(code: str, status: int, *, url: str = "https://injected.test/") -> AWSResponse:
+    """A DynamoDB (AWS JSON 1.0 protocol) error response."""
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": code})
+    return AWSResponse(
+        url,
+        status,
+        {"x-amzn-ErrorType": code, "Content-Type": "application/x-amz-json-1.0"},
+        _Raw(body.encode()),
+    )
+
+
+@dataclass
+class _Rule:
+    operation: str
+    code: str
+    status: int
+    table: str | None
+    times: int | None
+    when: Callable[[dict[str, Any]], bool] | None
+    injected: int = 0
+
+
+@dataclass
+class Faults:
+    """Errors injected into one runtime boto3 client; ``attempts`` counts every HTTP attempt."""
+
+    client: Any
+    rules: list[_Rule] = field(default_factory=list)
+    attempts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(
+        self,
+        operation: str,
+        code: str = "ProvisionedThroughputExceededException",
+        *,
+        status: int = 400,
+        table: str | None = None,
+        times: int | None = None,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Faults:
+        """Answer ``operation`` (on ``table`` only, if given) with ``code``, ``times`` times
+        (None: always), for requests whose JSON body satisfies ``when``."""
+        self.rules.append(_Rule(operation, code, status, table, times, when))
+        return self
+
+    def injected(self, operation: str) -> int:
+        return sum(r.injected for r in self.rules if r.operation == operation)
+
+    def _before_send(self, request: Any, **_: Any) -> AWSResponse | None:
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        operation = target.rsplit(".", 1)[-1] if target else _query_action(request.body)
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            body = {}
+        with self._lock:
+            self.attempts[operation] += 1
+            for rule in self.rules:
+                if rule.operation != operation:
+                    continue
+                if rule.table and not _mentions_table(body, rule.table):
+                    continue
+                if rule.when and not rule.when(body):
+                    continue
+                if rule.times is not None and rule.injected >= rule.times:
+                    continue
+                rule.injected += 1
+                return error_response(rule.code, rule.status, url=request.url)
+        return None
+
+
+def _query_action(body: Any) -> str:
+    text = body.decode() if isinstance(body, bytes) else str(body or "")
+    for part in text.split("&"):
+        if part.startswith("Action="):
+            return part.split("=", 1)[1]
+    return "?"
+
+
+def _mentions_table(body: dict[str, Any], table: str) -> bool:
+    if body.get("TableName") == table:
+        return True
+    # Transactions and batches name their tables inside.
+    return f'"{table}"' in json.dumps(body)
+
+
+@contextmanager
+def faults(client: Any) -> Iterator[Faults]:
+    """Inject faults into ``client`` (e.g. ``runtime.aws.dynamodb()``) inside the block."""
+    injector = Faults(client)
+    unique = f"faults-{id(injector)}"
+    # Registered first, so it answers before anything else (moto included) sees the request.
+    client.meta.events.register_first("before-send", injector._before_send, unique_id=unique)
+    try:
+        yield injector
+    finally:
+        client.meta.events.unregister("before-send", unique_id=unique)
+
+
+# ---------------------------------------------------------------------------- invariants
+
+
+def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        items += [store.from_item(i) or {} for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def snapshot() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], int | None]:
+    """(sessions by ID, connections by ID, active counter) read straight from the tables."""
+    client = boto3.client("dynamodb")
+    sessions = {s["sessionId"]: s for s in _scan(client, config().sessions_table)}
+    counter = sessions.pop(store.COUNTERS_KEY, {}).get("activeSessions")
+    connections = {c["connectionId"]: c for c in _scan(client, config().connections_table)}
+    return sessions, connections, counter
+
+
+def consistency_problems() -> list[str]:
+    """Every broken invariant of the data, in words (empty when all hold)."""
+    sessions, connections, counter = snapshot()
+    problems: list[str] = []
+    active = {sid: s for sid, s in sessions.items() if s.get("isActive")}
+    if (counter or 0) != len(active):
+        problems.append(f"active counter {counter} != {len(active)} active sessions")
+    listeners: Counter[str] = Counter(
+        c["sessionId"] for c in connections.values() if c.get("role") == store.LISTENER
+    )
+    for sid, count in listeners.items():
+        if sid not in active:
+            problems.append(f"{count} listener record(s) of {sid}, which is not active")
+    for sid, session in active.items():
+        if session.get("listenerCount", 0) != listeners.get(sid, 0):
+            problems.append(
+                f"{sid}: listenerCount {session.get('listenerCount')} != "
+                f"{listeners.get(sid, 0)} listener records"
+            )
+        speaker = connections.get(session.get("speakerConnectionId", ""))
+        if not speaker or speaker.get("role") != store.SPEAKER or speaker.get("sessionId") != sid:
+            problems.append(f"{sid}: its speaker connection has no speaker record")
+    return problems
+
+
+def assert_consistent() -> None:
+    problems = consistency_problems()
+    assert not problems, problems

@@ -1,0 +1,316 @@
+"""refreshConnection: a session outlives its connections; refresh is atomic, bounded, idempotent.
+
+State is built through the real handlers ($connect with a real RSA-signed token, createSession,
+joinSession, $disconnect); @connections is a real HTTP stand-in that records what listeners get.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from helpers_entry import assert_error, aws_calls, issuer, join, listener, new_session, speaker
+from helpers_lifecycle import connections, set_env
+from helpers_resilience import assert_consistent, refresh, snapshot
+
+from conftest import LambdaContext, disconnect_event, message_event, reply
+from runtime import store
+from runtime.handlers import disconnect, refresh_connection
+from runtime.handlers.refresh_connection import refresh_slack
+
+__all__ = ["connections", "issuer"]  # fixtures used by name
+
+
+def _disconnect(connection_id: str) -> None:
+    response = disconnect.handler(disconnect_event(connection_id), LambdaContext())
+    assert response["statusCode"] == 200, response
+
+
+def _session(session_id: str) -> dict:
+    session = store.get_session(session_id)
+    assert session is not None
+    return session
+
+
+def _complete(message: dict, session_id: str, role: str) -> None:
+    assert message["type"] == "connectionRefreshComplete", message
+    assert message["sessionId"] == session_id
+    assert message["role"] == role
+    assert abs(message["timestamp"] - time.time() * 1000) < 60_000
+
+
+# ---------------------------------------------------------------------------- speaker
+
+
+def test_speaker_refresh_swaps_the_connection_and_extends_the_ttl(issuer) -> None:
+    old, session_id = new_session(issuer, "alice")
+    before = _session(session_id)
+    new = speaker(issuer, "alice")
+    time.sleep(1.1)  # the TTL is in whole seconds: make the extension observable
+
+    _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+
+    after = _session(session_id)
+    assert after["speakerConnectionId"] == new
+    assert after["expiresAt"] > before["expiresAt"]
+    assert after["isActive"] is True
+    record = store.get_connection(new)
+    assert (record["role"], record["sessionId"]) == ("speaker", session_id)
+    assert old != new
+    assert_consistent()
+
+
+def test_old_speaker_disconnect_after_refresh_does_not_end_the_session(issuer, connections) -> None:
+    old, session_id = new_session(issuer, "alice")
+    listeners = [listener() for _ in range(2)]
+    for cid in listeners:
+        assert join(cid, session_id)["type"] == "sessionJoined"
+    new = speaker(issuer, "alice")
+    _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+
+    _disconnect(old)
+
+    session = _session(session_id)
+    assert session["isActive"] is True
+    assert session["listenerCount"] == 2
+    assert store.get_connection(old) is None
+    assert all(connections.messages(cid) == [] for cid in listeners)
+    assert_consistent()
+
+    # The new connection is the speaker now: its leaving ends the session for everyone.
+    _disconnect(new)
+    assert _session(session_id)["isActive"] is False
+    for cid in listeners:
+        (ended,) = connections.messages(cid)
+        assert (ended["type"], ended["reason"]) == ("sessionEnded", "speakerDisconnected")
+    assert_consistent()
+
+
+def test_speaker_refresh_needs_a_token(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    anonymous = listener()
+    assert_error(refresh(anonymous, session_id, "speaker"), "UNAUTHORIZED", 401)
+    assert store.get_connection(anonymous).get("role") is None
+
+
+def test_speaker_refresh_by_another_user_is_forbidden(issuer) -> None:
+    old, session_id = new_session(issuer, "alice")
+    mallory = speaker(issuer, "mallory")
+    assert_error(refresh(mallory, session_id, "speaker"), "FORBIDDEN", 403)
+    assert _session(session_id)["speakerConnectionId"] == old
+    assert store.get_connection(mallory).get("role") is None  # the transaction wrote nothing
+    assert_consistent()
+
+
+def test_speaker_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) -> None:
+    old, session_id = new_session(issuer, "alice")
+    _disconnect(old)
+    new = speaker(issuer, "alice")
+    assert_error(refresh(new, session_id, "speaker"), "SESSION_NOT_FOUND", 404)
+    assert_error(refresh(new, "quiet-lake-555", "speaker"), "SESSION_NOT_FOUND", 404)
+    assert store.get_connection(new).get("role") is None
+    assert_consistent()
+
+
+def test_speaker_refresh_on_a_connection_with_a_role_is_forbidden(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    _, other_session = new_session(issuer, "alice")
+    busy = speaker(issuer, "alice")
+    assert join(busy, other_session)["type"] == "sessionJoined"
+    details = assert_error(refresh(busy, session_id, "speaker"), "FORBIDDEN", 403)
+    assert details["role"] == "listener"
+    assert_consistent()
+
+
+def test_speaker_refresh_redelivered_changes_nothing(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    new = speaker(issuer, "alice")
+    _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+    _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+    assert _session(session_id)["speakerConnectionId"] == new
+
+    # A connection that was the speaker but has since been replaced is not the speaker.
+    newer = speaker(issuer, "alice")
+    _complete(refresh(newer, session_id, "speaker"), session_id, "speaker")
+    assert_error(refresh(new, session_id, "speaker"), "FORBIDDEN", 403)
+    assert _session(session_id)["speakerConnectionId"] == newer
+    assert_consistent()
+
+
+def test_speaker_refresh_costs_two_calls(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    new = speaker(issuer, "alice")
+    with aws_calls() as calls:
+        _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+    # GetItem (who is this?) + one TransactWriteItems; no metric on success. Budget: 3.
+    assert calls.names == [
+        "dynamodb.GetItem(Connections-test)",
+        "dynamodb.TransactWriteItems",
+    ]
+
+
+# ---------------------------------------------------------------------------- listener
+
+
+def test_listener_refresh_counts_the_new_connection_until_the_old_one_leaves(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    old = listener()
+    assert join(old, session_id, "fr")["type"] == "sessionJoined"
+    new = listener()
+
+    _complete(refresh(new, session_id, "listener", "fr"), session_id, "listener")
+
+    # Both connections count for the moment of the swap ...
+    assert _session(session_id)["listenerCount"] == 2
+    record = store.get_connection(new)
+    assert (record["role"], record["sessionId"], record["targetLanguage"]) == (
+        "listener",
+        session_id,
+        "fr",
+    )
+    assert_consistent()
+    # ... and the old connection's $disconnect brings the count back to the truth.
+    _disconnect(old)
+    assert _session(session_id)["listenerCount"] == 1
+    assert_consistent()
+
+
+def test_listener_refresh_overshoot_is_bounded(issuer, monkeypatch) -> None:
+    cap = 4
+    set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
+    slack = refresh_slack(cap)
+    assert slack == 1
+    _, session_id = new_session(issuer, "alice")
+    olds = [listener() for _ in range(cap)]
+    for cid in olds:
+        assert join(cid, session_id)["type"] == "sessionJoined"
+    assert join(listener(), session_id)["code"] == "SESSION_FULL"
+
+    first = listener()
+    _complete(refresh(first, session_id, "listener", "es"), session_id, "listener")
+    assert _session(session_id)["listenerCount"] == cap + slack
+    # Joining is still refused at the cap, and refresh cannot go past cap + slack:
+    assert join(listener(), session_id)["code"] == "SESSION_FULL"
+    second = listener()
+    details = assert_error(refresh(second, session_id, "listener", "es"), "SESSION_FULL", 503)
+    assert details["retryAfter"] >= 1
+    assert store.get_connection(second).get("role") is None  # nothing half-written
+    assert_consistent()
+
+    # Once the first refresher's old connection has gone, the next refresh goes through.
+    _disconnect(olds[0])
+    _complete(refresh(second, session_id, "listener", "es"), session_id, "listener")
+    _disconnect(olds[1])
+    assert _session(session_id)["listenerCount"] == cap
+    assert_consistent()
+
+
+def test_listener_refresh_slack_is_small(issuer) -> None:
+    assert refresh_slack(1) == 1
+    assert refresh_slack(500) == 50
+    assert refresh_slack(10_000) == 1000
+
+
+def test_listener_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) -> None:
+    old, session_id = new_session(issuer, "alice")
+    _disconnect(old)
+    new = listener()
+    assert_error(refresh(new, session_id, "listener", "es"), "SESSION_NOT_FOUND", 404)
+    assert_error(refresh(new, "quiet-lake-555", "listener", "es"), "SESSION_NOT_FOUND", 404)
+    assert store.get_connection(new).get("role") is None
+    assert store.get_session("quiet-lake-555") is None  # no item conjured by the ADD
+    assert_consistent()
+
+
+def test_listener_refresh_redelivered_counts_once(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    new = listener()
+    for _ in range(3):
+        _complete(refresh(new, session_id, "listener", "de"), session_id, "listener")
+    assert _session(session_id)["listenerCount"] == 1
+    assert_consistent()
+
+
+def test_listener_refresh_on_a_connection_with_another_role_is_forbidden(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    _, other_session = new_session(issuer, "alice")
+    busy = listener()
+    assert join(busy, other_session)["type"] == "sessionJoined"
+    assert_error(refresh(busy, session_id, "listener", "es"), "FORBIDDEN", 403)
+    assert _session(session_id)["listenerCount"] == 0
+    assert_consistent()
+
+
+def test_listener_refresh_costs_one_call(issuer) -> None:
+    _, session_id = new_session(issuer, "alice")
+    new = listener()
+    with aws_calls() as calls:
+        _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
+    assert calls.names == ["dynamodb.TransactWriteItems"]  # budget: 2 with a metric
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"role": "speaker"}, "INVALID_PARAMETERS", "sessionId"),
+        ({"sessionId": 42, "role": "speaker"}, "INVALID_PARAMETERS", "sessionId"),
+        ({"sessionId": "not an id", "role": "speaker"}, "INVALID_SESSION_ID", "sessionId"),
+        ({"sessionId": "calm-river-101"}, "INVALID_PARAMETERS", "role"),
+        ({"sessionId": "calm-river-101", "role": "admin"}, "INVALID_PARAMETERS", "role"),
+        ({"sessionId": "calm-river-101", "role": ["speaker"]}, "INVALID_PARAMETERS", "role"),
+        ({"sessionId": "calm-river-101", "role": "listener"}, "INVALID_PARAMETERS", None),
+        (
+            {"sessionId": "calm-river-101", "role": "listener", "targetLanguage": "xx"},
+            "UNSUPPORTED_LANGUAGE",
+            "targetLanguage",
+        ),
+    ],
+)
+def test_malformed_requests_are_rejected_before_any_aws_call(issuer, body, code, field) -> None:
+    cid = listener()
+    event = message_event(cid, {"action": "refreshConnection", **body})
+    with aws_calls() as calls:
+        message = reply(refresh_connection.handler(event, LambdaContext()))
+    details = assert_error(message, code, 400)
+    if field:
+        assert details["field"] == field
+    assert [n for n in calls.names if n.startswith("dynamodb")] == []
+
+
+# ---------------------------------------------------------------------------- lifetime
+
+
+def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections) -> None:
+    speaker_cid, session_id = new_session(issuer, "alice")
+    listeners = {"es": listener(), "fr": listener(), "de": listener()}
+    for language, cid in listeners.items():
+        assert join(cid, session_id, language)["type"] == "sessionJoined"
+
+    for _ in range(3):
+        new_speaker = speaker(issuer, "alice")
+        _complete(refresh(new_speaker, session_id, "speaker"), session_id, "speaker")
+        _disconnect(speaker_cid)
+        speaker_cid = new_speaker
+        for language, old in list(listeners.items()):
+            new = listener()
+            _complete(refresh(new, session_id, "listener", language), session_id, "listener")
+            _disconnect(old)
+            listeners[language] = new
+        session = _session(session_id)
+        assert session["isActive"] is True
+        assert session["listenerCount"] == 3
+        assert session["speakerConnectionId"] == speaker_cid
+        assert_consistent()
+
+    assert connections.delivered_to() == set()  # no one was told the session ended
+    _disconnect(speaker_cid)
+    for cid in listeners.values():
+        (ended,) = connections.messages(cid)
+        assert ended["type"] == "sessionEnded"
+    sessions, records, counter = snapshot()
+    assert counter == 0
+    assert records == {}
+    assert sessions[session_id]["isActive"] is False
