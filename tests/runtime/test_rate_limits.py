@@ -1,0 +1,183 @@
+"""Fixed-window rate limits: one conditional UpdateItem per check, keyed hashes, fail-open."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+from helpers_entry import aws_calls, closed_port, do_connect
+
+from conftest import STAGE
+from runtime import aws as runtime_aws
+from runtime import rate_limits
+from runtime.config import config
+from runtime.errors import ErrorCode, ServiceError
+from runtime.invocation import Invocation
+from runtime.metric_names import DEPENDENCY_FAILURES
+from runtime.observability import logs
+from runtime.observability.metrics import MetricsBuffer
+
+TABLE = f"RateLimits-{STAGE}"
+IP = "203.0.113.9"
+WINDOW_START = 1_800_000_000 // 60 * 60  # a whole minute, in epoch seconds
+
+
+def _inv() -> Invocation:
+    cfg = config()
+    return Invocation(
+        event={},
+        context=None,
+        operation="test",
+        metrics=MetricsBuffer(cfg.metricsNamespace, cfg.stage),
+        request_id="req-1",
+    )
+
+
+def _items() -> list[dict]:
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    return sorted(items, key=lambda i: i["identifier"]["S"])
+
+
+def test_allows_up_to_the_limit_then_rejects_with_retry_after(aws: None) -> None:
+    inv = _inv()
+    for _ in range(3):
+        rate_limits.enforce(inv, "joinSession", "ip", IP, 3, 60, now=WINDOW_START + 15.2)
+    with pytest.raises(ServiceError) as raised:
+        rate_limits.enforce(inv, "joinSession", "ip", IP, 3, 60, now=WINDOW_START + 15.2)
+    error = raised.value
+    assert error.code is ErrorCode.RATE_LIMIT_EXCEEDED
+    assert error.details["retryAfter"] == 45  # ceil(60 - 15.2)
+    assert "3 per minute" in error.message
+    # A rejected request is not counted: the item stays at the limit.
+    assert _items()[0]["count"] == {"N": "3"}
+
+
+def test_retry_after_is_at_least_one_second(aws: None) -> None:
+    inv = _inv()
+    rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=WINDOW_START + 59.9)
+    with pytest.raises(ServiceError) as raised:
+        rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=WINDOW_START + 59.95)
+    assert raised.value.details["retryAfter"] == 1
+
+
+def test_each_window_is_a_new_item(aws: None) -> None:
+    inv = _inv()
+    rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=WINDOW_START + 1)
+    with pytest.raises(ServiceError):
+        rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=WINDOW_START + 59)
+    rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=WINDOW_START + 60)
+    items = _items()
+    assert [i["windowStart"]["N"] for i in items] == [str(WINDOW_START), str(WINDOW_START + 60)]
+
+
+def test_key_shape_hashing_and_ttl(aws: None) -> None:
+    now = time.time()
+    rate_limits.enforce(_inv(), "joinSession", "ip", IP, 5, 60)
+    rate_limits.enforce(_inv(), "createSession", "user", "alice@example.com", 5, 3600)
+    for item, operation, scope, window, raw in zip(
+        _items(),
+        ("createSession", "joinSession"),
+        ("user", "ip"),
+        (3600, 60),
+        ("alice@example.com", IP),
+        strict=True,
+    ):
+        key = item["identifier"]["S"]
+        op, scoped, hashed = key.split(":")
+        scope_name, start = scoped.split("@")
+        assert (op, scope_name) == (operation, scope)
+        assert int(start) % window == 0 and int(start) <= now < int(start) + window
+        assert raw not in json.dumps(item)
+        # Keyed: not the plain SHA-256 of the value.
+        assert hashed not in hashlib.sha256(raw.encode()).hexdigest()
+        assert item["count"] == {"N": "1"}
+        assert item["windowStart"] == {"N": start}
+        expires = int(item["expiresAt"]["N"])
+        assert now < expires <= int(start) + window + 120  # epoch seconds, soon after the window
+
+
+def test_hash_depends_on_the_stack_key(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = rate_limits.identifier("connect", "ip", IP, WINDOW_START)
+    monkeypatch.setenv("IP_HASH_KEY", "another-stack-key")
+    config.cache_clear()
+    assert rate_limits.identifier("connect", "ip", IP, WINDOW_START) != first
+
+
+def test_operations_scopes_and_values_are_counted_separately(aws: None) -> None:
+    inv = _inv()
+    at = WINDOW_START + 1
+    rate_limits.enforce(inv, "connect", "ip", IP, 1, 60, now=at)
+    rate_limits.enforce(inv, "joinSession", "ip", IP, 1, 60, now=at)
+    rate_limits.enforce(inv, "connect", "ip", "203.0.113.10", 1, 60, now=at)
+    rate_limits.enforce(inv, "connect", "user", IP, 1, 60, now=at)
+    assert len(_items()) == 4
+
+
+def test_one_update_item_per_check(aws: None) -> None:
+    with aws_calls() as calls:
+        rate_limits.enforce(_inv(), "connect", "ip", IP, 5, 60)
+    assert calls.names == [f"dynamodb.UpdateItem({TABLE})"]
+
+
+def test_missing_table_fails_open_with_warning_and_metric(aws: None, capsys) -> None:
+    boto3.client("dynamodb").delete_table(TableName=TABLE)
+    inv = _inv()
+    logs.configure()
+    token = logs.start_invocation({"operation": "test", "requestId": "req-1"})
+    try:
+        for _ in range(5):  # far over the limit, yet allowed
+            rate_limits.enforce(inv, "connect", "ip", IP, 1, 60)
+    finally:
+        logs.end_invocation(token)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [line for line in lines if line["level"] == "WARN"]
+    assert len(warnings) == 5
+    assert "rateLimits" in warnings[0]["message"]
+    assert "ResourceNotFoundException" in warnings[0]["errorMessage"]
+    data = {
+        (d["MetricName"], tuple(sorted((x["Name"], x["Value"]) for x in d["Dimensions"])))
+        for d in inv.metrics.metric_data()
+    }
+    assert (DEPENDENCY_FAILURES.name, (("Operation", "rateLimits"), ("Stage", STAGE))) in data
+    assert len(inv.metrics) == 10  # 5 failures × 2 dimension sets
+
+
+def test_unreachable_dynamodb_fails_open(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only DynamoDB is unreachable; the request still gets through (after botocore's retries).
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed_port()}")
+    runtime_aws.reset_clients()
+    inv = _inv()
+    rate_limits.enforce(inv, "connect", "ip", IP, 1, 60)
+    assert len(inv.metrics) == 2
+
+
+def test_connect_with_rate_limits_table_missing_logs_a_warning(aws: None, capsys) -> None:
+    boto3.client("dynamodb").delete_table(TableName=TABLE)
+    assert do_connect(ip=IP)[1] == {"statusCode": 200}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["level"] for line in lines] == ["WARN", "INFO"]
+    assert lines[0]["operation"] == "connect"
+    assert lines[0]["message"] == "rateLimits failed; continuing degraded"
+
+
+def test_unknown_scope_is_a_programming_error(aws: None) -> None:
+    with pytest.raises(ValueError, match="scope"):
+        rate_limits.enforce(_inv(), "connect", "planet", IP, 1, 60)
+
+
+def test_concurrent_checks_never_exceed_the_limit(aws_server: str) -> None:
+    # Against the thread-safe moto server: 40 simultaneous checks, limit 7.
+    def attempt(_: int) -> bool:
+        try:
+            rate_limits.enforce(_inv(), "joinSession", "ip", IP, 7, 3600)
+        except ServiceError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(attempt, range(40)))
+    assert results.count(True) == 7
