@@ -6,7 +6,10 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers_lifecycle import connections, log_lines  # noqa: F401  (fixture)
+from helpers_lifecycle import (
+    connections_fixture,  # noqa: F401 - provides the `connections` fixture
+    log_lines,
+)
 
 from runtime import aws as runtime_aws
 from runtime import fanout

@@ -5,22 +5,18 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import LambdaContext, message_event, new_connection_id, reply
 from helpers_lifecycle import (
-    connections,  # noqa: F401  (fixture)
+    connections_fixture,  # noqa: F401 - provides the `connections` fixture
     heartbeat_event,
-    join,
     log_lines,
-    open_connection,
+    service_fixture,  # noqa: F401 - provides the `service` fixture
     set_env,
-    start_session,
     wait_for_fresh_minute,
 )
 
+from conftest import LambdaContext, message_event, new_connection_id, reply
 from runtime import store
 from runtime.handlers import heartbeat
-
-SESSION = "calm-river-101"
 
 
 def beat(connection_id: str, *, age_s: float = 0) -> dict:
@@ -38,8 +34,8 @@ def notices(monkeypatch):
     )
 
 
-def test_heartbeat_is_acknowledged_and_recorded(aws, connections) -> None:
-    cid = open_connection()
+def test_heartbeat_is_acknowledged_and_recorded(aws, service, connections) -> None:
+    cid = service.connect()
     before = int(time.time() * 1000)
     response = heartbeat.handler(heartbeat_event(cid), LambdaContext())
     assert response["statusCode"] == 200
@@ -51,15 +47,19 @@ def test_heartbeat_is_acknowledged_and_recorded(aws, connections) -> None:
     assert connections.requests == 0  # a young connection gets no push
 
 
-def test_heartbeat_without_a_record_is_acknowledged_but_not_recreated(aws, connections) -> None:
+def test_heartbeat_without_a_record_is_acknowledged_but_not_recreated(
+    aws, service, connections
+) -> None:
     cid = new_connection_id()
     assert beat(cid)["type"] == "heartbeatAck"
     assert store.get_connection(cid) is None
 
 
-def test_heartbeat_rate_limit_rejects_with_retry_after(aws, connections, monkeypatch) -> None:
+def test_heartbeat_rate_limit_rejects_with_retry_after(
+    aws, service, connections, monkeypatch
+) -> None:
     set_env(monkeypatch, HEARTBEATS_PER_MINUTE=3)
-    cid = open_connection()
+    cid = service.connect()
     wait_for_fresh_minute()
     assert [beat(cid)["type"] for _ in range(3)] == ["heartbeatAck"] * 3
 
@@ -76,8 +76,8 @@ def test_heartbeat_rate_limit_rejects_with_retry_after(aws, connections, monkeyp
     assert record[f"hb{store.heartbeat_window(int(time.time() * 1000))}"] == 3
 
 
-def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, connections) -> None:
-    cid = open_connection()
+def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, service, connections) -> None:
+    cid = service.connect()
     now = int(time.time() * 1000)
     window = store.heartbeat_window(now)
     # The previous minute was used up: it must neither count now nor linger in the record.
@@ -88,8 +88,8 @@ def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, connections)
     assert f"hb{window - 1}" not in record
 
 
-def test_refresh_required_is_pushed_once_to_a_speaker(aws, connections, notices) -> None:
-    speaker = start_session(SESSION)
+def test_refresh_required_is_pushed_once_to_a_speaker(aws, service, connections, notices) -> None:
+    speaker, session_id = service.start_session()
     assert beat(speaker, age_s=30)["type"] == "heartbeatAck"
     assert connections.messages(speaker) == []  # not due yet
 
@@ -100,26 +100,26 @@ def test_refresh_required_is_pushed_once_to_a_speaker(aws, connections, notices)
     assert len(pushed) == 1
     assert pushed[0] == {
         "type": "connectionRefreshRequired",
-        "sessionId": SESSION,
+        "sessionId": session_id,
         "role": "speaker",
         "timestamp": acks[0]["timestamp"],
     }
 
 
-def test_refresh_required_tells_a_listener_its_language(aws, connections, notices) -> None:
-    start_session(SESSION)
-    listener = join(SESSION, "fr")
+def test_refresh_required_tells_a_listener_its_language(aws, service, connections, notices) -> None:
+    _, session_id = service.start_session()
+    listener = service.listener(session_id, "fr")
     for _ in range(3):
         beat(listener, age_s=65)
     pushed = connections.messages(listener)
     assert [m["type"] for m in pushed] == ["connectionRefreshRequired"]
     assert pushed[0]["role"] == "listener"
     assert pushed[0]["targetLanguage"] == "fr"
-    assert pushed[0]["sessionId"] == SESSION
+    assert pushed[0]["sessionId"] == session_id
 
 
-def test_warning_is_pushed_once_with_the_minutes_left(aws, connections, notices) -> None:
-    speaker = start_session(SESSION)
+def test_warning_is_pushed_once_with_the_minutes_left(aws, service, connections, notices) -> None:
+    speaker, _ = service.start_session()
     beat(speaker, age_s=70)  # refresh notice
     for _ in range(4):
         beat(speaker, age_s=150)  # 2.5 minutes old: warning due
@@ -131,9 +131,9 @@ def test_warning_is_pushed_once_with_the_minutes_left(aws, connections, notices)
 
 
 def test_both_notices_due_at_once_are_separate_pushes_and_one_reply(
-    aws, connections, notices
+    aws, service, connections, notices
 ) -> None:
-    speaker = start_session(SESSION)
+    speaker, _ = service.start_session()
     response = heartbeat.handler(heartbeat_event(speaker, age_s=119 * 60 + 30), LambdaContext())
     assert reply(response)["type"] == "heartbeatAck"
     pushed = connections.messages(speaker)
@@ -144,17 +144,19 @@ def test_both_notices_due_at_once_are_separate_pushes_and_one_reply(
 
 
 def test_a_connection_without_a_role_gets_the_warning_but_no_refresh(
-    aws, connections, notices
+    aws, service, connections, notices
 ) -> None:
-    cid = open_connection()
+    cid = service.connect()
     beat(cid, age_s=70)
     assert connections.messages(cid) == []
     beat(cid, age_s=130)
     assert [m["type"] for m in connections.messages(cid)] == ["connectionWarning"]
 
 
-def test_a_failed_push_does_not_fail_the_heartbeat(aws, connections, notices, capsys) -> None:
-    speaker = start_session(SESSION)
+def test_a_failed_push_does_not_fail_the_heartbeat(
+    aws, service, connections, notices, capsys
+) -> None:
+    speaker, _ = service.start_session()
     connections.failing[speaker] = 403
     assert beat(speaker, age_s=70)["type"] == "heartbeatAck"
     lines = log_lines(capsys.readouterr().out)
@@ -164,22 +166,22 @@ def test_a_failed_push_does_not_fail_the_heartbeat(aws, connections, notices, ca
     assert speaker not in str(lines)
 
 
-def test_a_gone_connection_still_gets_its_ack(aws, connections, notices) -> None:
-    speaker = start_session(SESSION)
+def test_a_gone_connection_still_gets_its_ack(aws, service, connections, notices) -> None:
+    speaker, _ = service.start_session()
     connections.gone.add(speaker)
     assert beat(speaker, age_s=70)["type"] == "heartbeatAck"
 
 
-def test_without_connected_at_no_notice_is_due(aws, connections, notices) -> None:
-    speaker = start_session(SESSION)
+def test_without_connected_at_no_notice_is_due(aws, service, connections, notices) -> None:
+    speaker, _ = service.start_session()
     event = message_event(speaker, {"action": "heartbeat"})
     del event["requestContext"]["connectedAt"]
     assert reply(heartbeat.handler(event, LambdaContext()))["type"] == "heartbeatAck"
     assert connections.requests == 0
 
 
-def test_malformed_heartbeat_gets_one_error_reply(aws, connections) -> None:
-    cid = open_connection()
+def test_malformed_heartbeat_gets_one_error_reply(aws, service, connections) -> None:
+    cid = service.connect()
     response = heartbeat.handler(
         message_event(cid, "{not json", route_key="heartbeat"), LambdaContext()
     )

@@ -1,0 +1,61 @@
+"""``$disconnect``: forget the connection; a leaving listener frees its place, a leaving
+speaker ends the session for everyone.
+
+Idempotent under redelivery: deleting the record returns it only once, so a second delivery
+finds nothing and changes nothing. A speaker's session ends only if this connection is still
+its speaker (a refreshed speaker's old connection closing must not end it), and only the
+delivery that ended it notifies the listeners.
+
+Budget: listener ≤ 3 calls (DeleteItem, UpdateItem, PutMetricData); speaker ≤ 5 (DeleteItem,
+TransactWriteItems, Query, PutMetricData, one spare Query page) plus one post per listener and
+one BatchWriteItem per 25 listener records.
+"""
+
+from __future__ import annotations
+
+from runtime import fanout, store
+from runtime.invocation import Invocation, connection_event
+from runtime.metric_names import DEPENDENCY_FAILURES, DISCONNECT_LATENCY
+from runtime.observability.logs import log
+from runtime.protocol import server_message
+
+SPEAKER_DISCONNECTED = "speakerDisconnected"
+
+
+@connection_event("disconnect", latency=DISCONNECT_LATENCY)
+def handler(inv: Invocation) -> None:
+    record = store.delete_connection(inv.connection_id)
+    if record is None:
+        log.info("connection already removed; nothing to do")
+        return
+    session_id = record.get("sessionId")
+    role = record.get("role")
+    inv.bind(session_id=session_id, user_id=record.get("userId"))
+    if not session_id or role not in store.ROLES:
+        log.info("connection without a role closed")
+        return
+    if role == store.LISTENER:
+        count = store.remove_listener(session_id)
+        log.bind(details={"listenerCount": count}).info("listener left")
+        return
+    _end_session(inv, session_id)
+
+
+def _end_session(inv: Invocation, session_id: str) -> None:
+    if not store.end_session(
+        session_id, speaker_connection_id=inv.connection_id, reason=SPEAKER_DISCONNECTED
+    ):
+        log.info("session already ended or has another speaker; left as it is")
+        return
+    listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+    result = fanout.fan_out(
+        listeners,
+        server_message("sessionEnded", sessionId=session_id, reason=SPEAKER_DISCONNECTED),
+    )
+    if result.failed:
+        # Visible as a degradation; their records go too, since the session is over either way.
+        inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
+    batches = store.delete_connections(listeners)
+    log.bind(details={**result.counts(), "listeners": len(listeners), "deleteCalls": batches}).info(
+        "session ended by its speaker; listeners notified"
+    )
