@@ -1,0 +1,259 @@
+"""Contract: every alarm on a custom metric watches a metric and dimension set really emitted.
+
+The runtime's handlers run against moto (tables created from ``runtime.tables``, a speaker
+token signed by a local JWKS server), exercising every alarmed path: a session created, a
+listener joined, an error reply, the scheduled reporter. The metrics they publish are read
+back from moto CloudWatch with ``list_metrics`` and compared with the alarms the Pulumi
+program creates for the same stack.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from moto import mock_aws
+
+from runtime import aws as runtime_aws
+from runtime import metric_names
+from runtime.config import config
+from runtime.settings import BY_KEY, PROJECT, parse_settings
+from runtime.tables import TABLES
+from tests.infra.harness import ProgramRun
+
+STAGE = "dev"  # the stack whose alarms are compared
+REGION = "eu-west-1"
+ISSUER = "https://issuer.contract.test"
+AUDIENCE = "speaker-app"
+KID = "contract-key"
+
+
+@dataclass
+class Context:
+    """The parts of a Lambda context the runtime reads."""
+
+    function_name: str = f"{PROJECT}-{STAGE}-fn"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:fn"
+    log_group_name: str = "/aws/lambda/fn"
+    log_stream_name: str = "2026/01/01/[$LATEST]contract"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+class _Jwks(BaseHTTPRequestHandler):
+    body = b"{}"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def signing_key() -> Iterator[tuple[rsa.RSAPrivateKey, str]]:
+    """An RSA key and the URL of a local JWKS endpoint that publishes it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    handler = type("Jwks", (_Jwks,), {"body": json.dumps({"keys": [{**jwk, "kid": KID}]}).encode()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield key, f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def runtime_aws_env(
+    monkeypatch: pytest.MonkeyPatch, signing_key: tuple[rsa.RSAPrivateKey, str]
+) -> Iterator[None]:
+    """The functions' environment as the program renders it, on moto."""
+    _, jwks_url = signing_key
+    env = {
+        **parse_settings(STAGE, {}).runtime_environment(),
+        **{table.env: table.physical_name(STAGE) for table in TABLES},
+        "CONNECTIONS_ENDPOINT": f"https://contract.execute-api.{REGION}.amazonaws.com/{STAGE}",
+        BY_KEY["ipHashKey"].env: "contract-hmac-key",
+        BY_KEY["authIssuer"].env: ISSUER,
+        BY_KEY["authAudience"].env: AUDIENCE,
+        BY_KEY["authJwksUrl"].env: jwks_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        config.cache_clear()
+        runtime_aws.reset_clients()
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table in TABLES:
+            dynamodb.create_table(**table.create_table_kwargs(STAGE))
+        try:
+            yield
+        finally:
+            config.cache_clear()
+            runtime_aws.reset_clients()
+
+
+def _context(route_key: str, event_type: str, connection_id: str, ip: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "connectionId": connection_id,
+        "connectedAt": now,
+        "requestId": str(uuid.uuid4()),
+        "messageId": str(uuid.uuid4()),
+        "requestTimeEpoch": now,
+        "domainName": f"contract.execute-api.{REGION}.amazonaws.com",
+        "stage": STAGE,
+        "apiId": "contract",
+        "identity": {"sourceIp": ip},
+    }
+
+
+def connect(connection_id: str, ip: str, token: str | None = None) -> dict[str, Any]:
+    from runtime.handlers import connect as handler
+
+    event = {
+        "headers": {},
+        "queryStringParameters": {"token": token} if token else None,
+        "requestContext": _context("$connect", "CONNECT", connection_id, ip),
+        "isBase64Encoded": False,
+    }
+    response = handler.handler(event, Context())
+    assert response["statusCode"] == 200, response
+    return response
+
+
+def send(module: Any, connection_id: str, ip: str, body: dict[str, Any]) -> dict[str, Any]:
+    event = {
+        "body": json.dumps(body),
+        "requestContext": _context(body["action"], "MESSAGE", connection_id, ip),
+        "isBase64Encoded": False,
+    }
+    return json.loads(module.handler(event, Context())["body"])
+
+
+def emitted_metrics() -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """(metric name, {(dimension, value)}) of everything published, from moto CloudWatch."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    namespace = parse_settings(STAGE, {}).metricsNamespace
+    found = set()
+    for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=namespace):
+        for metric in page["Metrics"]:
+            dims = frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"])
+            found.add((metric["MetricName"], dims))
+    return found
+
+
+def exercise_alarmed_paths(key: rsa.RSAPrivateKey) -> None:
+    """Drive the handlers through every path that publishes an alarmed metric."""
+    from runtime.handlers import create_session, join_session, metrics_reporter
+
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "sub": "speaker-1",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 600,
+            "token_use": "id",
+        },
+        key,
+        algorithm="RS256",
+        headers={"kid": KID},
+    )
+    connect("SpeakerConn0001=", "198.51.100.10", token)
+    created = send(
+        create_session, "SpeakerConn0001=", "198.51.100.10",
+        {"action": "createSession", "sourceLanguage": "en"},
+    )  # fmt: skip
+    assert created["type"] == "sessionCreated", created
+
+    connect("ListenConn00001=", "198.51.100.20")
+    joined = send(
+        join_session, "ListenConn00001=", "198.51.100.20",
+        {"action": "joinSession", "sessionId": created["sessionId"], "targetLanguage": "es"},
+    )  # fmt: skip
+    assert joined["type"] == "sessionJoined", joined
+
+    # An error reply: a listener without a token may not create a session.
+    refused = send(
+        create_session, "ListenConn00001=", "198.51.100.20",
+        {"action": "createSession", "sourceLanguage": "en"},
+    )  # fmt: skip
+    assert refused["type"] == "error", refused
+
+    scheduled = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{PROJECT}-{STAGE}-reporter"],
+        "detail": {},
+    }
+    metrics_reporter.handler(scheduled, Context())
+
+
+@pytest.fixture
+def emitted(
+    runtime_aws_env: None, signing_key: tuple[rsa.RSAPrivateKey, str]
+) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    exercise_alarmed_paths(signing_key[0])
+    return emitted_metrics()
+
+
+def test_every_custom_metric_alarm_watches_an_emitted_metric_and_dimension_set(
+    emitted: set[tuple[str, frozenset[tuple[str, str]]]], dev: ProgramRun
+):
+    namespace = parse_settings(STAGE, {}).metricsNamespace
+    alarms = [
+        a for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a["namespace"] == namespace
+    ]  # fmt: skip
+    assert alarms, "the program creates alarms on custom metrics"
+    for alarm in alarms:
+        watched = (alarm["metricName"], frozenset(alarm["dimensions"].items()))
+        assert watched in emitted, (
+            f"alarm {alarm['name']} watches {watched}, which the runtime never published; "
+            f"published: {sorted((n, sorted(d)) for n, d in emitted)}"
+        )
+
+
+def test_the_runtime_emits_only_declared_metrics_and_dimension_sets(
+    emitted: set[tuple[str, frozenset[tuple[str, str]]]],
+):
+    for name, dimensions in emitted:
+        spec = metric_names.BY_NAME[name]
+        assert tuple(sorted(d for d, _ in dimensions)) in {
+            tuple(sorted(s)) for s in spec.dimension_sets
+        }
+        assert dict(dimensions)[metric_names.STAGE] == STAGE
