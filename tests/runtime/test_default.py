@@ -1,0 +1,107 @@
+"""``$default``: one structured error reply for every frame no route takes, no AWS calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers_entry import assert_error, aws_calls
+
+from conftest import LambdaContext, message_event, new_connection_id
+from runtime.handlers import default
+from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
+
+
+def _send(body: object) -> tuple[dict, dict]:
+    response = default.handler(
+        message_event(new_connection_id(), body, route_key="$default"), LambdaContext()
+    )
+    return response, json.loads(response["body"])
+
+
+NOT_MESSAGES = {
+    "not_json": "this is not json",
+    "truncated_json": '{"action": "createSession"',
+    "json_array": "[1, 2, 3]",
+    "json_string": '"createSession"',
+    "json_number": "42",
+    "json_null": "null",
+    "empty": "",
+    "too_large": json.dumps({"action": "createSession", "pad": "x" * MAX_MESSAGE_BYTES}),
+    "deeply_nested": "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_MESSAGES))
+def test_frames_that_are_not_json_objects_are_invalid_message(aws: None, case: str) -> None:
+    with aws_calls() as calls:
+        response, message = _send(NOT_MESSAGES[case])
+    assert response["statusCode"] == 400
+    assert_error(message, "INVALID_MESSAGE", 400)
+    # Zero AWS calls but the one PutMetricData carrying ConnectionErrors.
+    assert calls.names == ["cloudwatch.PutMetricData"]
+    assert calls.metric_sum("ConnectionErrors", ErrorCode="INVALID_MESSAGE") == 1
+
+
+def test_too_large_names_the_limit(aws: None) -> None:
+    _, message = _send(NOT_MESSAGES["too_large"])
+    assert message["details"]["maxBytes"] == MAX_MESSAGE_BYTES == 128 * 1024
+
+
+def test_a_message_just_under_the_limit_is_parsed(aws: None) -> None:
+    body = json.dumps({"action": "dance", "pad": ""})
+    body = body.replace('"pad": ""', '"pad": "' + "x" * (MAX_MESSAGE_BYTES - len(body)) + '"')
+    assert len(body.encode()) == MAX_MESSAGE_BYTES
+    _, message = _send(body)
+    assert message["code"] == "INVALID_ACTION"  # got past the size check
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"action": "dance"}, {"action": "CREATESESSION"}, {"action": "createSession "}],
+    ids=["unknown", "wrong_case", "trailing_space"],
+)
+def test_unknown_actions_are_invalid_action(aws: None, body: dict) -> None:
+    with aws_calls() as calls:
+        response, message = _send(body)
+    assert response["statusCode"] == 400
+    details = assert_error(message, "INVALID_ACTION", 400)
+    assert details["action"] == body["action"]
+    assert details["supportedActions"] == list(ACTIONS)
+    assert calls.names == ["cloudwatch.PutMetricData"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"sessionId": "golden-eagle-427"}, {"action": ""}, {"action": None}, {"action": 7}],
+    ids=["empty_object", "no_action", "empty_action", "null_action", "number_action"],
+)
+def test_missing_actions_are_invalid_action(aws: None, body: dict) -> None:
+    response, message = _send(body)
+    assert response["statusCode"] == 400
+    details = assert_error(message, "INVALID_ACTION", 400)
+    assert "no 'action'" in message["message"]
+    assert details["supportedActions"] == list(ACTIONS)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_known_action_reaching_default_is_told_so_plainly(aws: None, action: str) -> None:
+    # Happens when that route is not deployed: the client still gets one clear reply.
+    with aws_calls() as calls:
+        _, message = _send({"action": action})
+    details = assert_error(message, "INVALID_ACTION", 400)
+    assert action in message["message"] and "not available" in message["message"]
+    assert details["action"] == action
+    assert calls.names == ["cloudwatch.PutMetricData"]
+
+
+def test_long_unknown_action_is_echoed_truncated(aws: None) -> None:
+    _, message = _send({"action": "z" * 5000})
+    assert len(message["details"]["action"]) <= 64
+    assert len(message["message"]) < 500
+
+
+def test_request_id_is_the_lambda_request_id(aws: None) -> None:
+    context = LambdaContext()
+    response = default.handler(message_event(new_connection_id(), "nope"), context)
+    assert json.loads(response["body"])["requestId"] == context.aws_request_id
