@@ -4,7 +4,9 @@ What boto3's ``apigatewaymanagementapi`` client calls with ``endpoint_url`` set 
 gateway's ``http://127.0.0.1:{port}/{stage}``:
 
 * ``POST`` (PostToConnection): the body becomes one frame to the client; 200.
-* ``GET`` (GetConnection): ``ConnectedAt``, ``LastActiveAt``, ``Identity``; 200.
+* ``GET`` (GetConnection): ``connectedAt``, ``lastActiveAt``, ``identity`` {``sourceIp``,
+  ``userAgent``}; 200. (These are the wire names; boto3 shows them as ``ConnectedAt``,
+  ``LastActiveAt``, ``Identity.SourceIp``/``UserAgent``.)
 * ``DELETE`` (DeleteConnection): closes the connection (``$disconnect`` follows); 204.
 
 An unknown, closing, closed or still-connecting ID is 410 with ``x-amzn-errortype:
@@ -75,11 +77,11 @@ def connections_route(gateway: Gateway) -> Route:
             return HttpResponse.json(
                 200,
                 {
-                    "ConnectedAt": _iso(record.peer.connected_at),
-                    "LastActiveAt": _iso(record.last_active_ms),
-                    "Identity": {
-                        "SourceIp": record.peer.source_ip,
-                        "UserAgent": record.peer.user_agent,
+                    "connectedAt": _iso(record.peer.connected_at),
+                    "lastActiveAt": _iso(record.last_active_ms),
+                    "identity": {
+                        "sourceIp": record.peer.source_ip,
+                        "userAgent": record.peer.user_agent,
                     },
                 },
             )

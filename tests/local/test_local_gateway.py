@@ -1,0 +1,452 @@
+"""The gateway's API Gateway semantics, with stand-in handlers and real sockets.
+
+The handlers here record their events and answer from the query string or the frame, so
+these tests hold the gateway alone to its contract: handshake rejection, route selection,
+two-way replies, @connections (POST/GET/DELETE, 410), limits, timeouts, $disconnect on every
+close, survival of failing handlers, clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from local_support import management_client, wait_for_async
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from local.gateway import Gateway, GatewayOptions
+from local.invoker import LambdaInvoker
+from runtime.routes import Function
+
+
+class StandIns:
+    """Fake handlers for every route: they record events and answer predictably."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.contexts: list[Any] = []
+        self.connect_gate: threading.Event | None = None
+        self.connect_entered = threading.Event()
+        self.lock = threading.Lock()
+
+    def resolve(self, function: Function) -> Any:
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            return self.handle(function, event, context)
+
+        return handler
+
+    def handle(self, function: Function, event: dict[str, Any], context: Any) -> Any:
+        route = function.route_key or function.name
+        with self.lock:
+            self.events[route].append(event)
+            self.contexts.append(context)
+        if route == "$connect":
+            self.connect_entered.set()
+            if self.connect_gate is not None:
+                self.connect_gate.wait(10)
+            query = event["queryStringParameters"] or {}
+            if "raise" in query:
+                raise RuntimeError("connect bug")
+            if "reject" in query:
+                return {"statusCode": int(query["reject"]), "body": json.dumps({"why": "no"})}
+            return {"statusCode": 200}
+        if route == "$disconnect":
+            return {"statusCode": 200}
+        body = event["body"]
+        if body == "raise":
+            raise RuntimeError("handler bug")
+        if body == "nobody":
+            return {"statusCode": 200}
+        return {
+            "statusCode": 200,
+            "body": json.dumps(
+                {"route": route, "body": body[:100], "b64": event["isBase64Encoded"]}
+            ),
+        }
+
+    def disconnects(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.events["$disconnect"])
+
+
+@contextlib.asynccontextmanager
+async def running(stand_ins: StandIns, **options: Any) -> AsyncIterator[Gateway]:
+    invoker = LambdaInvoker("test", "us-east-1", workers=16, resolve=stand_ins.resolve)
+    gateway = Gateway(GatewayOptions(stage="test", port=0, announce=False, **options), invoker)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.shutdown(timeout_s=15)
+        invoker.shutdown()
+
+
+async def client(gateway: Gateway, query: str = "", **kwargs: Any) -> ClientConnection:
+    return await connect(f"{gateway.websocket_url}{query}", max_size=None, **kwargs)
+
+
+async def reply(ws: ClientConnection, frame: str | bytes) -> dict[str, Any]:
+    await ws.send(frame)
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def only_connection_id(stand_ins: StandIns) -> str:
+    (event,) = stand_ins.events["$connect"]
+    return event["requestContext"]["connectionId"]
+
+
+def test_route_selection_and_two_way_replies():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            cases = [
+                ('{"action":"createSession"}', "createSession"),
+                ('{"action":"heartbeat"}', "heartbeat"),
+                ('{"action":"nope"}', "$default"),
+                ('{"action":"$disconnect"}', "$default"),
+                ("[1]", "$default"),
+                ("not json", "$default"),
+            ]
+            for frame, route in cases:
+                answer = await reply(ws, frame)
+                assert answer["route"] == route, (frame, answer)
+                assert answer["b64"] is False
+            binary = await reply(ws, b"\xff\xfe")
+            assert binary == {"route": "$default", "body": "//4=", "b64": True}
+            utf8 = await reply(ws, b'{"action":"heartbeat"}')
+            assert utf8["route"] == "heartbeat"
+            await ws.close()
+
+    run(scenario())
+    message = stand_ins.events["heartbeat"][0]
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["requestContext"]["connectionId"] == only_connection_id(stand_ins)
+    context = stand_ins.contexts[0]
+    assert context.function_name == "session-management-test-connect"
+    assert context.get_remaining_time_in_millis() > 0
+
+
+def test_connect_event_carries_query_headers_and_identity():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway, "?token=abc", user_agent_header="pytest-agent")
+            await ws.close()
+
+    run(scenario())
+    event = stand_ins.events["$connect"][0]
+    assert event["queryStringParameters"] == {"token": "abc"}
+    assert event["headers"]["User-Agent"] == "pytest-agent"
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    context = event["requestContext"]
+    assert context["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "pytest-agent"}
+    assert context["eventType"] == "CONNECT" and context["stage"] == "test"
+
+
+@pytest.mark.parametrize(("query", "status"), [("?reject=401", 401), ("?reject=429", 429)])
+def test_connect_status_rejects_the_handshake(query, status):
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            with pytest.raises(InvalidStatus) as rejected:
+                await client(gateway, query)
+            assert rejected.value.response.status_code == status
+            assert json.loads(rejected.value.response.body) == {"why": "no"}
+            await asyncio.sleep(0.3)
+
+    run(scenario())
+    assert stand_ins.disconnects() == []  # API Gateway sends no $disconnect for a rejection
+
+
+def test_failing_connect_is_500_and_the_gateway_keeps_serving():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            with pytest.raises(InvalidStatus) as rejected:
+                await client(gateway, "?raise=1")
+            assert rejected.value.response.status_code == 500
+            ws = await client(gateway)
+            assert (await reply(ws, "hello"))["route"] == "$default"
+            await ws.close()
+
+    run(scenario())
+
+
+def test_wrong_stage_is_404_and_root_path_is_accepted():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            with pytest.raises(InvalidStatus) as rejected:
+                await connect(f"ws://127.0.0.1:{gateway.port}/other")
+            assert rejected.value.response.status_code == 404
+            ws = await connect(f"ws://127.0.0.1:{gateway.port}/")
+            assert (await reply(ws, "x"))["route"] == "$default"
+            await ws.close()
+
+    run(scenario())
+
+
+def test_a_failing_handler_sends_nothing_and_the_connection_survives():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            await ws.send("raise")
+            await ws.send("nobody")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+            assert (await reply(ws, '{"action":"heartbeat"}'))["route"] == "heartbeat"
+            await ws.close()
+
+    run(scenario())
+
+
+def test_connections_api_post_get_delete_and_gone():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            api = management_client(gateway.connections_url)
+            ws = await client(gateway, user_agent_header="agent-7")
+            connection_id = only_connection_id(stand_ins)
+
+            await asyncio.to_thread(
+                api.post_to_connection, ConnectionId=connection_id, Data=b'{"type":"push"}'
+            )
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "push"}
+
+            info = await asyncio.to_thread(api.get_connection, ConnectionId=connection_id)
+            assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": "agent-7"}
+            assert info["ConnectedAt"] <= info["LastActiveAt"]
+
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(
+                    api.post_to_connection, ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x"
+                )
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(api.get_connection, ConnectionId="AAAAAAAAAAAAAAA=")
+
+            await asyncio.to_thread(api.delete_connection, ConnectionId=connection_id)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1000
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(
+                    api.post_to_connection, ConnectionId=connection_id, Data=b"x"
+                )
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(api.delete_connection, ConnectionId=connection_id)
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    assert gone["requestContext"]["disconnectStatusCode"] == 1000
+
+
+def test_gone_while_connect_runs():
+    stand_ins = StandIns()
+    stand_ins.connect_gate = threading.Event()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            api = management_client(gateway.connections_url)
+            pending = asyncio.create_task(client(gateway))
+            assert await asyncio.to_thread(stand_ins.connect_entered.wait, 5)
+            connection_id = only_connection_id(stand_ins)
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(
+                    api.post_to_connection, ConnectionId=connection_id, Data=b"early"
+                )
+            stand_ins.connect_gate.set()
+            ws = await pending
+            await asyncio.to_thread(api.post_to_connection, ConnectionId=connection_id, Data=b"now")
+            assert await asyncio.wait_for(ws.recv(), 5) == "now"
+            await ws.close()
+
+    run(scenario())
+
+
+def test_client_leaving_during_connect_still_gets_one_disconnect():
+    stand_ins = StandIns()
+    stand_ins.connect_gate = threading.Event()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(
+                b"GET /test HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            await writer.drain()
+            assert await asyncio.to_thread(stand_ins.connect_entered.wait, 5)
+            writer.transport.abort()
+            await asyncio.sleep(0.2)
+            stand_ins.connect_gate.set()
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            await asyncio.sleep(0.3)
+
+    run(scenario())
+    assert len(stand_ins.disconnects()) == 1
+
+
+def test_message_over_128_kb_closes_with_1009():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            at_limit = await reply(ws, "x" * (128 * 1024))
+            assert at_limit["route"] == "$default"
+            await ws.send("x" * (128 * 1024 + 1))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1009
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    assert gone["requestContext"]["disconnectStatusCode"] == 1009
+
+
+def test_idle_timeout_and_activity():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins, idle_timeout_s=0.6) as gateway:
+            busy = await client(gateway)
+            idle = await client(gateway)
+            started = time.monotonic()
+            for _ in range(6):  # 1.2 s of activity, one frame every 0.2 s
+                await reply(busy, "ping")
+                await asyncio.sleep(0.2)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(idle.recv(), 5)
+            assert idle.close_code == 1001
+            assert time.monotonic() - started >= 0.5
+            assert (await reply(busy, "still here"))["route"] == "$default"
+            await busy.close()
+
+    run(scenario())
+    codes = sorted(e["requestContext"]["disconnectStatusCode"] for e in stand_ins.disconnects())
+    assert codes == [1000, 1001]
+
+
+def test_maximum_connection_duration():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins, max_connection_s=0.8) as gateway:
+            ws = await client(gateway)
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                for _ in range(50):
+                    await reply(ws, "keep busy")
+                    await asyncio.sleep(0.1)
+            assert ws.close_code == 1001
+            assert 0.7 <= time.monotonic() - started < 4
+
+    run(scenario())
+
+
+def test_abrupt_drop_triggers_disconnect():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            await reply(ws, "hello")
+            ws.transport.abort()  # no close frame: the TCP connection just goes away
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            assert gateway.open_count() == 0
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    assert gone["requestContext"]["disconnectStatusCode"] == 1006
+
+
+def test_client_close_gives_exactly_one_disconnect_with_its_code():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            await ws.close(4000, "bye")
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            await asyncio.sleep(0.3)
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    context = gone["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (4000, "bye")
+    assert context["connectionId"] == only_connection_id(stand_ins)
+
+
+def test_shutdown_disconnects_every_connection():
+    stand_ins = StandIns()
+    closes: list[int | None] = []
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            sockets = [await client(gateway) for _ in range(5)]
+            await gateway.shutdown(timeout_s=10)
+            for ws in sockets:
+                with contextlib.suppress(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                closes.append(ws.close_code)
+
+    run(scenario())
+    assert closes == [1001] * 5
+    assert len(stand_ins.disconnects()) == 5
+
+
+def test_plain_http_keep_alive_and_unknown_routes():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+
+            def requests() -> list[tuple[int, str]]:
+                conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+                results = []
+                for method, path in [
+                    ("GET", "/nothing-here"),
+                    ("POST", "/test/@connections/AAAAAAAAAAAAAAA="),
+                    ("PUT", "/test/@connections/AAAAAAAAAAAAAAA="),
+                    ("GET", "/test"),
+                ]:
+                    conn.request(method, path, body=b"{}" if method != "GET" else None)
+                    response = conn.getresponse()
+                    results.append((response.status, response.getheader("x-amzn-errortype", "")))
+                    response.read()
+                conn.close()
+                return results
+
+            results = await asyncio.to_thread(requests)
+            assert results == [
+                (404, ""),
+                (410, "GoneException"),
+                (405, "MethodNotAllowed"),
+                (404, ""),
+            ]
+
+    run(scenario())

@@ -1,0 +1,169 @@
+"""Unit tests of the local stack's pieces: events, context, routing, tokens, environment."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import jwt
+import pytest
+
+from local.config import load_config
+from local.connections_api import connection_id_of
+from local.events import (
+    ApiInfo,
+    LambdaContext,
+    Peer,
+    connect_event,
+    disconnect_event,
+    gateway_id,
+    message_event,
+    scheduled_event,
+)
+from local.gateway import select_route
+from local.http import BadRequest, is_websocket_upgrade, parse_head
+from local.stack import function_environment
+from local.tokens import TokenIssuer
+from runtime.routes import BY_ROUTE_KEY, SCHEDULED
+from runtime.settings import SETTINGS
+from runtime.tables import TABLES
+
+API = ApiInfo(api_id="abcdefghij", stage="dev", domain_name="localhost:8080", region="eu-west-1")
+PEER = Peer(
+    connection_id=gateway_id(),
+    source_ip="127.0.0.1",
+    user_agent="pytest",
+    connected_at=1_700_000_000_000,
+    headers={"Host": "127.0.0.1:8080", "User-Agent": "pytest"},
+)
+
+
+def test_gateway_ids_look_like_api_gateway_ids():
+    ids = {gateway_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"[A-Za-z0-9]{15}=", i) for i in ids)
+
+
+def test_connect_event_shape():
+    event = connect_event(API, PEER, {"token": ["abc"], "x": ["1", "2"]})
+    ctx = event["requestContext"]
+    assert ctx["routeKey"] == "$connect" and ctx["eventType"] == "CONNECT"
+    assert ctx["connectionId"] == PEER.connection_id
+    assert ctx["connectedAt"] == PEER.connected_at
+    assert ctx["identity"]["sourceIp"] == "127.0.0.1"
+    assert ctx["stage"] == "dev" and ctx["apiId"] == "abcdefghij"
+    assert ctx["messageDirection"] == "IN"
+    for key in ("requestId", "extendedRequestId", "requestTimeEpoch", "requestTime", "domainName"):
+        assert ctx[key]
+    assert event["queryStringParameters"] == {"token": "abc", "x": "2"}
+    assert event["multiValueQueryStringParameters"]["x"] == ["1", "2"]
+    assert event["headers"]["User-Agent"] == "pytest"
+    assert event["isBase64Encoded"] is False
+    assert connect_event(API, PEER)["queryStringParameters"] is None
+
+
+def test_message_and_disconnect_events():
+    message = message_event(API, PEER, "heartbeat", '{"action":"heartbeat"}')
+    assert message["body"] == '{"action":"heartbeat"}'
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["requestContext"]["messageId"]
+    assert "queryStringParameters" not in message
+    gone = disconnect_event(API, PEER, 1006, "Connection lost")
+    ctx = gone["requestContext"]
+    assert (ctx["eventType"], ctx["routeKey"]) == ("DISCONNECT", "$disconnect")
+    assert (ctx["disconnectStatusCode"], ctx["disconnectReason"]) == (1006, "Connection lost")
+
+
+def test_scheduled_event_and_context():
+    function = SCHEDULED[0]
+    event = scheduled_event(API, function)
+    assert event["source"] == "aws.events" and event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {} and event["region"] == "eu-west-1"
+    context = LambdaContext(BY_ROUTE_KEY["createSession"], "dev", "eu-west-1", "stream")
+    assert context.function_name == "session-management-dev-create-session"
+    assert context.invoked_function_arn.endswith(":function:session-management-dev-create-session")
+    assert context.memory_limit_in_mb == str(BY_ROUTE_KEY["createSession"].memory_mb)
+    assert context.log_group_name == "/aws/lambda/session-management-dev-create-session"
+    remaining = context.get_remaining_time_in_millis()
+    assert 0 < remaining <= BY_ROUTE_KEY["createSession"].timeout_s * 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "route"),
+    [
+        ('{"action":"createSession"}', "createSession"),
+        ('{"action":"joinSession","sessionId":"x"}', "joinSession"),
+        ('{"action":"nope"}', "$default"),
+        ('{"action":"$connect"}', "$default"),
+        ('{"action":"$disconnect"}', "$default"),
+        ('{"action":"$default"}', "$default"),
+        ('{"action":5}', "$default"),
+        ('{"noAction":true}', "$default"),
+        ("[1,2]", "$default"),
+        ("not json", "$default"),
+        ("", "$default"),
+    ],
+)
+def test_route_selection(body, route):
+    assert select_route(body, BY_ROUTE_KEY) == route
+
+
+def test_tokens_verify_against_the_jwks():
+    issuer = TokenIssuer("http://localhost:1/local-issuer/dev", "aud-1")
+    token = issuer.mint("alice", 60)
+    assert jwt.get_unverified_header(token)["kid"] == issuer.kid
+    (key,) = jwt.PyJWKSet.from_dict(issuer.jwks()).keys
+    claims = jwt.decode(
+        token, key.key, algorithms=["RS256"], audience="aud-1", issuer=issuer.issuer
+    )
+    assert claims["sub"] == "alice" and claims["token_use"] == "id"
+    assert claims["exp"] > time.time()
+    with pytest.raises(jwt.ExpiredSignatureError):
+        jwt.decode(issuer.mint("alice", -120), key.key, algorithms=["RS256"], audience="aud-1")
+    other = TokenIssuer(issuer.issuer, "aud-1")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(other.mint("mallory"), key.key, algorithms=["RS256"], audience="aud-1")
+
+
+def test_function_environment_renders_every_contract(tmp_path):
+    config = load_config("dev", ["maxActiveSessions=3"], root=tmp_path, environ={})
+    env = function_environment(
+        config,
+        aws_endpoint="http://127.0.0.1:4566",
+        connections_endpoint="http://127.0.0.1:8080/dev",
+        issuer="iss",
+        audience="aud",
+        jwks_url="http://127.0.0.1:8080/.well-known/jwks.json",
+        ip_hash_key="k",
+    )
+    for setting in SETTINGS:
+        if setting.runtime:
+            assert setting.env in env
+    assert env["MAX_ACTIVE_SESSIONS"] == "3" and env["STAGE"] == "dev"
+    for table in TABLES:
+        assert env[table.env] == table.physical_name("dev")
+    assert env["CONNECTIONS_ENDPOINT"] == "http://127.0.0.1:8080/dev"
+    assert env["IP_HASH_KEY"] == "k"
+    assert (env["AUTH_ISSUER"], env["AUTH_AUDIENCE"]) == ("iss", "aud")
+    assert env["AUTH_JWKS_URL"].endswith("/.well-known/jwks.json")
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_DEFAULT_REGION"] == config.region
+
+
+def test_http_head_parsing():
+    head = b"GET /dev?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade"
+    assert is_websocket_upgrade(head)
+    assert not is_websocket_upgrade(b"POST /dev/@connections/abc= HTTP/1.1\r\nHost: a")
+    assert not is_websocket_upgrade(b"garbage")
+    method, target, version, headers = parse_head(b"DELETE /x HTTP/1.1\r\nA: 1\r\nA: 2")
+    assert (method, target, version, headers) == ("DELETE", "/x", "HTTP/1.1", {"a": "1, 2"})
+    with pytest.raises(BadRequest):
+        parse_head(b"GET /x\r\n")
+
+
+def test_connection_paths():
+    assert connection_id_of("/dev/@connections/abc%3D", "dev") == "abc="
+    assert connection_id_of("/@connections/abc=", "dev") == "abc="
+    assert connection_id_of("/prod/@connections/abc=", "dev") is None
+    assert connection_id_of("/dev/@connections/", "dev") is None
+    assert connection_id_of("/dev/other/abc", "dev") is None
