@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -64,6 +65,18 @@ def stage_throttling(settings: StackSettings) -> tuple[float, int]:
     rate = min(ACCOUNT_RATE_LIMIT, max(MIN_STAGE_RATE_LIMIT, math.ceil(steady * THROTTLE_HEADROOM)))
     burst = min(ACCOUNT_BURST_LIMIT, 2 * rate)
     return float(rate), burst
+
+
+def _stable_path(path: Path) -> str:
+    """The archive's path relative to the project (Pulumi's working directory) if inside it.
+
+    The file name is content-addressed, so the same archive has the same path on every
+    machine and checkout, and the state never shows a path-only change.
+    """
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)
@@ -300,7 +313,7 @@ class SessionApi(pulumi.ComponentResource):
 
     def _functions(self) -> dict[str, MonitoredFunction]:
         archive = self._args.archive
-        code = pulumi.FileArchive(str(archive.path))
+        code = pulumi.FileArchive(_stable_path(archive.path))
         environment = self.environment()
         table_arns = {name: table.arn for name, table in self.tables.items()}
         return {

@@ -42,6 +42,18 @@ def lambda_archive() -> packaging.LambdaArchive:
     return build_lambda_archive(LAMBDA_TARGET)
 
 
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of the project's packaging inputs (the work tree may change meanwhile)."""
+    project = tmp_path_factory.mktemp("project")
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(
+        ROOT / "runtime", project / "runtime", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return project
+
+
 def runtime_files() -> dict[str, bytes]:
     return {
         path.relative_to(ROOT).as_posix(): path.read_bytes()
@@ -87,17 +99,17 @@ def test_pinned_requirements_come_from_the_lock_file_without_boto3():
         assert f'name = "{name}"\nversion = "{version}"' in lock, name
 
 
-def test_same_inputs_build_a_byte_identical_archive(tmp_path):
-    first = build_lambda_archive(LAMBDA_TARGET, build_dir=tmp_path / "a")
-    second = build_lambda_archive(LAMBDA_TARGET, build_dir=tmp_path / "b")
+def test_same_inputs_build_a_byte_identical_archive(snapshot, tmp_path):
+    first = build_lambda_archive(LAMBDA_TARGET, root=snapshot, build_dir=tmp_path / "a")
+    second = build_lambda_archive(LAMBDA_TARGET, root=snapshot, build_dir=tmp_path / "b")
     assert not first.cache_hit and not second.cache_hit
     assert first.path.name == second.path.name
     assert first.sha256 == second.sha256
     assert first.path.read_bytes() == second.path.read_bytes()
 
 
-def test_second_build_is_an_offline_cache_hit(tmp_path, monkeypatch):
-    built = build_lambda_archive(LAMBDA_TARGET, build_dir=tmp_path)
+def test_second_build_is_an_offline_cache_hit(snapshot, tmp_path, monkeypatch):
+    built = build_lambda_archive(LAMBDA_TARGET, root=snapshot, build_dir=tmp_path)
     assert not built.cache_hit
 
     def no_install(*_args: object, **_kwargs: object) -> None:
@@ -105,18 +117,17 @@ def test_second_build_is_an_offline_cache_hit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(packaging, "_install_dependencies", no_install)
     monkeypatch.setenv("UV_OFFLINE", "1")
-    again = build_lambda_archive(LAMBDA_TARGET, build_dir=tmp_path)
+    again = build_lambda_archive(LAMBDA_TARGET, root=snapshot, build_dir=tmp_path)
     assert again.cache_hit and again.dependencies_cache_hit
     assert (again.path, again.sha256) == (built.path, built.sha256)
     assert again.source_code_hash == built.source_code_hash
 
 
-def test_a_runtime_change_rebuilds_the_archive_but_not_the_dependencies(tmp_path, monkeypatch):
+def test_a_runtime_change_rebuilds_the_archive_but_not_the_dependencies(
+    snapshot, tmp_path, monkeypatch
+):
     project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "uv.lock"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "runtime", project / "runtime")
+    shutil.copytree(snapshot, project)
     build_dir = tmp_path / "build"
     before = build_lambda_archive(LAMBDA_TARGET, root=project, build_dir=build_dir)
 

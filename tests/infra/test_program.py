@@ -5,6 +5,7 @@ Every assertion runs on data recorded after the program finished (see ``harness`
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -153,6 +154,18 @@ def test_every_function_of_the_route_table_is_deployed_as_configured(stack_run):
         assert resource.parent_type == ("session-management:components:MonitoredFunction")
         environments.append(resource["environment"]["variables"])
     assert all(env == environments[0] for env in environments)
+
+
+def test_every_function_deploys_the_one_content_addressed_archive(stack_run):
+    run = stack_run
+    sha = run.outputs["lambdaArchiveSha256"]
+    for function in run.of_type(FUNCTION):
+        path = function["code"].path
+        # Relative to the project and named by content: the same on every checkout.
+        assert path.startswith("build/lambda/aarch64-manylinux2014-py3.12-") and path.endswith(
+            ".zip"
+        )
+        assert base64.b64decode(function["sourceCodeHash"]).hex() == sha
 
 
 def test_function_environment_carries_settings_tables_endpoint_key_and_auth(stack_run):
