@@ -261,3 +261,19 @@ def test_stage_throttling_follows_the_capacity_limits():
     }
     assert rate["small"]["throttlingRateLimit"] < rate["large"]["throttlingRateLimit"]
     assert rate["small"]["throttlingBurstLimit"] <= rate["large"]["throttlingBurstLimit"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"authAudience": "speaker-app"}, "apply only with authIssuer"),
+        ({"authJwksUrl": "https://login.example.com/keys"}, "apply only with authIssuer"),
+        (
+            {"authIssuer": "http://login.example.com", "authAudience": "speaker-app"},
+            "authIssuer' must be an https:// URL",
+        ),
+    ],
+)
+def test_inconsistent_auth_settings_are_rejected(overrides: dict[str, str], message: str):
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program("dev", overrides)
