@@ -1,0 +1,293 @@
+"""The service's operations, each run through its real handler with its AWS calls counted.
+
+Every scenario sets up its state first (not counted), then runs one operation under a
+``CallCounter``. ``tests/runtime/test_call_budget.py`` asserts the counts against the
+budgets; ``python -m bench.call_counter`` prints them (``environment()`` provides moto, the
+tables and a recording @connections endpoint when run outside the tests).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from bench.call_counter import CallCounter
+from bench.connections_server import ConnectionsServer
+from runtime import aws, store
+from runtime.config import config
+from runtime.handlers import (
+    connect,
+    create_session,
+    disconnect,
+    heartbeat,
+    join_session,
+    metrics_reporter,
+)
+from runtime.hashing import ip_hash
+from runtime.tables import TABLES
+
+STAGE = "bench"
+SPEAKER_DISCONNECT_SIZES = (0, 10, 500)
+
+
+def _context() -> Any:
+    return SimpleNamespace(function_name=f"{STAGE}-fn", aws_request_id=str(uuid.uuid4()))
+
+
+def _event(
+    route_key: str, connection_id: str, *, ip: str, connected_at: int, body: str | None = None
+) -> dict[str, Any]:
+    """An API Gateway WebSocket event (the fields the runtime reads)."""
+    kind = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE")
+    event: dict[str, Any] = {
+        "requestContext": {
+            "routeKey": route_key,
+            "eventType": kind,
+            "connectionId": connection_id,
+            "connectedAt": connected_at,
+            "requestId": str(uuid.uuid4()),
+            "stage": STAGE,
+            "identity": {"sourceIp": ip},
+        },
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = body
+    return event
+
+
+class Harness:
+    """Drives the handlers like clients do and counts the AWS calls of one operation."""
+
+    def __init__(self) -> None:
+
+        self._ids = itertools.count(1)
+        self.counter = CallCounter(
+            [aws.dynamodb(), aws.cloudwatch(), aws.connections()], default_session=False
+        )
+
+    def _new_id(self) -> str:
+        return f"Bench{next(self._ids):010d}="
+
+    def _ip(self) -> str:
+        n = next(self._ids)
+        return f"198.18.{n // 250 % 250}.{n % 250 + 1}"  # own IP: per-IP limits stay out of it
+
+    def measure(self, operation: Callable[[], Any]) -> dict[str, int]:
+        """The AWS calls ``operation`` makes, by ``service:API``."""
+        self.counter.reset()
+        with self.counter:
+            operation()
+        return self.counter.counts()
+
+    def send(self, handler: Any, connection_id: str, body: dict[str, Any], **kw: Any) -> Any:
+
+        event = _event(
+            body["action"],
+            connection_id,
+            ip=self._ip(),
+            connected_at=kw.get("connected_at") or int(time.time() * 1000),
+            body=json.dumps(body),
+        )
+        return json.loads(handler(event, _context())["body"])
+
+    def connect_event(self, connection_id: str) -> dict[str, Any]:
+        return _event(
+            "$connect", connection_id, ip=self._ip(), connected_at=int(time.time() * 1000)
+        )
+
+    def disconnect_event(self, connection_id: str) -> dict[str, Any]:
+        return _event(
+            "$disconnect", connection_id, ip=self._ip(), connected_at=int(time.time() * 1000)
+        )
+
+    def listener_connection(self) -> str:
+
+        cid = self._new_id()
+        assert connect.handler(self.connect_event(cid), _context())["statusCode"] == 200
+        return cid
+
+    def speaker_connection(self) -> str:
+        """What ``$connect`` records for a verified speaker (token checks are not AWS calls)."""
+
+        cid = self._new_id()
+        store.put_connection(
+            cid,
+            connected_at_ms=int(time.time() * 1000),
+            ip_hash=ip_hash(self._ip()),
+            user_id=f"user-{cid}",
+        )
+        return cid
+
+    def session(self, listeners: int = 0) -> tuple[str, str, list[str]]:
+        """(speaker connection, session ID, listener connections)."""
+
+        speaker = self.speaker_connection()
+        created = self.send(
+            create_session.handler, speaker, {"action": "createSession", "sourceLanguage": "en"}
+        )
+        assert created["type"] == "sessionCreated", created
+        session_id = created["sessionId"]
+        return speaker, session_id, [self.joined(session_id) for _ in range(listeners)]
+
+    def listeners(self, session_id: str, count: int) -> list[str]:
+        """``count`` listeners written through the data layer as joinSession writes them
+        (half the calls of driving $connect + joinSession: large sessions set up faster)."""
+        ids = []
+        for _ in range(count):
+            cid = self._new_id()
+            store.put_connection(
+                cid, connected_at_ms=int(time.time() * 1000), ip_hash=ip_hash(cid), user_id=None
+            )
+            store.add_listener(session_id, max_listeners=config().maxListenersPerSession)
+            store.claim_role(cid, role=store.LISTENER, session_id=session_id, target_language="es")
+            ids.append(cid)
+        return ids
+
+    def joined(self, session_id: str) -> str:
+
+        cid = self.listener_connection()
+        body = {"action": "joinSession", "sessionId": session_id, "targetLanguage": "es"}
+        joined = self.send(join_session.handler, cid, body)
+        assert joined["type"] == "sessionJoined", joined
+        return cid
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+def connect_listener(h: Harness) -> dict[str, int]:
+
+    cid = h._new_id()
+    return h.measure(lambda: connect.handler(h.connect_event(cid), _context()))
+
+
+def create(h: Harness) -> dict[str, int]:
+
+    speaker = h.speaker_connection()
+    body = {"action": "createSession", "sourceLanguage": "en"}
+    return h.measure(lambda: h.send(create_session.handler, speaker, body))
+
+
+def join(h: Harness) -> dict[str, int]:
+
+    _, session_id, _ = h.session()
+    cid = h.listener_connection()
+    body = {"action": "joinSession", "sessionId": session_id, "targetLanguage": "es"}
+    return h.measure(lambda: h.send(join_session.handler, cid, body))
+
+
+def heartbeat_once(h: Harness) -> dict[str, int]:
+
+    _, _, (listener,) = h.session(listeners=1)
+    return h.measure(lambda: h.send(heartbeat.handler, listener, {"action": "heartbeat"}))
+
+
+def heartbeat_with_notice(h: Harness) -> dict[str, int]:
+    """The one heartbeat that finds connectionRefreshRequired due and pushes it."""
+
+    _, _, (listener,) = h.session(listeners=1)
+    opened = int((time.time() - config().connectionRefreshMinutes * 60 - 1) * 1000)
+    body = {"action": "heartbeat"}
+    return h.measure(lambda: h.send(heartbeat.handler, listener, body, connected_at=opened))
+
+
+def listener_disconnect(h: Harness) -> dict[str, int]:
+
+    _, _, (listener,) = h.session(listeners=1)
+    return h.measure(lambda: disconnect.handler(h.disconnect_event(listener), _context()))
+
+
+def speaker_disconnect(listeners: int) -> Callable[[Harness], dict[str, int]]:
+    def scenario(h: Harness) -> dict[str, int]:
+
+        speaker, session_id, _ = h.session()
+        h.listeners(session_id, listeners)
+        return h.measure(lambda: disconnect.handler(h.disconnect_event(speaker), _context()))
+
+    return scenario
+
+
+def report(h: Harness) -> dict[str, int]:
+
+    h.session(listeners=2)
+    return h.measure(lambda: metrics_reporter.handler({}, _context()))
+
+
+SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
+    "$connect (listener)": connect_listener,
+    "createSession": create,
+    "joinSession": join,
+    "heartbeat": heartbeat_once,
+    "heartbeat (refresh notice due)": heartbeat_with_notice,
+    "$disconnect (listener)": listener_disconnect,
+    **{
+        f"$disconnect (speaker, {n} listeners)": speaker_disconnect(n)
+        for n in SPEAKER_DISCONNECT_SIZES
+    },
+    "metricsReporter": report,
+}
+
+
+# ---------------------------------------------------------------------------- standalone
+
+
+@contextmanager
+def environment() -> Iterator[ConnectionsServer]:
+    """moto, the service's tables and a recording @connections endpoint, for this process."""
+
+    env = {
+        "STAGE": STAGE,
+        "IP_HASH_KEY": "bench-hmac-key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        # Limits out of the way: the bench counts calls, it does not test limits.
+        "MAX_LISTENERS_PER_SESSION": "1000",
+        "LISTENER_JOINS_PER_MINUTE": "100000",
+        "CONNECTION_ATTEMPTS_PER_MINUTE": "100000",
+        "HEARTBEATS_PER_MINUTE": "100000",
+        "LOG_LEVEL": "ERROR",  # stdout is for the table
+    }
+    saved = {key: os.environ.get(key) for key in [*env, "CONNECTIONS_ENDPOINT", "AWS_ENDPOINT_URL"]}
+    os.environ.update(env)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with ConnectionsServer(STAGE) as server, mock_aws():
+            os.environ["CONNECTIONS_ENDPOINT"] = server.endpoint
+            _fresh_runtime()
+
+            ddb = boto3.client("dynamodb")
+            for table in TABLES:
+                ddb.create_table(**table.create_table_kwargs(STAGE))
+            yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _fresh_runtime()
+
+
+def _fresh_runtime() -> None:
+
+    config.cache_clear()
+    aws.reset_clients()
+
+
+def measure_all() -> dict[str, dict[str, int]]:
+    """Every scenario's AWS calls, by operation."""
+    with environment():
+        harness = Harness()
+        return {name: scenario(harness) for name, scenario in SCENARIOS.items()}
