@@ -25,6 +25,7 @@ from runtime.tables import TABLES, Table
 COMPONENT_TYPE = "session-management:components:SessionApi"
 
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+MAX_FUNCTION_NAME = 64  # also the limit of the EventBridge rules named after them
 # Two-way routes answer with the handler's return body through this route response.
 DEFAULT_ROUTE_RESPONSE_KEY = "$default"
 # API Gateway's default account-level limits; a stage limit above them has no effect.
@@ -309,7 +310,15 @@ class SessionApi(pulumi.ComponentResource):
         return env
 
     def function_name(self, function: Function) -> str:
-        return f"{self.prefix}-{function.name}"
+        name = f"{self.prefix}-{function.name}"
+        if len(name) > MAX_FUNCTION_NAME:
+            longest = max(len(f.name) for f in ROUTES)
+            raise pulumi.RunError(
+                f"function name {name!r} is longer than Lambda's {MAX_FUNCTION_NAME} characters: "
+                f"use a stack name of at most "
+                f"{MAX_FUNCTION_NAME - len(PROJECT) - longest - 2} characters"
+            )
+        return name
 
     def _functions(self) -> dict[str, MonitoredFunction]:
         archive = self._args.archive

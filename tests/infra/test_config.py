@@ -277,3 +277,9 @@ def test_stage_throttling_follows_the_capacity_limits():
 def test_inconsistent_auth_settings_are_rejected(overrides: dict[str, str], message: str):
     with pytest.raises(pulumi.RunError, match=message):
         run_program("dev", overrides)
+
+
+def test_a_stack_name_too_long_for_lambda_names_is_rejected():
+    stack = "a-very-long-stack-name-for-lambda"
+    with pytest.raises(pulumi.RunError, match="longer than Lambda's 64 characters"):
+        run_program(stack, use_stack_file=False)
