@@ -143,7 +143,8 @@ def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocat
             "requestId": inv.request_id,
             "correlationId": inv.connection_hash if inv.connection_id else inv.request_id,
             "coldStart": _cold_start,
-        }
+        },
+        redact=(inv.connection_id, inv.source_ip or ""),
     )
     _cold_start = False
     return inv, token

@@ -15,6 +15,7 @@ import threading
 import traceback
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from loguru import logger
 
@@ -48,9 +49,21 @@ _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 )
 
 
-def start_invocation(fields: dict[str, Any]) -> contextvars.Token[dict[str, Any] | None]:
-    """Begin an invocation's log context; pass the token to ``end_invocation``."""
-    return _fields.set(dict(fields))
+_REDACT = "_redact"
+REDACTED = "[redacted]"
+
+
+def start_invocation(
+    fields: dict[str, Any], *, redact: tuple[str, ...] = ()
+) -> contextvars.Token[dict[str, Any] | None]:
+    """Begin an invocation's log context; pass the token to ``end_invocation``.
+
+    ``redact`` lists values (the raw connection ID, the client IP) that must never reach a
+    log line: a safety net for text we do not write ourselves, such as a botocore error
+    message or stack trace quoting an @connections URL.
+    """
+    variants = {v for raw in redact if raw and len(raw) >= 4 for v in (raw, quote(raw, safe=""))}
+    return _fields.set({**fields, _REDACT: tuple(sorted(variants, key=len, reverse=True))})
 
 
 def end_invocation(token: contextvars.Token[dict[str, Any] | None]) -> None:
@@ -65,7 +78,7 @@ def bind(**fields: Any) -> None:
 
 
 def current_fields() -> dict[str, Any]:
-    return dict(_fields.get() or {})
+    return {k: v for k, v in (_fields.get() or {}).items() if k != _REDACT}
 
 
 def _patch(record: Any) -> None:
@@ -90,7 +103,10 @@ def _json_line(record: Any) -> str:
     if exc is not None and exc.type is not None:
         line["stackTrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
         line.setdefault("errorMessage", f"{exc.type.__name__}: {exc.value}")
-    return json.dumps(line, default=str, ensure_ascii=False) + "\n"
+    text = json.dumps(line, default=str, ensure_ascii=False)
+    for secret in extra.get(_REDACT, ()):
+        text = text.replace(secret, REDACTED)
+    return text + "\n"
 
 
 def _sink(message: Any) -> None:
