@@ -1,0 +1,91 @@
+"""AWS calls per operation, against the budgets.
+
+The counting is ``bench/call_counter.py`` (botocore's ``before-call`` event) and the
+operations are ``bench/call_scenarios.py`` (the real handlers on moto, with a recording
+@connections endpoint); this module only compares the counts with the budgets and turns them
+into table rows. Every budget includes the invocation's one PutMetricData.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from bench.report import Section
+
+# Operation (as call_scenarios names it) → the most AWS calls it may make.
+FIXED_BUDGETS: dict[str, int] = {
+    "createSession": 4,
+    "joinSession": 4,
+    "heartbeat": 2,
+    "$disconnect (listener)": 3,
+}
+SPEAKER_DISCONNECT = re.compile(r"^\$disconnect \(speaker, (\d+) listeners?\)$")
+SPEAKER_BASE_BUDGET = 5
+BATCH_WRITE_LIMIT = 25  # DynamoDB's BatchWriteItem takes 25 requests at most
+# The rows the table shows first, in this order; other measured operations follow.
+ORDER = (
+    "createSession",
+    "joinSession",
+    "heartbeat",
+    "$disconnect (listener)",
+    "$disconnect (speaker, 10 listeners)",
+    "$disconnect (speaker, 500 listeners)",
+)
+
+
+def speaker_disconnect_budget(listeners: int) -> int:
+    """5, plus one post per listener, plus one BatchWriteItem per 25 listener records."""
+    return SPEAKER_BASE_BUDGET + listeners + math.ceil(listeners / BATCH_WRITE_LIMIT)
+
+
+def budget_for(operation: str) -> tuple[int, str] | None:
+    """(budget, how it is made up) for an operation, or None when it has no budget."""
+    if operation in FIXED_BUDGETS:
+        budget = FIXED_BUDGETS[operation]
+        return budget, f"≤ {budget}"
+    match = SPEAKER_DISCONNECT.match(operation)
+    if match:
+        n = int(match.group(1))
+        budget = speaker_disconnect_budget(n)
+        return budget, f"≤ {budget} (5 + {n} posts + {math.ceil(n / BATCH_WRITE_LIMIT)} batches)"
+    return None
+
+
+def breakdown(counts: Mapping[str, int]) -> str:
+    """``dynamodb UpdateItem×3; cloudwatch PutMetricData×1`` grouped by service."""
+    by_service: dict[str, list[str]] = {}
+    for key, n in sorted(counts.items()):
+        service, _, api = key.partition(":")
+        by_service.setdefault(service, []).append(f"{api}×{n}")
+    return "; ".join(f"{service} {', '.join(apis)}" for service, apis in by_service.items())
+
+
+def rows_section(measured: Mapping[str, Mapping[str, int]]) -> Section:
+    """The table section for already-measured counts (operation → ``service:API`` → n)."""
+    section = Section("AWS calls per operation (real handlers on moto; botocore event hooks)")
+    ordered = [op for op in ORDER if op in measured]
+    ordered += [op for op in measured if op not in ordered]
+    for operation in ordered:
+        counts = measured[operation]
+        total = sum(counts.values())
+        budget = budget_for(operation)
+        if budget is None:
+            reference, status = "no budget (shown for completeness)", ""
+        else:
+            reference, status = budget[1], "OK" if total <= budget[0] else "OVER"
+        section.add(f"{operation}: {breakdown(counts)}", f"{total} calls", reference, status)
+    missing = [op for op in ORDER if op not in measured]
+    if missing:
+        section.notes.append(f"not measured by bench/call_scenarios.py: {', '.join(missing)}")
+        for operation in missing:
+            section.add(operation, "not measured", "", "ERROR")
+    return section
+
+
+def calls_section() -> Section:
+    """Run every scenario of bench/call_scenarios.py and compare with the budgets."""
+    from bench.call_scenarios import measure_all
+
+    return rows_section(measure_all())

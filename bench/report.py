@@ -1,0 +1,327 @@
+"""The bench's one table (with section rows), the percentile math and docs/benchmarks.md.
+
+Every measurement module returns ``Section`` objects; ``render_table`` turns them into a
+single Markdown table (readable as plain text too) and ``write_doc`` puts that table, the
+commands that reproduce it, the machine it ran on and how each number is measured into
+``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC_PATH = ROOT / "docs" / "benchmarks.md"
+COLUMNS = ("measurement", "result", "budget / reference", "status")
+
+
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    result: str
+    reference: str = ""
+    status: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    # Notes printed under the table (errors, skipped parts), never silently dropped.
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, measurement: str, result: str, reference: str = "", status: str = "") -> None:
+        self.rows.append(Row(measurement, result, reference, status))
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``pct`` % of values ≤ it."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 < pct <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {pct}")
+    ordered = sorted(values)
+    rank = math.ceil(pct / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The middle value (mean of the two middle ones for an even count)."""
+    if not values:
+        raise ValueError("median of no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def fmt_ms(seconds: float) -> str:
+    """Seconds as milliseconds with sensible precision."""
+    ms = seconds * 1000
+    if ms >= 100:
+        return f"{ms:,.0f} ms"
+    if ms >= 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def fmt_bytes(size: int) -> str:
+    """A byte count in binary units, with the exact count."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            shown = f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+            return f"{shown} ({size:,} B)"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def fmt_percentiles(
+    seconds: Sequence[float], pcts: Iterable[int] = (50, 95, 99), failures: int = 0
+) -> str:
+    """``p50 1.2 ms · p95 3.4 ms · …`` over every attempt; failed ones rank last (``failed``)."""
+    if not seconds and not failures:
+        return "no samples"
+    ranked = [*seconds, *([math.inf] * failures)]
+    parts = []
+    for p in pcts:
+        value = percentile(ranked, p)
+        parts.append(f"p{p} {'failed' if math.isinf(value) else fmt_ms(value)}")
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(sections: Sequence[Section]) -> str:
+    """One Markdown table; each section starts with a bold title row."""
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---|---:|---:|:---:|",
+    ]
+    for section in sections:
+        lines.append(f"| **{_cell(section.title)}** | | | |")
+        for row in section.rows:
+            cells = (row.measurement, row.result, row.reference, row.status)
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def render_notes(sections: Sequence[Section]) -> str:
+    """The sections' notes as a bullet list ('' when there are none)."""
+    notes = [f"- {section.title}: {note}" for section in sections for note in section.notes]
+    return "\n".join(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name as /proc/cpuinfo reports it."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() in ("model name", "Model", "Hardware"):
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                kib = int(line.split()[1])
+                return f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, str]:
+    """What the numbers were measured on."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    return {
+        "CPU": cpu_model(),
+        "cores": f"{usable} usable ({os.cpu_count()} online)",
+        "memory": _memory(),
+        "OS": platform.platform(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": ", ".join(
+            f"{name} {_version(name)}" for name in ("boto3", "moto", "websockets", "loguru")
+        ),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/benchmarks.md
+
+METHOD = """\
+### 1. AWS calls per operation
+
+The real handlers from `runtime/routes.py` run in-process against moto (in-memory DynamoDB and
+CloudWatch), with `CONNECTIONS_ENDPOINT` pointing at `bench/connections_server.py`, a local
+recording stand-in for API Gateway's @connections API. `bench/call_counter.py` counts every
+API call through botocore's `before-call.<service>.<API>` event, once per call (botocore's
+retries are attempts inside one call, so they are not counted twice). The scenarios are
+`bench/call_scenarios.py` (`python -m bench.call_counter` prints the same counts per API;
+`tests/runtime/test_call_budget.py` asserts them). Each scenario sets up its state first,
+uncounted, then counts exactly one operation. Budgets include the one `PutMetricData` every
+invocation ends with; a speaker's disconnect may also make one `PostToConnection` per
+listener and one `BatchWriteItem` per 25 listener records (DynamoDB's batch limit), so its
+budget is 5 + N + ⌈N/25⌉. Operations without a budget are shown for completeness.
+
+### 2. Cold-start proxy
+
+Each sample is a fresh `python -I` process (isolated mode: no user site, no `PYTHON*`
+variables, no current directory on `sys.path`) with a minimal environment (`PATH` plus the
+variables a function is configured with) that times `import <module>` with `perf_counter`;
+interpreter start-up is not included. One warm-up pass (so bytecode caches exist, as in a
+runtime whose packages ship `.pyc` files) is followed by 5 passes over every handler module
+of the route table and a bare `import boto3`, round-robin, so a burst of other work on the
+machine hits every module alike. The table shows each median and its ratio to `import boto3`,
+which every function pays anyway (the Lambda runtime provides boto3). Two more rows: the
+median time a fresh process then spends creating its DynamoDB and CloudWatch clients (botocore
+loads the service models on the first client, before any request), and where the slowest
+handler's import time goes according to `-X importtime`, with each module's self time charged
+to the package our code imported (asyncio pulled in by loguru counts as loguru).
+
+### 3. Package size
+
+`components.packaging.build_lambda_archive()` builds (or reuses, from its content-hash cache
+under `build/lambda/`) the one deployment archive every function shares: `runtime/` plus the
+`uv.lock`-pinned dependencies for arm64 / Python 3.12, without boto3 (the Lambda runtime
+provides it). Zipped is the file's size; unzipped is the sum of the entries' sizes. The
+largest top-level entries show where the bytes come from.
+
+### 4. Fan-out with a modelled round trip
+
+On 127.0.0.1 a post to the local gateway costs about a millisecond of CPU and no network wait,
+so concurrency cannot show what it buys on AWS, where each `PostToConnection` is a network
+round trip. Here the same N posts go to `bench/connections_server.py` configured to hold each
+request for 10 ms before answering: once in a `post_to_connection` loop, once through the
+service's own `runtime.fanout.fan_out` (its thread pool, its boto3 client configuration).
+"In flight at most" is what the server observed.
+
+### 5. Through the local stack
+
+`python -m local` runs as a subprocess (`local/process.py` starts it on free 127.0.0.1 ports)
+with the per-client limits raised (`--set maxListenersPerSession=1000
+listenerJoinsPerMinute=100000 connectionAttemptsPerMinute=100000 heartbeatsPerMinute=100000
+sessionsPerHour=1000`), since every client shares one IP address. The clients run in the
+bench process on one asyncio loop with the `websockets` client (no compression: API Gateway
+does not negotiate it). The local stack is one Python process: the gateway, every function
+invocation (a thread pool) and the embedded AWS (moto) share one interpreter, and the clients
+share the same two cores. These numbers therefore show the emulation's throughput on this
+machine, an upper bound on what the service's code costs, not what AWS would show, where
+each invocation gets its own Lambda environment. A warm-up session (3 listeners, not
+reported) runs first, so handler imports and client creation are not in the samples.
+
+- **Join latency**: N listeners connect first (not timed), then all N send `joinSession` to one
+  session at the same moment; each client measures from its send to its `sessionJoined` reply.
+  Nearest-rank percentiles over the N samples.
+- **Heartbeat round trip**: send → `heartbeatAck`, once with one request in flight at a time
+  (the unloaded cost) and once with 10 in flight, round-robin over the joined listeners.
+- **Fan-out, real path**: the speaker closes its WebSocket; the clock runs from just before the
+  close until the last of the N listeners has received `sessionEnded`: the gateway's
+  `$disconnect`, the handler ending the session, querying the listeners, posting to them
+  concurrently through the @connections API and deleting their records.
+- **Sequential baseline and its concurrent twin**: before the speaker leaves, the bench queries
+  the same listeners' connection IDs from the stack's DynamoDB (the GSI the handler uses) and
+  posts a `sessionEnded` message to each with boto3's `apigatewaymanagementapi`
+  `post_to_connection`, one after another, through the stack's @connections API, exactly what
+  a non-concurrent fan-out would do. Then the same query and posts again, through
+  `runtime.fanout.fan_out`. The clock runs from the query until the last listener has received
+  the message (each phase's message carries its own timestamp, so the phases are told apart);
+  "sender done" is when the sending code returned. Same process, same clients, same query: the
+  only difference between the two rows is sequential versus concurrent posting.
+
+Every sample that fails (an `error` reply, a timeout, a refused connection, a listener that
+never hears `sessionEnded`) is counted in the table, never dropped; the stack's stderr is
+scanned for handler failures, and its logs are kept for inspection.
+"""
+
+
+OBSERVATIONS = ""
+
+
+def write_doc(
+    path: Path,
+    table: str,
+    *,
+    notes: str,
+    commands: Sequence[str],
+    machine: dict[str, str],
+    duration_s: float,
+    observations: str = "",
+) -> None:
+    """Write docs/benchmarks.md (generated: ``make bench`` overwrites it)."""
+    machine_lines = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in machine.items())
+    parts = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `make bench` (bench/report.py); edits here are overwritten. -->",
+        "",
+        "What one operation of the service costs (AWS calls), how fast a function starts, how",
+        "big its package is, and how the service behaves under a burst of real WebSocket",
+        f"clients on one machine. The run below took {duration_s:.0f} s.",
+        "",
+        "## Results",
+        "",
+        table,
+        "",
+    ]
+    if notes:
+        parts += ["Notes from this run:", "", notes, ""]
+    if observations:
+        parts += ["## Reading the numbers", "", observations.strip(), ""]
+    parts += [
+        "## Reproduce",
+        "",
+        "```sh",
+        *commands,
+        "```",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        machine_lines,
+        "",
+        "## Method",
+        "",
+        METHOD.rstrip(),
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")

@@ -1,0 +1,228 @@
+"""Smoke tests of `make bench`'s building blocks on tiny inputs (no timed assertions)."""
+
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench import calls, cold_start, fanout_model, load, package_size, report
+from bench.report import Section
+
+# ------------------------------------------------------------------------------- percentiles
+
+
+def test_nearest_rank_percentiles_of_1_to_100():
+    values = list(range(100, 0, -1))  # unsorted on purpose
+    assert report.percentile(values, 50) == 50
+    assert report.percentile(values, 95) == 95
+    assert report.percentile(values, 99) == 99
+    assert report.percentile(values, 100) == 100
+    assert report.percentile(values, 0.5) == 1
+
+
+def test_nearest_rank_percentiles_of_small_samples():
+    assert report.percentile([7.0], 50) == 7.0
+    assert report.percentile([7.0], 99) == 7.0
+    # Nearest rank never interpolates: p50 of four values is the second one.
+    assert report.percentile([4, 1, 3, 2], 50) == 2
+    assert report.percentile([4, 1, 3, 2], 95) == 4
+    assert report.percentile([10, 20, 30, 40, 50], 60) == 30
+
+
+def test_percentile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        report.percentile([], 50)
+    with pytest.raises(ValueError):
+        report.percentile([1], 0)
+    with pytest.raises(ValueError):
+        report.percentile([1], 101)
+
+
+def test_median():
+    assert report.median([3, 1, 2]) == 2
+    assert report.median([4, 1, 3, 2]) == 2.5
+    with pytest.raises(ValueError):
+        report.median([])
+
+
+# ------------------------------------------------------------------------------- formatting
+
+
+def test_formatting_helpers():
+    assert report.fmt_ms(0.0012345) == "1.23 ms"
+    assert report.fmt_ms(0.0456) == "45.6 ms"
+    assert report.fmt_ms(1.5) == "1,500 ms"
+    assert report.fmt_bytes(512) == "512 B (512 B)"
+    assert report.fmt_bytes(5 * 1024 * 1024) == "5.00 MiB (5,242,880 B)"
+    assert report.fmt_percentiles([0.001, 0.002, 0.003], (50, 99)) == "p50 2.00 ms · p99 3.00 ms"
+    assert report.fmt_percentiles([]) == "no samples"
+    # Failed attempts rank after every success: 2 of 4 failed puts p95 among the failures.
+    shown = report.fmt_percentiles([0.001, 0.002], (50, 95), failures=2)
+    assert shown == "p50 2.00 ms · p95 failed"
+
+
+def test_render_table_has_one_header_and_a_title_row_per_section():
+    first = Section("First")
+    first.add("a | b", "1 ms", "≤ 2", "OK")
+    second = Section("Second", notes=["something failed"])
+    second.add("c", "2 ms")
+    table = report.render_table([first, second])
+    lines = table.splitlines()
+    assert lines[0] == "| measurement | result | budget / reference | status |"
+    assert sum(line.startswith("|---") for line in lines) == 1
+    assert "| **First** | | | |" in lines
+    assert "| **Second** | | | |" in lines
+    assert "| a \\| b | 1 ms | ≤ 2 | OK |" in lines
+    assert "| c | 2 ms |  |  |" in lines
+    assert report.render_notes([first, second]) == "- Second: something failed"
+
+
+def test_write_doc(tmp_path: Path):
+    path = tmp_path / "docs" / "benchmarks.md"
+    machine = report.machine_info()
+    assert {"CPU", "cores", "Python", "date"} <= set(machine)
+    report.write_doc(
+        path,
+        "| t |",
+        notes="- a note",
+        commands=["make bench"],
+        machine=machine,
+        duration_s=12.3,
+        observations="Something to read.",
+    )
+    text = path.read_text()
+    for expected in ("| t |", "- a note", "make bench", machine["CPU"], "## Method", "Something"):
+        assert expected in text
+
+
+def test_cpu_model_from_cpuinfo(tmp_path: Path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n")
+    assert report.cpu_model(cpuinfo) == "Test CPU 9000"
+
+
+# ------------------------------------------------------------------------------- AWS calls
+
+
+def test_call_budgets():
+    assert calls.speaker_disconnect_budget(0) == 5
+    assert calls.speaker_disconnect_budget(10) == 5 + 10 + 1
+    assert calls.speaker_disconnect_budget(500) == 5 + 500 + 20
+    assert calls.budget_for("heartbeat") == (2, "≤ 2")
+    assert calls.budget_for("metricsReporter") is None
+
+
+def test_calls_section_marks_over_budget_and_missing_operations():
+    measured = {
+        "createSession": {"dynamodb:UpdateItem": 3, "cloudwatch:PutMetricData": 1},
+        "joinSession": {"dynamodb:UpdateItem": 4, "cloudwatch:PutMetricData": 1},
+        "$disconnect (speaker, 10 listeners)": {
+            "apigatewaymanagementapi:PostToConnection": 10,
+            "dynamodb:BatchWriteItem": 1,
+            "dynamodb:Query": 1,
+        },
+    }
+    section = calls.rows_section(measured)
+    status = {row.measurement.split(":")[0]: row.status for row in section.rows}
+    assert status["createSession"] == "OK"
+    assert status["joinSession"] == "OVER"
+    assert status["$disconnect (speaker, 10 listeners)"] == "OK"
+    assert status["heartbeat"] == "ERROR"  # not measured: shown, never dropped
+    assert section.notes
+    first = section.rows[0]
+    assert first.measurement == ("createSession: cloudwatch PutMetricData×1; dynamodb UpdateItem×3")
+    assert first.result == "4 calls"
+
+
+# ------------------------------------------------------------------------------- cold start
+
+
+def test_parse_importtime_charges_time_to_what_our_code_imported():
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 | site",
+            "import time:        50 |         50 |       asyncio.events",
+            "import time:        30 |         80 |     asyncio",
+            "import time:        20 |        100 |   loguru",
+            "import time:        10 |         10 |   runtime.protocol",
+            "import time:         5 |        115 | runtime.handlers.x",
+        ]
+    )
+    shares = cold_start.parse_importtime(stderr, "runtime.handlers.x")
+    assert shares == pytest.approx({"loguru": 100e-6, "runtime": 15e-6})
+    assert list(shares) == ["loguru", "runtime"]
+    assert cold_start.parse_importtime(stderr, "missing") == {}
+
+
+def test_import_timing_of_one_module_in_one_process():
+    timing = cold_start.measure_import("runtime.protocol", runs=1, warmup=False)
+    assert len(timing.samples) == 1
+    assert timing.samples[0] > 0
+    with pytest.raises(cold_start.ImportFailed):
+        cold_start.import_seconds("runtime.no_such_module")
+
+
+def test_handler_modules_come_from_the_route_table():
+    modules = cold_start.handler_modules()
+    assert "runtime.handlers.join_session" in modules
+    assert len(modules) == len(set(modules))
+
+
+# ------------------------------------------------------------------------------- package size
+
+
+def test_measure_archive(tmp_path: Path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("runtime/a.py", "x" * 100)
+        archive.writestr("runtime/b.py", "y" * 50)
+        archive.writestr("dep/__init__.py", "z" * 1000)
+        archive.writestr("dep-1.0.dist-info/METADATA", "m" * 10)
+    size = package_size.measure_archive(path)
+    assert size.files == 4
+    assert size.unzipped == 1160
+    assert size.zipped == path.stat().st_size
+    assert list(size.by_top_level) == ["dep", "runtime", "*.dist-info (metadata)"]
+    assert size.by_top_level["runtime"][0] == 150
+
+
+# ------------------------------------------------------------------------------- fan-out
+
+
+def test_modelled_fan_out_delivers_everything():
+    result = fanout_model.measure(5, delay_s=0.001)
+    assert result.delivered_sequential == 5
+    assert result.delivered_concurrent == 5
+    assert result.max_in_flight >= 1
+
+
+def test_load_section_reports_counts_and_errors():
+    result = load.ScenarioResult(listeners=3, connected=3)
+    result.joins.seconds += [0.010, 0.020]
+    result.joins.errors["timeout"] += 1
+    result.heartbeats[1] = load.Samples([0.001, 0.002])
+    result.concurrent = load.FanOut(listeners=2, received=2, last_s=0.05)
+    result.fan_out = load.FanOut(listeners=2, received=2, last_s=0.04, sender_s=0.03)
+    result.sequential = load.FanOut(
+        listeners=2, received=1, last_s=0.08, errors=Counter({"not received within deadline": 1})
+    )
+    section = load.load_section([result], ["a note"])
+    by_name = {row.measurement.split(",")[0]: row for row in section.rows}
+    join = by_name["join latency"]
+    assert join.status == "ERRORS"
+    assert "2/3 joined" in join.reference and "timeout ×1" in join.reference
+    sequential = next(r for r in section.rows if "one by one" in r.measurement)
+    assert sequential.status == "ERRORS"
+    assert "1/2 received" in sequential.reference
+    assert "2.0× faster" in sequential.reference
+    assert "a note" in section.notes
+
+
+def test_iter_sizes():
+    assert list(load.iter_sizes("100, 500")) == [100, 500]
+    with pytest.raises(ValueError):
+        list(load.iter_sizes("0"))
