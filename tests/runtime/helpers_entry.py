@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -201,6 +202,17 @@ class CallLog:
             if datum["MetricName"] == name and dims == wanted:
                 total += sum(v * c for v, c in zip(datum["Values"], datum["Counts"], strict=True))
         return total
+
+
+@pytest.fixture(name="race_prone")
+def race_prone_fixture() -> Iterator[None]:
+    """Switch threads very often, so a check-then-act race shows up instead of hiding."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @contextmanager

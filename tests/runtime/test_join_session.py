@@ -16,6 +16,7 @@ from helpers_entry import (
     join,
     listener,
     new_session,
+    race_prone_fixture,  # noqa: F401 - provides the `race_prone` fixture
     send,
 )
 
@@ -205,35 +206,36 @@ def test_unexpected_failure_is_internal_error(
 
 
 def test_concurrent_joins_never_exceed_the_cap(
-    aws_server: str, monkeypatch: pytest.MonkeyPatch
+    aws_server: str, monkeypatch: pytest.MonkeyPatch, race_prone: None
 ) -> None:
     monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", "5")
     config.cache_clear()
-    session_id = "calm-river-101"
-    store.put_connection("Speaker=", connected_at_ms=1, ip_hash="h", user_id="u")
-    store.create_session(
-        {
-            "sessionId": session_id,
-            "speakerConnectionId": "Speaker=",
-            "speakerUserId": "u",
-            "sourceLanguage": "en",
-            "qualityTier": "standard",
-            "createdAt": 1,
-            "isActive": True,
-            "listenerCount": 0,
-            "expiresAt": store.ttl_from_now(),
-        },
-        max_active=10,
-    )
+    for round_, session_id in enumerate(["calm-river-101", "calm-river-102", "calm-river-103"]):
+        speaker_id = f"Speaker{round_}="
+        store.put_connection(speaker_id, connected_at_ms=1, ip_hash="h", user_id="u")
+        store.create_session(
+            {
+                "sessionId": session_id,
+                "speakerConnectionId": speaker_id,
+                "speakerUserId": "u",
+                "sourceLanguage": "en",
+                "qualityTier": "standard",
+                "createdAt": 1,
+                "isActive": True,
+                "listenerCount": 0,
+                "expiresAt": store.ttl_from_now(),
+            },
+            max_active=10,
+        )
 
-    def attempt(i: int) -> dict:
-        cid = f"Listener{i:03d}="
-        store.put_connection(cid, connected_at_ms=1, ip_hash="h", user_id=None)
-        return join(cid, session_id, ip=f"192.0.2.{i}")
+        def attempt(i: int, session_id: str = session_id, round_: int = round_) -> dict:
+            cid = f"Listener{round_}-{i:03d}="
+            store.put_connection(cid, connected_at_ms=1, ip_hash="h", user_id=None)
+            return join(cid, session_id, ip=f"192.0.{round_}.{i}")
 
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        replies = list(pool.map(attempt, range(12)))
-    joined = [r for r in replies if r["type"] == "sessionJoined"]
-    assert sorted(r["listenerCount"] for r in joined) == [1, 2, 3, 4, 5]
-    assert {r["code"] for r in replies if r["type"] == "error"} == {"SESSION_FULL"}
-    assert _count(session_id) == 5
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            replies = list(pool.map(attempt, range(12)))
+        joined = [r for r in replies if r["type"] == "sessionJoined"]
+        assert sorted(r["listenerCount"] for r in joined) == [1, 2, 3, 4, 5]
+        assert {r["code"] for r in replies if r["type"] == "error"} == {"SESSION_FULL"}
+        assert _count(session_id) == 5
