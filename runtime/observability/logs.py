@@ -104,6 +104,12 @@ def _json_line(record: Any) -> str:
         line["stackTrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
         line.setdefault("errorMessage", f"{exc.type.__name__}: {exc.value}")
     text = json.dumps(line, default=str, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a client's string) cannot be written as UTF-8; escaped JSON
+        # keeps the line one valid object instead of losing it.
+        text = json.dumps(line, default=str, ensure_ascii=True)
     for secret in extra.get(_REDACT, ()):
         text = text.replace(secret, REDACTED)
     return text + "\n"

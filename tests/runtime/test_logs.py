@@ -254,12 +254,6 @@ def test_hashes_are_keyed(runner: Runner, aws: None, monkeypatch: pytest.MonkeyP
     assert run.last["userContext"]["ipHash"] == ip_hash(ip)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/observability/logs.py writes ensure_ascii=False JSON to a UTF-8 stdout: a "
-    "lone surrogate from the client (echoed in an error message) raises UnicodeEncodeError "
-    "in the sink, loguru drops the line and dumps a multi-line report to stderr",
-)
 def test_a_lone_surrogate_from_the_client_still_gives_one_json_line(
     runner: Runner, aws: None
 ) -> None:
