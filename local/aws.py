@@ -1,5 +1,7 @@
 """Embedded AWS: a moto server on 127.0.0.1 with the tables of ``runtime.tables``.
 
+The server runs in a child process (``local.aws_server``) that the stack starts and stops.
+
 Tables are created from the one set of definitions (keys, GSIs, on-demand) with TTL enabled.
 moto never expires items, so ``expire_items`` simulates DynamoDB TTL: it deletes items whose
 TTL attribute (epoch seconds) is in the past, with a condition so a concurrent refresh wins.
@@ -7,15 +9,19 @@ TTL attribute (epoch seconds) is in the past, with a condition so a concurrent r
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import queue
 import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from runtime.tables import TABLES, Table
 
@@ -27,51 +33,76 @@ class EmbeddedAwsError(RuntimeError):
     """The embedded AWS server could not start."""
 
 
-class _MotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer that reports a failed bind instead of waiting forever."""
-
-    error: BaseException | None = None
-
-    def _server_entry(self) -> None:
-        try:
-            super()._server_entry()
-        except BaseException as error:
-            self.error = error
-            self._server_ready_event.set()
-
-
 class EmbeddedAws:
-    """The moto server and boto3 clients bound to it."""
+    """The moto server process and boto3 clients bound to it."""
 
     def __init__(self, port: int, region: str, host: str = "127.0.0.1") -> None:
         self.region = region
         self.host = host
         self._requested_port = port
-        self._server: _MotoServer | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.port = port
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        # werkzeug would log every request; moto's own output is not for stdout either.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the server process and wait until it listens."""
+        self.spawn()
+        self.wait_ready(timeout_s)
+
+    def spawn(self) -> None:
+        """Start ``local.aws_server`` without waiting (it takes a moment to import moto)."""
         _check_port_free(self.host, self._requested_port)
-        server = _MotoServer(ip_address=self.host, port=self._requested_port, verbose=False)
-        server.start()
-        if server.error is not None:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [
+                sys.executable,
+                "-m",
+                "local.aws_server",
+                "--host",
+                self.host,
+                "--port",
+                str(self._requested_port),
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches the stack, which stops us last
+        )
+        self._process = process
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=_forward, args=(process, self._lines), daemon=True).start()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait for the ``READY <port>`` line of the spawned server."""
+        process = self._process
+        assert process is not None, "spawn() first"
+        try:
+            first = self._lines.get(timeout=timeout_s).decode(errors="replace").strip()
+        except queue.Empty:
+            self.stop()
+            raise EmbeddedAwsError(f"embedded AWS did not start within {timeout_s:.0f}s") from None
+        if not first.startswith("READY "):
+            self.stop()
+            detail = first.removeprefix("ERROR ") or f"exit code {process.poll()}"
             raise EmbeddedAwsError(
-                f"embedded AWS could not listen on {self.host}:{self._requested_port}: "
-                f"{server.error}"
+                f"embedded AWS could not listen on {self.host}:{self._requested_port}: {detail}"
             )
-        self._server = server
-        self.port = server.get_host_and_port()[1]
+        self.port = int(first.split()[1])
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -153,3 +184,14 @@ def _check_port_free(host: str, port: int) -> None:
                 f"port {port} is in use ({error.strerror}): is another local stack running? "
                 "Pick another with --aws-port"
             ) from None
+
+
+def _forward(process: subprocess.Popen[bytes], lines: queue.Queue[bytes]) -> None:
+    """Hand the first stdout line to ``start``; pass anything later on to stderr."""
+    assert process.stdout is not None
+    for number, line in enumerate(process.stdout):
+        if number == 0:
+            lines.put(line)
+        else:
+            sys.stderr.write("aws: " + line.decode(errors="replace"))
+    lines.put(b"")

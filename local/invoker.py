@@ -51,17 +51,31 @@ class LambdaInvoker:
         with self._lock:
             return self._streams.setdefault(function.name, log_stream_name())
 
-    def _call(self, function: Function, event: dict[str, Any]) -> Any:
+    def _call(
+        self,
+        function: Function,
+        event: dict[str, Any],
+        started: asyncio.Future[None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> Any:
+        loop.call_soon_threadsafe(_resolve_future, started)
         handler = self._resolve(function)
         context = LambdaContext(function, self.stage, self.region, self._log_stream(function))
         return handler(event, context)
 
     async def invoke(self, function: Function, event: dict[str, Any]) -> Any:
-        """Run ``function`` on the pool; its return value, or None if it failed."""
+        """Run ``function`` on the pool; its return value, or None if it failed.
+
+        Like Lambda's, the timeout counts from when the handler starts, not while the
+        invocation waits for a free worker.
+        """
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        future = loop.run_in_executor(self.executor, self._call, function, event)
+        started: asyncio.Future[None] = loop.create_future()
+        began = time.monotonic()
         try:
+            future = loop.run_in_executor(self.executor, self._call, function, event, started, loop)
+            await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
+            began = time.monotonic()
             return await asyncio.wait_for(asyncio.shield(future), timeout=function.timeout_s)
         except TimeoutError:
             console.say(
@@ -69,15 +83,23 @@ class LambdaInvoker:
                 "(Lambda would have stopped it; its thread is left to finish)"
             )
         except Exception as error:  # the handler's bug, reported like Lambda's Errors metric
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - began
             console.say(
                 f"! {function_name(self.stage, function)} raised {type(error).__name__}: "
                 f"{error} after {elapsed:.2f}s"
             )
+        finally:
+            if not started.done():
+                started.cancel()
         return None
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _resolve_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 _handlers: dict[str, Handler] = {}

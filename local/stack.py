@@ -109,7 +109,7 @@ class LocalStack:
         cfg, opts = self.config, self.options
         stage = cfg.stack
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.aws.start)
+        self.aws.spawn()  # moto imports in its own process meanwhile
         gateway_options = GatewayOptions(
             stage=stage,
             region=cfg.region,
@@ -129,6 +129,7 @@ class LocalStack:
         )
         if any(cfg.settings[k] for k in ("authIssuer", "authAudience", "authJwksUrl")):
             console.say("note: the stack's auth settings are replaced by the local token issuer")
+        await loop.run_in_executor(None, self.aws.wait_ready)
         apply_environment(
             function_environment(
                 cfg,
