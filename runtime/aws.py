@@ -16,7 +16,10 @@ from botocore.config import Config
 
 from runtime.config import config
 
-RETRIES = {"mode": "standard", "max_attempts": 3}
+# total_max_attempts counts the first attempt; botocore reads "max_attempts" in a client
+# Config as *retries* (4 attempts, up to 7 s of throttling backoff per call: two such calls
+# in a row would outlast a 10 s function). 3 attempts: ≤ 3 s of backoff per call.
+RETRIES = {"mode": "standard", "total_max_attempts": 3}
 CLIENT_CONFIG = Config(
     retries=RETRIES,  # type: ignore[arg-type]
     connect_timeout=1,
