@@ -136,12 +136,15 @@ ROUTES: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=60,
         tables={
-            SESSIONS.logical_name: (*QUERY, *UPDATE),
+            # GetItem: the active-sessions counter and a drifting session, read consistently.
+            SESSIONS.logical_name: (*READ, *QUERY, *UPDATE),
             CONNECTIONS.logical_name: (
                 *QUERY,
                 "dynamodb:Scan",
                 "dynamodb:DeleteItem",
                 *BATCH_DELETE,
+                # BatchGetItem: which speakers still have a record, 100 per call.
+                "dynamodb:BatchGetItem",
             ),
         },
         manages_connections=True,

@@ -1,0 +1,247 @@
+"""``sweeper`` (every minute): close silent connections, end dead sessions, repair counts.
+
+Each pass, in this order:
+
+1. Connections silent for more than ``heartbeatTimeoutSeconds`` (``lastSeenAt``) are closed
+   through @connections; their ``$disconnect`` then cleans up as usual. One already gone
+   (410) gets no ``$disconnect``, so its record is cleaned here exactly as ``$disconnect``
+   would (a listener frees its place, a speaker ends its session and tells the listeners).
+2. Every active session (sparse index) whose speaker record is missing or whose
+   ``expiresAt`` has passed is ended with reason ``expired``; its listeners (and a still
+   connected speaker) get ``sessionEnded`` and the listener records are removed.
+3. Counts are reconciled with the records, so a crash between two writes cannot leave a
+   wrong count for longer than a sweep: each active session's ``listenerCount`` against its
+   listener records (GSI query, ``Select=COUNT``) and the active-sessions counter against
+   the active sessions. A difference is confirmed after a short pause (a join is two
+   writes, and GSIs lag by a moment) and corrected with a conditional write that loses to
+   any concurrent change; what it loses to is looked at again next minute.
+
+Cost is proportional to live state: one Scan of the Connections table (which holds only
+live connections), one query of the active-sessions index (≤ maxActiveSessions items), one
+BatchGetItem per 100 sessions, one COUNT query per active session; writes only for what is
+wrong. A failure on one item is counted as a degradation and the pass goes on; a failure of
+the pass itself (the index unreadable) raises, so Lambda's Errors metric and alarm see it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime import fanout, store
+from runtime.config import config
+from runtime.invocation import Invocation, scheduled_job
+from runtime.metric_names import DEPENDENCY_FAILURES
+from runtime.observability.logs import log
+from runtime.protocol import now_ms, server_message
+
+EXPIRED = "expired"
+SPEAKER_DISCONNECTED = "speakerDisconnected"
+# Pause before confirming a count difference: long enough for a join's second write and
+# GSI propagation, short enough to correct within the same pass.
+DRIFT_RECHECK_S = 1.0
+# Stop starting new work when less than this is left of the function's time.
+TIME_MARGIN_MS = 5_000
+_DEFAULT_REMAINING_MS = 60_000
+
+
+@dataclass
+class _Drift:
+    session_id: str
+    seen: int | None
+    records: int
+
+
+@dataclass
+class Sweep:
+    inv: Invocation
+    counts: Counter[str] = field(default_factory=Counter)
+    truncated: bool = False
+
+    # ------------------------------------------------------------------ time and failures
+
+    def out_of_time(self) -> bool:
+        remaining = getattr(self.inv.context, "get_remaining_time_in_millis", None)
+        left = remaining() if callable(remaining) else _DEFAULT_REMAINING_MS
+        if left < TIME_MARGIN_MS:
+            self.truncated = True
+        return self.truncated
+
+    def degraded(self, step: str, error: BaseException) -> None:
+        """One item failed; the pass goes on. Logged by code only: @connections error texts
+        can embed the URL, i.e. a raw connection ID."""
+        self.counts["failures"] += 1
+        log.bind(errorMessage=fanout.describe(error), details={"step": step}).warning(
+            f"sweeper step {step} failed; continuing"
+        )
+        self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=f"sweeper.{step}")
+
+    # ------------------------------------------------------------------ 1. silent connections
+
+    def close_silent_connections(self) -> None:
+        cutoff = now_ms() - config().heartbeatTimeoutSeconds * 1000
+        for record in store.stale_connections(cutoff):
+            if self.out_of_time():
+                return
+            try:
+                if fanout.close(record["connectionId"]):
+                    self.counts["closed"] += 1  # its $disconnect cleans up
+                else:
+                    self.counts["gone"] += 1
+                    self.clean_gone(record["connectionId"])
+            except Exception as error:
+                self.degraded("closeConnection", error)
+
+    def clean_gone(self, connection_id: str) -> None:
+        """What ``$disconnect`` would have done for a connection that will never send one."""
+        record = store.delete_connection(connection_id)
+        if record is None:
+            return  # its $disconnect got there first
+        session_id, role = record.get("sessionId"), record.get("role")
+        if not session_id:
+            return
+        if role == store.LISTENER:
+            store.remove_listener(session_id)
+        elif role == store.SPEAKER and store.end_session(
+            session_id, speaker_connection_id=connection_id, reason=SPEAKER_DISCONNECTED
+        ):
+            self.counts["sessionsEnded"] += 1
+            self.notify_and_remove_listeners(session_id, SPEAKER_DISCONNECTED, speaker=None)
+
+    # ------------------------------------------------------------------ 2. dead sessions
+
+    def end_session(self, session: dict[str, Any], speaker_present: bool) -> bool:
+        """End a session whose speaker is gone or whose time is up; False if it was not ours
+        to end (ended meanwhile, or its speaker refreshed onto a new connection)."""
+        session_id = session["sessionId"]
+        speaker = session.get("speakerConnectionId")
+        # The speaker condition makes a concurrent refresh (new speaker, new TTL) win.
+        if not store.end_session(session_id, speaker_connection_id=speaker, reason=EXPIRED):
+            return False
+        self.counts["sessionsEnded"] += 1
+        log.bind(
+            sessionId=session_id,
+            details={"speakerPresent": speaker_present, "expiresAt": session.get("expiresAt")},
+        ).info("session ended by the sweeper")
+        self.notify_and_remove_listeners(
+            session_id, EXPIRED, speaker=speaker if speaker_present else None
+        )
+        return True
+
+    def notify_and_remove_listeners(
+        self, session_id: str, reason: str, *, speaker: str | None
+    ) -> None:
+        listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+        recipients = listeners + ([speaker] if speaker else [])
+        result = fanout.fan_out(
+            recipients, server_message("sessionEnded", sessionId=session_id, reason=reason)
+        )
+        self.counts["notified"] += len(result.delivered)
+        if result.failed:
+            self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
+        # Gone or not, the listeners' records go: the session is over either way.
+        store.delete_connections(listeners)
+
+    # ------------------------------------------------------------------ 3. counts
+
+    def check_listener_count(self, session: dict[str, Any]) -> _Drift | None:
+        records = store.count_listeners(session["sessionId"])
+        seen = session.get("listenerCount")
+        return None if seen == records else _Drift(session["sessionId"], seen, records)
+
+    def confirm_listener_count(self, drift: _Drift) -> None:
+        current = store.get_session(drift.session_id)
+        if not current or not current.get("isActive"):
+            return
+        seen = current.get("listenerCount")
+        records = store.count_listeners(drift.session_id)
+        if seen == records or records != drift.records:
+            return  # settled, or still moving: look again next minute
+        if store.set_listener_count(drift.session_id, seen=seen, actual=records):
+            self.counts["listenerCountsCorrected"] += 1
+            log.bind(
+                sessionId=drift.session_id, details={"listenerCount": seen, "records": records}
+            ).warning("listenerCount drifted from the listener records; corrected")
+
+    def confirm_active_counter(self, first_active: int, ended: set[str]) -> None:
+        counter = store.get_session(store.COUNTERS_KEY)
+        seen = counter.get("activeSessions") if counter else None
+        active = sum(1 for s in store.active_sessions() if _is_active(s, ended))
+        if (seen or 0) == active or active != first_active:
+            return
+        if store.set_active_sessions(seen=seen, actual=active):
+            self.counts["activeCounterCorrected"] += 1
+            log.bind(details={"activeSessions": seen, "sessions": active}).warning(
+                "active-sessions counter drifted from the active sessions; corrected"
+            )
+
+    # ------------------------------------------------------------------ the pass
+
+    def run(self) -> dict[str, Any]:
+        self.close_silent_connections()
+        counter = store.get_session(store.COUNTERS_KEY)
+        counter_seen = (counter or {}).get("activeSessions")
+        sessions = [s for s in store.active_sessions() if _is_active(s, set())]
+        speakers = store.existing_connections(
+            [s["speakerConnectionId"] for s in sessions if s.get("speakerConnectionId")]
+        )
+        now_s = int(time.time())
+        ended: set[str] = set()
+        drifts: list[_Drift] = []
+        for session in sessions:
+            if self.out_of_time():
+                break
+            self.counts["sessionsChecked"] += 1
+            try:
+                present = session.get("speakerConnectionId") in speakers
+                if not present or int(session.get("expiresAt") or now_s + 1) <= now_s:
+                    if self.end_session(session, present):
+                        ended.add(session["sessionId"])
+                    continue
+                drift = self.check_listener_count(session)
+                if drift:
+                    drifts.append(drift)
+            except Exception as error:
+                self.degraded("session", error)
+        counter_drift = (counter_seen or 0) != len(sessions)
+        if (drifts or counter_drift) and not self.out_of_time():
+            time.sleep(DRIFT_RECHECK_S)
+            for drift in drifts:
+                try:
+                    self.confirm_listener_count(drift)
+                except Exception as error:
+                    self.degraded("listenerCount", error)
+            if counter_drift and not self.truncated:
+                try:
+                    self.confirm_active_counter(len(sessions) - len(ended), ended)
+                except Exception as error:
+                    self.degraded("activeCounter", error)
+        return {
+            "activeSessions": len(sessions) - len(ended),
+            "truncated": self.truncated,
+            **{k: self.counts.get(k, 0) for k in _SUMMARY},
+        }
+
+
+_SUMMARY = (
+    "closed",
+    "gone",
+    "sessionsChecked",
+    "sessionsEnded",
+    "notified",
+    "listenerCountsCorrected",
+    "activeCounterCorrected",
+    "failures",
+)
+
+
+def _is_active(session: dict[str, Any], ended: set[str]) -> bool:
+    # The index entry of a session that just ended may linger for a moment.
+    return session.get("isActive") is not False and session["sessionId"] not in ended
+
+
+@scheduled_job("sweeper")
+def handler(inv: Invocation) -> dict[str, Any]:
+    return Sweep(inv).run()

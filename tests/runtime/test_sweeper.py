@@ -1,0 +1,315 @@
+"""The sweeper: silent connections closed, dead sessions ended, counts repaired within a pass.
+
+State comes from the real handlers; only what they cannot produce on demand (time passing,
+a crash between two writes) is written directly (helpers_resilience). @connections is the
+recording HTTP stand-in, so closes, posts and 410 Gone are real HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helpers_entry import aws_calls, issuer_fixture, join
+from helpers_lifecycle import connections_fixture, log_lines, set_env
+from helpers_resilience import (
+    assert_consistent,
+    delete_record,
+    expire,
+    faults,
+    join_listeners,
+    new_listener,
+    new_speaker,
+    refresh,
+    set_active_counter,
+    set_listener_count,
+    silence,
+    snapshot,
+    start_session,
+)
+
+from conftest import LambdaContext, disconnect_event
+from runtime import aws as runtime_aws
+from runtime import store
+from runtime.handlers import disconnect, sweeper
+
+__all__ = ["connections_fixture", "issuer_fixture"]  # fixtures used by name
+
+
+def sweep(context: object | None = None) -> dict:
+    return sweeper.handler({"source": "aws.events"}, context or LambdaContext())
+
+
+def _disconnect(connection_id: str) -> None:
+    """What API Gateway does after a close: deliver $disconnect."""
+    assert disconnect.handler(disconnect_event(connection_id), LambdaContext())["statusCode"] == 200
+
+
+# ---------------------------------------------------------------------------- silent connections
+
+
+def test_silent_connections_are_closed_and_their_disconnect_cleans_up(issuer, connections) -> None:
+    _, session_id = start_session(issuer, "alice")
+    quiet, chatty = join_listeners(session_id, 2)
+    silence(quiet, 91)
+    silence(chatty, 30)
+
+    summary = sweep()
+
+    assert connections.deletes == [quiet]
+    assert summary["closed"] == 1
+    assert summary["gone"] == 0
+    _disconnect(quiet)  # API Gateway follows the close with $disconnect
+    assert store.get_session(session_id)["listenerCount"] == 1
+    assert_consistent()
+
+
+def test_the_timeout_is_the_configured_one(issuer, connections, monkeypatch) -> None:
+    set_env(monkeypatch, HEARTBEAT_TIMEOUT_SECONDS=30)
+    _, session_id = start_session(issuer, "alice")
+    (cid,) = join_listeners(session_id, 1)
+    silence(cid, 31)
+    sweep()
+    assert connections.deletes == [cid]
+
+
+def test_a_silent_listener_already_gone_is_cleaned_like_disconnect(issuer, connections) -> None:
+    _, session_id = start_session(issuer, "alice")
+    gone, stays = join_listeners(session_id, 2)
+    silence(gone, 120)
+    connections.gone.add(gone)  # API Gateway already dropped it: no $disconnect will come
+
+    summary = sweep()
+
+    assert summary["gone"] == 1
+    assert store.get_connection(gone) is None
+    assert store.get_connection(stays) is not None
+    assert store.get_session(session_id)["listenerCount"] == 1
+    assert_consistent()
+
+
+def test_a_silent_speaker_already_gone_ends_the_session(issuer, connections) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 3)
+    silence(speaker_cid, 200)
+    connections.gone.add(speaker_cid)
+
+    summary = sweep()
+
+    assert summary["sessionsEnded"] == 1
+    session = store.get_session(session_id)
+    assert (session["isActive"], session["endReason"]) == (False, "speakerDisconnected")
+    for cid in listeners:
+        (ended,) = connections.messages(cid)
+        assert (ended["type"], ended["sessionId"], ended["reason"]) == (
+            "sessionEnded",
+            session_id,
+            "speakerDisconnected",
+        )
+    _, records, counter = snapshot()
+    assert records == {}
+    assert counter == 0
+    assert_consistent()
+
+
+# ---------------------------------------------------------------------------- dead sessions
+
+
+def test_a_session_whose_speaker_record_is_missing_is_ended(issuer, connections) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 2)
+    _, healthy = start_session(issuer, "bob")
+    delete_record(speaker_cid)  # $disconnect deleted the record, then crashed
+
+    summary = sweep()
+
+    assert summary["sessionsEnded"] == 1
+    assert store.get_session(session_id)["isActive"] is False
+    assert store.get_session(healthy)["isActive"] is True
+    for cid in listeners:
+        assert [m["reason"] for m in connections.messages(cid)] == ["expired"]
+        assert store.get_connection(cid) is None
+    assert_consistent()
+
+
+def test_an_expired_session_is_ended_and_everyone_told(issuer, connections) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 2)
+    expire(session_id)
+
+    sweep()
+
+    session = store.get_session(session_id)
+    assert (session["isActive"], session["endReason"]) == (False, "expired")
+    for cid in [*listeners, speaker_cid]:
+        (ended,) = connections.messages(cid)
+        assert (ended["type"], ended["reason"]) == ("sessionEnded", "expired")
+    for cid in listeners:
+        assert store.get_connection(cid) is None
+    assert_consistent()
+    # The speaker's own $disconnect later changes nothing.
+    _disconnect(speaker_cid)
+    assert_consistent()
+
+
+def test_a_refreshed_session_is_left_alone(issuer, connections) -> None:
+    old, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 2)
+    new = new_speaker(issuer, "alice")
+    assert refresh(new, session_id, "speaker")["type"] == "connectionRefreshComplete"
+    _disconnect(old)
+
+    summary = sweep()
+
+    assert summary["sessionsEnded"] == 0
+    assert store.get_session(session_id)["isActive"] is True
+    assert connections.delivered_to() == set()
+    assert_consistent()
+
+
+def test_a_listener_whose_session_ended_elsewhere_is_not_double_counted(
+    issuer, connections
+) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 2)
+    silence(speaker_cid, 300)
+    sweep()  # closes the speaker ...
+    _disconnect(speaker_cid)  # ... whose $disconnect ends the session
+    assert store.get_session(session_id)["isActive"] is False
+    assert sweep()["sessionsEnded"] == 0
+    assert_consistent()
+
+
+# ---------------------------------------------------------------------------- counts
+
+
+def test_listener_count_drift_is_corrected_within_one_pass(issuer, connections) -> None:
+    _, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 3)
+    set_listener_count(session_id, 7)  # e.g. a $disconnect that crashed before its decrement
+
+    summary = sweep()
+
+    assert summary["listenerCountsCorrected"] == 1
+    assert store.get_session(session_id)["listenerCount"] == 3
+    assert_consistent()
+
+
+def _decrement(body: dict) -> bool:
+    return body.get("ExpressionAttributeValues", {}).get(":minus") == {"N": "-1"}
+
+
+def test_a_join_that_crashed_between_its_writes_is_repaired(issuer, connections) -> None:
+    _, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 1)
+    cid = new_listener()
+    # The claim and then its compensation both fail: the count is one too high.
+    with faults(runtime_aws.dynamodb()) as injected:
+        injected.fail("UpdateItem", table="Connections-test")
+        injected.fail("UpdateItem", table="Sessions-test", when=_decrement)
+        assert join(cid, session_id)["code"] == "SERVICE_UNAVAILABLE"
+    assert store.get_session(session_id)["listenerCount"] == 2
+
+    sweep()
+
+    assert store.get_session(session_id)["listenerCount"] == 1
+    assert_consistent()
+
+
+def test_active_counter_drift_is_corrected(issuer, connections) -> None:
+    start_session(issuer, "alice")
+    start_session(issuer, "bob")
+    set_active_counter(9)
+
+    assert sweep()["activeCounterCorrected"] == 1
+    _, _, counter = snapshot()
+    assert counter == 2
+    set_active_counter(0)  # too low would let sessions past maxActiveSessions
+    sweep()
+    assert snapshot()[2] == 2
+    assert_consistent()
+
+
+def test_a_consistent_state_is_left_untouched_and_sweeping_twice_is_harmless(
+    issuer, connections
+) -> None:
+    _, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 2)
+    before = snapshot()
+    first, second = sweep(), sweep()
+    assert snapshot()[0] == before[0]
+    for summary in (first, second):
+        assert summary["sessionsEnded"] == 0
+        assert summary["listenerCountsCorrected"] == 0
+        assert summary["activeCounterCorrected"] == 0
+    assert connections.requests == 0
+
+
+def test_a_correction_loses_to_a_concurrent_change(issuer) -> None:
+    _, session_id = start_session(issuer, "alice")
+    assert not store.set_listener_count(session_id, seen=5, actual=0)
+    assert store.get_session(session_id)["listenerCount"] == 0
+    assert not store.set_active_sessions(seen=7, actual=0)
+    assert snapshot()[2] == 1
+
+
+# ---------------------------------------------------------------------------- cost and failures
+
+
+def test_the_pass_costs_a_bounded_number_of_calls(issuer, connections) -> None:
+    sessions = [start_session(issuer, f"user-{i}")[1] for i in range(4)]
+    for session_id in sessions:
+        join_listeners(session_id, 2)
+
+    with aws_calls() as calls:
+        summary = sweep()
+
+    assert summary["sessionsChecked"] == 4
+    # One Scan, one counter read, one index query, one BatchGetItem, one COUNT per session.
+    assert sorted(calls.names) == sorted(
+        [
+            "dynamodb.Scan(Connections-test)",
+            "dynamodb.GetItem(Sessions-test)",
+            "dynamodb.Query(Sessions-test)",
+            "dynamodb.BatchGetItem",
+            *["dynamodb.Query(Connections-test)"] * 4,
+        ]
+    )
+
+
+def test_a_failing_close_is_counted_and_the_pass_goes_on(issuer, connections, capsys) -> None:
+    _, session_id = start_session(issuer, "alice")
+    failing, quiet = join_listeners(session_id, 2)
+    silence(failing, 100)
+    silence(quiet, 100)
+    connections.failing[failing] = 403
+    capsys.readouterr()
+
+    with aws_calls() as calls:
+        summary = sweep()
+
+    assert summary["failures"] == 1
+    assert summary["closed"] == 1
+    assert quiet in connections.deletes
+    lines = log_lines(capsys.readouterr().out)
+    warning = next(line for line in lines if line["level"] == "WARN")
+    assert "closeConnection" in warning["message"]
+    assert calls.metric_sum("DependencyFailures", Operation="sweeper.closeConnection") == 1
+    out = "\n".join(map(str, lines))
+    assert failing not in out and quiet not in out  # never a raw connection ID
+
+
+@dataclass
+class _ShortContext(LambdaContext):
+    remaining_ms: int = 3_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_the_pass_stops_starting_work_when_time_runs_out(issuer, connections) -> None:
+    _, session_id = start_session(issuer, "alice")
+    (cid,) = join_listeners(session_id, 1)
+    silence(cid, 100)
+    summary = sweep(_ShortContext())
+    assert summary["truncated"] is True
+    assert connections.deletes == []
