@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,12 +23,50 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import pytest
 from botocore.awsrequest import AWSResponse
+from helpers_entry import Issuer, join, listener, new_session, speaker
 
-from conftest import LambdaContext, message_event, reply
+from conftest import LambdaContext, create_tables, message_event, reply
+from runtime import aws as runtime_aws
 from runtime import store
 from runtime.config import config
 from runtime.handlers import refresh_connection
+
+_ips = itertools.count(1)
+
+
+def next_ip() -> str:
+    """A fresh client IP, so the per-IP limits of $connect and joinSession stay out of the way."""
+    n = next(_ips)
+    return f"198.18.{n // 250 % 250}.{n % 250 + 1}"  # RFC 2544 benchmarking range
+
+
+def new_listener() -> str:
+    """A connection opened without a token through the real $connect."""
+    return listener(ip=next_ip())
+
+
+def new_speaker(issuer: Issuer, user: str) -> str:
+    """A connection opened with ``user``'s token through the real $connect."""
+    return speaker(issuer, user, ip=next_ip())
+
+
+def start_session(issuer: Issuer, user: str) -> tuple[str, str]:
+    """(speaker connection ID, session ID) through the real $connect and createSession."""
+    return new_session(issuer, user, ip=next_ip())
+
+
+def join_listeners(session_id: str, n: int, language: str = "es") -> list[str]:
+    """``n`` new connections that joined ``session_id`` through the real joinSession."""
+    cids = []
+    for _ in range(n):
+        ip = next_ip()
+        cid = listener(ip=ip)
+        joined = join(cid, session_id, language, ip=ip)
+        assert joined["type"] == "sessionJoined", joined
+        cids.append(cid)
+    return cids
 
 
 def refresh(
@@ -126,8 +167,15 @@ class Faults:
                 if rule.times is not None and rule.injected >= rule.times:
                     continue
                 rule.injected += 1
-                return error_response(rule.code, rule.status, url=request.url)
+                # Every before-send handler runs; in-process moto's is one of them. Pointing
+                # the request nowhere makes moto ignore it, so the injected error is the only
+                # answer and nothing is written behind it.
+                request.url = _NOWHERE
+                return error_response(rule.code, rule.status, url=_NOWHERE)
         return None
+
+
+_NOWHERE = "https://fault-injected.invalid/"
 
 
 def _query_action(body: Any) -> str:
@@ -209,3 +257,110 @@ def consistency_problems() -> list[str]:
 def assert_consistent() -> None:
     problems = consistency_problems()
     assert not problems, problems
+
+
+# ---------------------------------------------------------------------------- direct writes
+# Only for states no handler can produce on demand: time passing, a crash between two writes.
+
+
+def _update(table: str, key: dict[str, str], expression: str, **values: Any) -> None:
+    boto3.client("dynamodb").update_item(
+        TableName=table,
+        Key=store.to_item(key),
+        UpdateExpression=expression,
+        ExpressionAttributeValues={f":{k}": v for k, v in store.to_item(values).items()},
+    )
+
+
+def silence(connection_id: str, seconds: float) -> None:
+    """Make a connection look silent for ``seconds`` (its last heartbeat that long ago)."""
+    last_seen = int((time.time() - seconds) * 1000)
+    _update(
+        config().connections_table,
+        {"connectionId": connection_id},
+        "SET lastSeenAt = :t",
+        t=last_seen,
+    )
+
+
+def expire(session_id: str, seconds_ago: int = 5) -> None:
+    """Make a session's time run out."""
+    _update(
+        config().sessions_table,
+        {"sessionId": session_id},
+        "SET expiresAt = :t",
+        t=int(time.time()) - seconds_ago,
+    )
+
+
+def set_listener_count(session_id: str, count: int) -> None:
+    _update(config().sessions_table, {"sessionId": session_id}, "SET listenerCount = :n", n=count)
+
+
+def set_active_counter(count: int) -> None:
+    _update(
+        config().sessions_table,
+        {"sessionId": store.COUNTERS_KEY},
+        "SET activeSessions = :n",
+        n=count,
+    )
+
+
+def delete_record(connection_id: str) -> None:
+    """A connection record gone without the rest of its $disconnect (a crash half-way)."""
+    boto3.client("dynamodb").delete_item(
+        TableName=config().connections_table, Key=store.to_item({"connectionId": connection_id})
+    )
+
+
+# ---------------------------------------------------------------------------- a moto to stop
+
+
+@dataclass
+class StoppableAws:
+    """A ThreadedMotoServer of this test's own, which the test may stop and start again.
+
+    moto keeps its state in the process, so a restart on the same port serves the same
+    tables: what the runtime wrote before the outage is exactly what it finds after.
+    """
+
+    server: Any
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self.server.start()
+
+
+@pytest.fixture(name="stoppable_aws")
+def stoppable_aws_fixture(
+    runtime_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StoppableAws]:
+    """The runtime pointed at its own moto server (not the shared one, which others use)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    handle = StoppableAws(server, host, port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", handle.url)
+    config.cache_clear()
+    runtime_aws.reset_clients()
+    # moto's state is per process: start from nothing, whatever ran before in this worker.
+    urllib.request.urlopen(urllib.request.Request(f"{handle.url}/moto-api/reset", method="POST"))
+    create_tables()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        runtime_aws.reset_clients()

@@ -9,16 +9,23 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers_entry import assert_error, aws_calls, issuer, join, listener, new_session, speaker
-from helpers_lifecycle import connections, set_env
-from helpers_resilience import assert_consistent, refresh, snapshot
+from helpers_entry import assert_error, aws_calls, issuer_fixture, join
+from helpers_lifecycle import connections_fixture, set_env
+from helpers_resilience import (
+    assert_consistent,
+    new_listener,
+    new_speaker,
+    refresh,
+    snapshot,
+    start_session,
+)
 
 from conftest import LambdaContext, disconnect_event, message_event, reply
 from runtime import store
 from runtime.handlers import disconnect, refresh_connection
 from runtime.handlers.refresh_connection import refresh_slack
 
-__all__ = ["connections", "issuer"]  # fixtures used by name
+__all__ = ["connections_fixture", "issuer_fixture"]  # fixtures used by name
 
 
 def _disconnect(connection_id: str) -> None:
@@ -43,9 +50,9 @@ def _complete(message: dict, session_id: str, role: str) -> None:
 
 
 def test_speaker_refresh_swaps_the_connection_and_extends_the_ttl(issuer) -> None:
-    old, session_id = new_session(issuer, "alice")
+    old, session_id = start_session(issuer, "alice")
     before = _session(session_id)
-    new = speaker(issuer, "alice")
+    new = new_speaker(issuer, "alice")
     time.sleep(1.1)  # the TTL is in whole seconds: make the extension observable
 
     _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
@@ -61,11 +68,11 @@ def test_speaker_refresh_swaps_the_connection_and_extends_the_ttl(issuer) -> Non
 
 
 def test_old_speaker_disconnect_after_refresh_does_not_end_the_session(issuer, connections) -> None:
-    old, session_id = new_session(issuer, "alice")
-    listeners = [listener() for _ in range(2)]
+    old, session_id = start_session(issuer, "alice")
+    listeners = [new_listener() for _ in range(2)]
     for cid in listeners:
         assert join(cid, session_id)["type"] == "sessionJoined"
-    new = speaker(issuer, "alice")
+    new = new_speaker(issuer, "alice")
     _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
 
     _disconnect(old)
@@ -87,15 +94,15 @@ def test_old_speaker_disconnect_after_refresh_does_not_end_the_session(issuer, c
 
 
 def test_speaker_refresh_needs_a_token(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    anonymous = listener()
+    _, session_id = start_session(issuer, "alice")
+    anonymous = new_listener()
     assert_error(refresh(anonymous, session_id, "speaker"), "UNAUTHORIZED", 401)
     assert store.get_connection(anonymous).get("role") is None
 
 
 def test_speaker_refresh_by_another_user_is_forbidden(issuer) -> None:
-    old, session_id = new_session(issuer, "alice")
-    mallory = speaker(issuer, "mallory")
+    old, session_id = start_session(issuer, "alice")
+    mallory = new_speaker(issuer, "mallory")
     assert_error(refresh(mallory, session_id, "speaker"), "FORBIDDEN", 403)
     assert _session(session_id)["speakerConnectionId"] == old
     assert store.get_connection(mallory).get("role") is None  # the transaction wrote nothing
@@ -103,9 +110,9 @@ def test_speaker_refresh_by_another_user_is_forbidden(issuer) -> None:
 
 
 def test_speaker_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) -> None:
-    old, session_id = new_session(issuer, "alice")
+    old, session_id = start_session(issuer, "alice")
     _disconnect(old)
-    new = speaker(issuer, "alice")
+    new = new_speaker(issuer, "alice")
     assert_error(refresh(new, session_id, "speaker"), "SESSION_NOT_FOUND", 404)
     assert_error(refresh(new, "quiet-lake-555", "speaker"), "SESSION_NOT_FOUND", 404)
     assert store.get_connection(new).get("role") is None
@@ -113,9 +120,9 @@ def test_speaker_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) -> 
 
 
 def test_speaker_refresh_on_a_connection_with_a_role_is_forbidden(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    _, other_session = new_session(issuer, "alice")
-    busy = speaker(issuer, "alice")
+    _, session_id = start_session(issuer, "alice")
+    _, other_session = start_session(issuer, "alice")
+    busy = new_speaker(issuer, "alice")
     assert join(busy, other_session)["type"] == "sessionJoined"
     details = assert_error(refresh(busy, session_id, "speaker"), "FORBIDDEN", 403)
     assert details["role"] == "listener"
@@ -123,14 +130,14 @@ def test_speaker_refresh_on_a_connection_with_a_role_is_forbidden(issuer) -> Non
 
 
 def test_speaker_refresh_redelivered_changes_nothing(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    new = speaker(issuer, "alice")
+    _, session_id = start_session(issuer, "alice")
+    new = new_speaker(issuer, "alice")
     _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
     _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
     assert _session(session_id)["speakerConnectionId"] == new
 
     # A connection that was the speaker but has since been replaced is not the speaker.
-    newer = speaker(issuer, "alice")
+    newer = new_speaker(issuer, "alice")
     _complete(refresh(newer, session_id, "speaker"), session_id, "speaker")
     assert_error(refresh(new, session_id, "speaker"), "FORBIDDEN", 403)
     assert _session(session_id)["speakerConnectionId"] == newer
@@ -138,8 +145,8 @@ def test_speaker_refresh_redelivered_changes_nothing(issuer) -> None:
 
 
 def test_speaker_refresh_costs_two_calls(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    new = speaker(issuer, "alice")
+    _, session_id = start_session(issuer, "alice")
+    new = new_speaker(issuer, "alice")
     with aws_calls() as calls:
         _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
     # GetItem (who is this?) + one TransactWriteItems; no metric on success. Budget: 3.
@@ -153,10 +160,10 @@ def test_speaker_refresh_costs_two_calls(issuer) -> None:
 
 
 def test_listener_refresh_counts_the_new_connection_until_the_old_one_leaves(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    old = listener()
+    _, session_id = start_session(issuer, "alice")
+    old = new_listener()
     assert join(old, session_id, "fr")["type"] == "sessionJoined"
-    new = listener()
+    new = new_listener()
 
     _complete(refresh(new, session_id, "listener", "fr"), session_id, "listener")
 
@@ -180,18 +187,18 @@ def test_listener_refresh_overshoot_is_bounded(issuer, monkeypatch) -> None:
     set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
     slack = refresh_slack(cap)
     assert slack == 1
-    _, session_id = new_session(issuer, "alice")
-    olds = [listener() for _ in range(cap)]
+    _, session_id = start_session(issuer, "alice")
+    olds = [new_listener() for _ in range(cap)]
     for cid in olds:
         assert join(cid, session_id)["type"] == "sessionJoined"
-    assert join(listener(), session_id)["code"] == "SESSION_FULL"
+    assert join(new_listener(), session_id)["code"] == "SESSION_FULL"
 
-    first = listener()
+    first = new_listener()
     _complete(refresh(first, session_id, "listener", "es"), session_id, "listener")
     assert _session(session_id)["listenerCount"] == cap + slack
     # Joining is still refused at the cap, and refresh cannot go past cap + slack:
-    assert join(listener(), session_id)["code"] == "SESSION_FULL"
-    second = listener()
+    assert join(new_listener(), session_id)["code"] == "SESSION_FULL"
+    second = new_listener()
     details = assert_error(refresh(second, session_id, "listener", "es"), "SESSION_FULL", 503)
     assert details["retryAfter"] >= 1
     assert store.get_connection(second).get("role") is None  # nothing half-written
@@ -212,9 +219,9 @@ def test_listener_refresh_slack_is_small(issuer) -> None:
 
 
 def test_listener_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) -> None:
-    old, session_id = new_session(issuer, "alice")
+    old, session_id = start_session(issuer, "alice")
     _disconnect(old)
-    new = listener()
+    new = new_listener()
     assert_error(refresh(new, session_id, "listener", "es"), "SESSION_NOT_FOUND", 404)
     assert_error(refresh(new, "quiet-lake-555", "listener", "es"), "SESSION_NOT_FOUND", 404)
     assert store.get_connection(new).get("role") is None
@@ -223,8 +230,8 @@ def test_listener_refresh_of_an_ended_or_unknown_session_is_not_found(issuer) ->
 
 
 def test_listener_refresh_redelivered_counts_once(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    new = listener()
+    _, session_id = start_session(issuer, "alice")
+    new = new_listener()
     for _ in range(3):
         _complete(refresh(new, session_id, "listener", "de"), session_id, "listener")
     assert _session(session_id)["listenerCount"] == 1
@@ -232,9 +239,9 @@ def test_listener_refresh_redelivered_counts_once(issuer) -> None:
 
 
 def test_listener_refresh_on_a_connection_with_another_role_is_forbidden(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    _, other_session = new_session(issuer, "alice")
-    busy = listener()
+    _, session_id = start_session(issuer, "alice")
+    _, other_session = start_session(issuer, "alice")
+    busy = new_listener()
     assert join(busy, other_session)["type"] == "sessionJoined"
     assert_error(refresh(busy, session_id, "listener", "es"), "FORBIDDEN", 403)
     assert _session(session_id)["listenerCount"] == 0
@@ -242,8 +249,8 @@ def test_listener_refresh_on_a_connection_with_another_role_is_forbidden(issuer)
 
 
 def test_listener_refresh_costs_one_call(issuer) -> None:
-    _, session_id = new_session(issuer, "alice")
-    new = listener()
+    _, session_id = start_session(issuer, "alice")
+    new = new_listener()
     with aws_calls() as calls:
         _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
     assert calls.names == ["dynamodb.TransactWriteItems"]  # budget: 2 with a metric
@@ -270,7 +277,7 @@ def test_listener_refresh_costs_one_call(issuer) -> None:
     ],
 )
 def test_malformed_requests_are_rejected_before_any_aws_call(issuer, body, code, field) -> None:
-    cid = listener()
+    cid = new_listener()
     event = message_event(cid, {"action": "refreshConnection", **body})
     with aws_calls() as calls:
         message = reply(refresh_connection.handler(event, LambdaContext()))
@@ -284,18 +291,18 @@ def test_malformed_requests_are_rejected_before_any_aws_call(issuer, body, code,
 
 
 def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections) -> None:
-    speaker_cid, session_id = new_session(issuer, "alice")
-    listeners = {"es": listener(), "fr": listener(), "de": listener()}
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = {"es": new_listener(), "fr": new_listener(), "de": new_listener()}
     for language, cid in listeners.items():
         assert join(cid, session_id, language)["type"] == "sessionJoined"
 
     for _ in range(3):
-        new_speaker = speaker(issuer, "alice")
-        _complete(refresh(new_speaker, session_id, "speaker"), session_id, "speaker")
+        replacement = new_speaker(issuer, "alice")
+        _complete(refresh(replacement, session_id, "speaker"), session_id, "speaker")
         _disconnect(speaker_cid)
-        speaker_cid = new_speaker
+        speaker_cid = replacement
         for language, old in list(listeners.items()):
-            new = listener()
+            new = new_listener()
             _complete(refresh(new, session_id, "listener", language), session_id, "listener")
             _disconnect(old)
             listeners[language] = new
