@@ -44,7 +44,7 @@ def _speaker(inv: Invocation) -> str:
     return user_id
 
 
-def _create(inv: Invocation, session: dict[str, Any]) -> str:
+def _create(session: dict[str, Any]) -> str:
     """Write the session under a fresh ID; returns the ID. Retries only on ID collisions."""
     max_active = config().maxActiveSessions
     for _ in range(MAX_ID_ATTEMPTS):
@@ -84,7 +84,6 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
 
     expires_at_s = store.ttl_from_now()
     session_id = _create(
-        inv,
         {
             "speakerConnectionId": inv.connection_id,
             "speakerUserId": user_id,

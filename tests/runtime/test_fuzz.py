@@ -6,6 +6,7 @@ route whose handler module is missing fails here, as it should).
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 from collections.abc import Callable
@@ -13,14 +14,16 @@ from typing import Any
 
 import pytest
 from helpers_entry import ERROR_KEYS
+from helpers_entry import issuer_fixture as issuer_fixture  # provides the `issuer` fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
-from conftest import LambdaContext, message_event
+from conftest import LambdaContext, connect_event, message_event
 from runtime import store
 from runtime.config import config
 from runtime.errors import ErrorCode
+from runtime.handlers import connect
 from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
@@ -191,3 +194,41 @@ def test_every_frame_gets_exactly_one_json_reply(
 def test_every_replying_route_is_fuzzed() -> None:
     assert {r.route_key for r in REPLYING} <= set(SUCCESS_TYPES)
     assert {"$default", "createSession", "joinSession"} <= {r.route_key for r in REPLYING}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+JWT_SHAPED = st.builds(
+    lambda header, payload, signature: ".".join(
+        [_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), signature]
+    ),
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "HS256", "none", "ES256"]) | JSON_VALUES},
+        optional={"kid": st.sampled_from(["test-key-1", "other"]) | JSON_VALUES},
+    )
+    | JSON_VALUES,
+    JSON_VALUES,
+    st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", max_size=40),
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(token=st.one_of(TEXT, JWT_SHAPED))
+def test_connect_answers_any_token_with_a_handshake_status(issuer: Any, token: str) -> None:
+    # The issuer fixture serves a local JWKS, so no example can reach the network.
+    cid = f"Fuzz{next(_examples):08d}="
+    response = connect.handler(
+        connect_event(cid, token=token, ip=f"10.0.{len(token) % 250}.1"), LambdaContext()
+    )
+    status = response["statusCode"]
+    event_note(f"status: {status}")
+    assert status in (200, 401, 429), response
+    if status != 200:
+        message = json.loads(response["body"])
+        assert set(message) == ERROR_KEYS and message["status"] == status
