@@ -66,6 +66,11 @@ def serve_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet", action="store_true", help="no stderr line per connect/disconnect"
     )
+    parser.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="shut down cleanly when stdin closes (for launchers: the stack dies with them)",
+    )
     return parser
 
 
@@ -107,6 +112,7 @@ def serve_main(argv: Sequence[str]) -> int:
         schedule_interval_s=args.schedule_interval,
         workers=max(1, args.workers),
         announce=not args.quiet,
+        stop_on_stdin_eof=args.stop_on_stdin_eof,
     )
     try:
         return asyncio.run(serve_until_signalled(config, options))

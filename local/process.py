@@ -2,11 +2,14 @@
 
 stdout and stderr go to files (a full pipe would block the stack); readiness is the
 banner's ``WebSocket`` line on stderr, then ``/_local/info`` for the rest of the URLs.
-``stop`` sends SIGTERM and returns the exit code.
+``stop`` sends SIGTERM and returns the exit code. The stack runs with
+``--stop-on-stdin-eof`` and our end of its stdin open, so if this process dies (a crashed
+test run) the stack shuts itself down instead of running on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -29,7 +32,7 @@ class StackFailed(RuntimeError):
 
 class StackProcess:
     def __init__(self, args: Sequence[str], logs: Path, name: str = "stack") -> None:
-        self.args = ["--port", "0", "--aws-port", "0", *args]
+        self.args = ["--port", "0", "--aws-port", "0", "--stop-on-stdin-eof", *args]
         self.stdout_path = logs / f"{name}.stdout"
         self.stderr_path = logs / f"{name}.stderr"
         self.process: subprocess.Popen[bytes] | None = None
@@ -57,7 +60,7 @@ class StackProcess:
                 cwd=project_root(),
                 stdout=out,
                 stderr=err,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # the lifeline: closed when we go, the stack stops
             )
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -89,12 +92,19 @@ class StackProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
                 raise StackFailed(f"no exit {timeout_s:.0f}s after SIGTERM") from None
+        self._close_lifeline()
         return int(self.process.returncode)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self._close_lifeline()
+
+    def _close_lifeline(self) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

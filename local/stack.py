@@ -8,9 +8,11 @@ the gateway starts serving and the banner goes to stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from runtime.settings import BY_KEY
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
+_STDIN_FD = 0
 # Variables that would send boto3 somewhere else than the embedded AWS.
 _FOREIGN_AWS_VARIABLES = (
     "AWS_PROFILE",
@@ -50,6 +53,7 @@ class StackOptions:
     schedule_interval_s: float = 60.0
     workers: int = DEFAULT_WORKERS
     announce: bool = True
+    stop_on_stdin_eof: bool = False
 
 
 def function_environment(
@@ -219,6 +223,19 @@ class LocalStack:
         ]
 
 
+def _stop_on_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Block on stdin; when it closes (the launcher is gone), stop like on SIGTERM.
+
+    Raw ``os.read`` on the descriptor: a daemon thread blocked inside the buffered
+    ``sys.stdin`` would abort the interpreter at exit (its lock is held).
+    """
+    with contextlib.suppress(OSError):
+        while os.read(_STDIN_FD, 4096):
+            pass
+    with contextlib.suppress(RuntimeError):  # the loop may already be closed
+        loop.call_soon_threadsafe(stop.set)
+
+
 async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
     """Run the stack until SIGINT/SIGTERM; shut down cleanly and return the exit code."""
     loop = asyncio.get_running_loop()
@@ -237,6 +254,8 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    if options.stop_on_stdin_eof:
+        threading.Thread(target=_stop_on_eof, args=(loop, stop), daemon=True).start()
     for note in config.notes:
         console.say(f"note: {note}")
     stack = LocalStack(config, options)
