@@ -16,8 +16,25 @@ import argparse
 import logging
 import signal
 import sys
+import threading
+from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+
+class OneRequestAtATime:
+    """WSGI wrapper: DynamoDB applies every request atomically, but moto evaluates a condition
+    and applies the write without a lock, so two concurrent conditional writes could both pass
+    a limit (maxListenersPerSession, maxActiveSessions). Serving one request at a time restores
+    per-request atomicity; clients still race for the order, as they do on AWS."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        with self.lock:
+            return list(self.app(environ, start_response))
 
 
 class MotoServer(ThreadedMotoServer):
@@ -48,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"ERROR {server.error}\n")
         sys.stdout.flush()
         return 1
+    # No client knows the port before READY, so every request goes through the lock.
+    server._server.app = OneRequestAtATime(server._server.app)  # type: ignore[union-attr]
     sys.stdout.write(f"READY {server.get_host_and_port()[1]}\n")
     sys.stdout.flush()
     sys.stdin.read()  # until the stack closes our stdin (or dies)
