@@ -1,16 +1,20 @@
 """Cold-start proxy: how long a fresh process takes to import each handler module.
 
-Each sample is one new ``python -I`` process that times ``import <module>`` with
-``perf_counter`` and prints the seconds; the interpreter's own start-up is excluded. The
-environment is minimal (PATH plus what a function is configured with), so nothing from the
-developer's shell changes what gets imported.
+Each sample is one new ``python -I`` process that times ``import <module>`` and prints the
+wall-clock and CPU seconds; the interpreter's own start-up is excluded. The environment is
+minimal (PATH plus what a function is configured with), so nothing from the developer's
+shell changes what gets imported. CPU time is shown beside wall time because it barely moves
+when other work competes for the machine's cores, while wall time does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,10 @@ from bench.report import Section, fmt_ms, median
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_MODULE = "boto3"
 SUBPROCESS_TIMEOUT_S = 60.0
+# What the Lambda Python runtime brings, with bytecode: the standard library and boto3's closure.
+LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+# The handlers every listener's first requests go through.
+UNCOMPILED_MODULES = ("runtime.handlers.connect", "runtime.handlers.join_session")
 
 # What a deployed function's environment holds (values are placeholders: nothing connects).
 FUNCTION_ENV = {
@@ -32,22 +40,27 @@ FUNCTION_ENV = {
     "LANG": "C.UTF-8",
 }
 
-_PROBE = """\
+_TIMED = """\
 import sys, time
 sys.path.insert(0, {root!r})
-started = time.perf_counter()
-import {module}
-print(repr(time.perf_counter() - started))
+{setup}
+wall, cpu = time.perf_counter(), time.process_time()
+{timed}
+print(repr(time.perf_counter() - wall), repr(time.process_time() - cpu))
 """
-# After the handler's imports: what its first AWS call costs before any request is sent.
-_FIRST_CLIENTS_PROBE = """\
-import sys, time
+_MODULES = """\
+import json, sys
 sys.path.insert(0, {root!r})
-import runtime.handlers.join_session
-from runtime import aws
-started = time.perf_counter()
-aws.dynamodb(); aws.cloudwatch()
-print(repr(time.perf_counter() - started))
+import {module}
+print(json.dumps([[n, getattr(m, "__file__", None) or ""] for n, m in list(sys.modules.items())]))
+"""
+_WARM = """\
+import importlib
+for name in {names!r}:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
 """
 
 
@@ -56,13 +69,23 @@ class ImportFailed(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Sample:
+    wall_s: float
+    cpu_s: float
+
+
+@dataclass(frozen=True)
 class ImportTiming:
     module: str
-    samples: tuple[float, ...]
+    samples: tuple[Sample, ...]
 
     @property
     def median_s(self) -> float:
-        return median(self.samples)
+        return median([s.wall_s for s in self.samples])
+
+    @property
+    def median_cpu_s(self) -> float:
+        return median([s.cpu_s for s in self.samples])
 
 
 def clean_env() -> dict[str, str]:
@@ -70,30 +93,79 @@ def clean_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **FUNCTION_ENV}
 
 
-def import_seconds(module: str, *, python: str = sys.executable, root: Path = ROOT) -> float:
-    """Seconds one fresh isolated process spends importing ``module``."""
-    return _probe(_PROBE.format(root=str(root), module=module), module, python, root)
-
-
-def first_clients_seconds(*, python: str = sys.executable, root: Path = ROOT) -> float:
-    """Seconds a fresh process spends creating its DynamoDB and CloudWatch clients."""
-    return _probe(_FIRST_CLIENTS_PROBE.format(root=str(root)), "boto3 clients", python, root)
-
-
-def _probe(code: str, what: str, python: str, root: Path) -> float:
+def _run(code: str, what: str, python: str, options: tuple[str, ...] = ()) -> str:
     result = subprocess.run(
-        [python, "-I", "-c", code],
+        [python, "-I", *options, "-c", code],
         capture_output=True,
         text=True,
         env=clean_env(),
-        cwd=root,
+        cwd=ROOT,
         timeout=SUBPROCESS_TIMEOUT_S,
         check=False,
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ImportFailed(f"{what} failed: {last}")
-    return float(result.stdout.strip().splitlines()[-1])
+    return result.stdout
+
+
+def _timed(
+    timed: str, what: str, python: str, *, setup: str = "", options: tuple[str, ...] = ()
+) -> Sample:
+    out = _run(_TIMED.format(root=str(ROOT), setup=setup, timed=timed), what, python, options)
+    wall, cpu = out.strip().splitlines()[-1].split()
+    return Sample(float(wall), float(cpu))
+
+
+def import_sample(module: str, *, python: str = sys.executable) -> Sample:
+    """Wall and CPU seconds one fresh isolated process spends importing ``module``."""
+    return _timed(f"import {module}", f"import {module}", python)
+
+
+def import_seconds(module: str, *, python: str = sys.executable) -> float:
+    """Wall seconds one fresh isolated process spends importing ``module``."""
+    return import_sample(module, python=python).wall_s
+
+
+def first_clients_sample(*, python: str = sys.executable) -> Sample:
+    """After a handler's imports: creating the DynamoDB and CloudWatch clients."""
+    return _timed(
+        "aws.dynamodb(); aws.cloudwatch()",
+        "creating the boto3 clients",
+        python,
+        setup="import runtime.handlers.join_session\nfrom runtime import aws",
+    )
+
+
+def provided_modules(module: str, *, python: str = sys.executable) -> list[str]:
+    """The modules ``module`` imports that the Lambda runtime provides (stdlib, boto3 & co)."""
+    out = _run(
+        _MODULES.format(root=str(ROOT), module=module), f"listing {module}'s imports", python
+    )
+    stdlib = sysconfig.get_paths()["stdlib"]
+    names = []
+    for name, path in json.loads(out):
+        in_stdlib = path.startswith(stdlib) and "site-packages" not in path
+        if in_stdlib or not path or name.split(".")[0] in LAMBDA_PROVIDED:
+            names.append(name)
+    return names
+
+
+def uncompiled_import_sample(
+    module: str, provided: list[str], *, python: str = sys.executable
+) -> Sample:
+    """Import ``module`` when only ``provided`` modules have bytecode; the rest compiles.
+
+    A fresh ``-X pycache_prefix`` directory gets bytecode for the provided modules only; the
+    timed process reads it with ``-B`` (writing nothing), so whatever the archive ships is
+    compiled from source, as on Lambda, where the code directory is read-only.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-pycache-") as prefix:
+        cache = ("-X", f"pycache_prefix={prefix}")
+        _run(_WARM.format(names=provided), "warming the provided modules", python, cache)
+        return _timed(
+            f"import {module}", f"import {module} without bytecode", python, options=("-B", *cache)
+        )
 
 
 def measure_import(
@@ -103,15 +175,8 @@ def measure_import(
     if runs < 1:
         raise ValueError("runs must be ≥ 1")
     if warmup:
-        import_seconds(module, python=python)
-    return ImportTiming(module, tuple(import_seconds(module, python=python) for _ in range(runs)))
-
-
-def handler_modules() -> list[str]:
-    """Every distinct handler module of the route table, in table order."""
-    from runtime.routes import ROUTES
-
-    return list(dict.fromkeys(function.module for function in ROUTES))
+        import_sample(module, python=python)
+    return ImportTiming(module, tuple(import_sample(module, python=python) for _ in range(runs)))
 
 
 def measure_imports(
@@ -124,23 +189,49 @@ def measure_imports(
     """
     if runs < 1:
         raise ValueError("runs must be ≥ 1")
-    samples: dict[str, list[float]] = {module: [] for module in modules}
+    samples: dict[str, list[Sample]] = {module: [] for module in modules}
     failed: dict[str, ImportFailed] = {}
     for attempt in range(runs + 1):
         for module in modules:
             if module in failed:
                 continue
             try:
-                seconds = import_seconds(module, python=python)
+                sample = import_sample(module, python=python)
             except (ImportFailed, subprocess.TimeoutExpired) as error:
                 failed[module] = ImportFailed(str(error))
                 continue
             if attempt:  # the first pass only warms the bytecode caches
-                samples[module].append(seconds)
+                samples[module].append(sample)
     return {
         module: failed.get(module) or ImportTiming(module, tuple(samples[module]))
         for module in modules
     }
+
+
+def measure_uncompiled(
+    module: str, runs: int = 5, *, python: str = sys.executable
+) -> tuple[ImportTiming, ImportTiming]:
+    """(with bytecode, compiling the archive's modules), sampled in alternation."""
+    provided = provided_modules(module, python=python)
+    import_sample(module, python=python)  # bytecode for the cached runs
+    cached, uncompiled = [], []
+    for _ in range(runs):
+        cached.append(import_sample(module, python=python))
+        uncompiled.append(uncompiled_import_sample(module, provided, python=python))
+    return ImportTiming(module, tuple(cached)), ImportTiming(module, tuple(uncompiled))
+
+
+def handler_modules() -> list[str]:
+    """Every distinct handler module of the route table, in table order."""
+    from runtime.routes import ROUTES
+
+    return list(dict.fromkeys(function.module for function in ROUTES))
+
+
+def _versus(timing: ImportTiming, reference: ImportTiming) -> str:
+    wall = timing.median_s / reference.median_s
+    cpu = timing.median_cpu_s / reference.median_cpu_s
+    return f"{wall:.2f}× boto3 · CPU {fmt_ms(timing.median_cpu_s)} ({cpu:.2f}×)"
 
 
 def cold_start_section(runs: int = 5, modules: list[str] | None = None) -> Section:
@@ -152,7 +243,11 @@ def cold_start_section(runs: int = 5, modules: list[str] | None = None) -> Secti
     if isinstance(reference, ImportFailed):
         section.notes.append(f"reference import failed: {reference}")
         return section
-    section.add(f"`import {REFERENCE_MODULE}` (reference)", fmt_ms(reference.median_s), "1.00×")
+    section.add(
+        f"`import {REFERENCE_MODULE}` (reference)",
+        fmt_ms(reference.median_s),
+        f"1.00× · CPU {fmt_ms(reference.median_cpu_s)}",
+    )
     slowest: tuple[float, str] | None = None
     for module in handlers:
         timing = timings[module]
@@ -160,18 +255,29 @@ def cold_start_section(runs: int = 5, modules: list[str] | None = None) -> Secti
             section.add(f"`import {module}`", "failed", "", "ERROR")
             section.notes.append(str(timing))
             continue
-        ratio = timing.median_s / reference.median_s
-        section.add(f"`import {module}`", fmt_ms(timing.median_s), f"{ratio:.2f}× boto3")
-        slowest = max(slowest or (0.0, ""), (timing.median_s, module))
+        section.add(f"`import {module}`", fmt_ms(timing.median_s), _versus(timing, reference))
+        slowest = max(slowest or (0.0, ""), (timing.median_cpu_s, module))
     try:
-        first_clients = median([first_clients_seconds() for _ in range(runs)])
+        clients = ImportTiming("clients", tuple(first_clients_sample() for _ in range(runs)))
     except (ImportFailed, subprocess.TimeoutExpired) as error:
         section.notes.append(str(error))
     else:
         section.add(
             "then creating the DynamoDB + CloudWatch clients (first AWS call's set-up)",
-            fmt_ms(first_clients),
-            f"{first_clients / reference.median_s:.2f}× boto3",
+            fmt_ms(clients.median_s),
+            _versus(clients, reference),
+        )
+    for module in UNCOMPILED_MODULES if modules is None else ():
+        try:
+            cached, uncompiled = measure_uncompiled(module, runs)
+        except (ImportFailed, subprocess.TimeoutExpired) as error:
+            section.notes.append(str(error))
+            continue
+        extra = uncompiled.median_cpu_s - cached.median_cpu_s
+        section.add(
+            f"`import {module}` compiling what the archive ships (it has no .pyc)",
+            fmt_ms(uncompiled.median_s),
+            f"{_versus(uncompiled, reference)}; CPU {extra * 1000:+.0f} ms vs with bytecode",
         )
     if slowest is not None:
         try:
@@ -191,9 +297,16 @@ def cold_start_section(runs: int = 5, modules: list[str] | None = None) -> Secti
 
 
 def importtime_by_package(module: str, *, python: str = sys.executable) -> dict[str, float]:
-    """Seconds of import work (``-X importtime`` self time) per top-level package."""
+    """Seconds of import work (``-X importtime`` self time) by what brought it in."""
     result = subprocess.run(
-        [python, "-I", "-X", "importtime", "-c", _PROBE.format(root=str(ROOT), module=module)],
+        [
+            python,
+            "-I",
+            "-X",
+            "importtime",
+            "-c",
+            _TIMED.format(root=str(ROOT), setup="", timed=f"import {module}"),
+        ],
         capture_output=True,
         text=True,
         env=clean_env(),

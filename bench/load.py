@@ -646,6 +646,11 @@ async def run_load(plan: LoadPlan, stack: Any) -> list[ScenarioResult]:
     return results
 
 
+def _is_problem(line: str) -> bool:
+    """A stack stderr line worth surfacing: a handler failure, a traceback, a fatal error."""
+    return line[9:11] == "! " or "Traceback" in line or line.startswith("Fatal Python error")
+
+
 def measure(plan: LoadPlan) -> tuple[list[ScenarioResult], list[str]]:
     """Start the stack, run the plan, stop the stack; (results, notes)."""
     notes: list[str] = []
@@ -660,7 +665,7 @@ def measure(plan: LoadPlan) -> tuple[list[ScenarioResult], list[str]]:
         except TimeoutError:
             notes.append(f"load did not finish within {plan.deadline_s:.0f}s")
     stderr = stack.stderr()
-    problems = [line for line in stderr.splitlines() if line[9:11] == "! " or "Traceback" in line]
+    problems = [line for line in stderr.splitlines() if _is_problem(line)]
     if problems:
         notes.append(f"{len(problems)} problem line(s) on the stack's stderr, e.g. {problems[0]!r}")
     notes.append(f"stack logs kept in {log_dir}")
@@ -698,13 +703,22 @@ def _of_those(samples: Samples) -> str:
     return f" ({fmt_percentiles(samples.seconds, (50, 99))} of those)"
 
 
+def _compare(sequential_s: float, concurrent_s: float) -> str:
+    """``fan_out is 2.0× faster`` (or ``… slower``), never a ratio below 1 called faster."""
+    if concurrent_s <= sequential_s:
+        return f"fan_out is {sequential_s / concurrent_s:.1f}× faster"
+    return f"fan_out is {concurrent_s / sequential_s:.1f}× slower"
+
+
 def _sender(fan_out: FanOut) -> str:
     return f"; sender done at {fmt_ms(fan_out.sender_s)}" if fan_out.sender_s else ""
 
 
 def load_section(results: Sequence[ScenarioResult], notes: Sequence[str] = ()) -> Section:
     """The table section for the local-stack measurements."""
-    section = Section("Through the local stack (real WebSocket clients, 127.0.0.1, 2 processes)")
+    section = Section(
+        "Through the local stack (real WebSocket clients in their own process, 127.0.0.1)"
+    )
     for result in results:
         n = result.listeners
         joins = result.joins
@@ -745,7 +759,7 @@ def load_section(results: Sequence[ScenarioResult], notes: Sequence[str] = ()) -
         if sequential is not None:
             speedup = ""
             if sequential.last_s and direct is not None and direct.last_s:
-                speedup = f"; fan_out is {sequential.last_s / direct.last_s:.1f}× faster"
+                speedup = "; " + _compare(sequential.last_s, direct.last_s)
             section.add(
                 f"query + {n} × `post_to_connection` one by one → last received (sequential)",
                 _fan_out_cell(sequential),

@@ -161,7 +161,9 @@ def test_parse_importtime_charges_time_to_what_our_code_imported():
 def test_import_timing_of_one_module_in_one_process():
     timing = cold_start.measure_import("runtime.protocol", runs=1, warmup=False)
     assert len(timing.samples) == 1
-    assert timing.samples[0] > 0
+    assert timing.samples[0].wall_s > 0
+    assert timing.samples[0].cpu_s > 0
+    assert timing.median_s == timing.samples[0].wall_s
     with pytest.raises(cold_start.ImportFailed):
         cold_start.import_seconds("runtime.no_such_module")
 
@@ -220,6 +222,8 @@ def test_load_section_reports_counts_and_errors():
     assert "1/2 received" in sequential.reference
     assert "2.0× faster" in sequential.reference
     assert "a note" in section.notes
+    assert load._compare(0.3, 0.1) == "fan_out is 3.0× faster"
+    assert load._compare(0.1, 0.2) == "fan_out is 2.0× slower"
 
 
 def test_iter_sizes():
