@@ -1,0 +1,164 @@
+"""The CLI client against a scripted server: refresh handling, exit codes, error messages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from local import client
+
+
+class Script:
+    """A fake service: answers joins and refreshes, pushes what the test asks for."""
+
+    def __init__(self, refresh_reply: str = "connectionRefreshComplete") -> None:
+        self.refresh_reply = refresh_reply
+        self.received: list[tuple[int, dict[str, Any]]] = []
+        self.connections: list[ServerConnection] = []
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.connections.append(ws)
+        number = len(self.connections)
+        async for frame in ws:
+            message = json.loads(frame)
+            self.received.append((number, message))
+            action = message.get("action")
+            if action == "joinSession":
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "sessionJoined",
+                            "sessionId": "calm-lake-101",
+                            "sourceLanguage": "en",
+                            "targetLanguage": "es",
+                            "listenerCount": 1,
+                        }
+                    )
+                )
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "connectionRefreshRequired",
+                            "sessionId": "calm-lake-101",
+                            "role": "listener",
+                        }
+                    )
+                )
+            elif action == "refreshConnection":
+                if self.refresh_reply == "connectionRefreshComplete":
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "connectionRefreshComplete",
+                                "sessionId": "calm-lake-101",
+                                "role": "listener",
+                            }
+                        )
+                    )
+                else:
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "code": "INVALID_ACTION",
+                                "status": 400,
+                                "message": "unknown action",
+                            }
+                        )
+                    )
+                    await self.connections[0].send(
+                        json.dumps(
+                            {
+                                "type": "sessionEnded",
+                                "sessionId": "calm-lake-101",
+                                "reason": "expired",
+                            }
+                        )
+                    )
+                    continue
+                await asyncio.sleep(0.1)
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "sessionEnded",
+                            "sessionId": "calm-lake-101",
+                            "reason": "speakerDisconnected",
+                        }
+                    )
+                )
+
+
+def listen_args(url: str) -> argparse.Namespace:
+    return client.parser("listen").parse_args(["calm-lake-101", "--lang", "es", "--url", url])
+
+
+async def run_listener(script: Script) -> int:
+    async with serve(script.handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        return await asyncio.wait_for(client.listen(listen_args(f"ws://127.0.0.1:{port}/dev")), 30)
+
+
+def test_listener_follows_a_refresh_and_ends_on_the_new_connection(capsys):
+    script = Script()
+    assert asyncio.run(run_listener(script)) == 0
+    assert [(n, m["action"]) for n, m in script.received] == [
+        (1, "joinSession"),
+        (2, "refreshConnection"),
+    ]
+    assert script.received[1][1] == {
+        "action": "refreshConnection",
+        "sessionId": "calm-lake-101",
+        "role": "listener",
+        "targetLanguage": "es",
+    }
+    out = capsys.readouterr().out
+    assert "refreshed" in out and "speakerDisconnected" in out
+
+
+def test_a_refused_refresh_keeps_the_current_connection(capsys):
+    script = Script(refresh_reply="error")
+    assert asyncio.run(run_listener(script)) == 0
+    captured = capsys.readouterr()
+    assert "refresh refused: INVALID_ACTION" in captured.err
+    assert "expired" in captured.out  # sessionEnded arrived on the first connection
+
+
+def test_handshake_rejection_is_explained():
+    async def reject(ws: ServerConnection, request: Any) -> Response:
+        body = json.dumps({"code": "UNAUTHORIZED", "message": "The token has expired."}).encode()
+        return Response(401, "Unauthorized", Headers([("Content-Length", str(len(body)))]), body)
+
+    async def scenario() -> str:
+        async with serve(
+            lambda ws: asyncio.sleep(0), "127.0.0.1", 0, process_request=reject
+        ) as server:
+            port = server.sockets[0].getsockname()[1]
+            with pytest.raises(client.ClientError) as failed:
+                await client.open_connection(f"ws://127.0.0.1:{port}/dev", "secret-token")
+            return str(failed.value)
+
+    message = asyncio.run(scenario())
+    assert "HTTP 401" in message and "UNAUTHORIZED: The token has expired." in message
+    assert "secret-token" not in message
+
+
+def test_connection_refused_is_explained(unused_port, capsys):
+    code = client.main(
+        "listen", ["calm-lake-101", "--lang", "es", "--url", f"ws://127.0.0.1:{unused_port}/dev"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "connection refused" in err and "make dev" in err
+
+
+def test_speaker_needs_a_token_for_a_deployed_url(capsys):
+    code = client.main("speak", ["--url", "wss://example.invalid/prod"])
+    assert code == 1
+    assert "--token" in capsys.readouterr().err
