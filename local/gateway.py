@@ -1,9 +1,7 @@
 """The WebSocket gateway: API Gateway WebSocket semantics on ``ws://127.0.0.1:{port}/{stage}``.
 
-One TCP port serves everything. A front door (a ``ServerConnection`` subclass, the websockets
-library's documented ``create_connection`` hook) reads each new connection's request head:
-WebSocket upgrades continue into websockets; any other request (the @connections API, the
-JWKS, the local token endpoint) is handed to ``local.http``, since websockets parses GETs only.
+One TCP port serves everything: ``local.front_door`` sends WebSocket upgrades here and any
+other request (the @connections API, the JWKS, the local token endpoint) to ``local.http``.
 
 API Gateway behaviour reproduced here:
 
@@ -43,6 +41,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from local import console
+from local.connections_api import connections_route
 from local.events import (
     ApiInfo,
     Peer,
@@ -53,7 +52,8 @@ from local.events import (
     message_event,
     now_ms,
 )
-from local.http import MAX_HEAD_BYTES, HttpServer, Route, is_websocket_upgrade
+from local.front_door import front_door
+from local.http import HttpServer, Route
 from local.invoker import Invoker
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
@@ -169,8 +169,6 @@ class Gateway:
         http_routes: Sequence[Route] = (),
         label: Callable[[str], str] | None = None,
     ) -> None:
-        from local.connections_api import connections_route  # one concern per module
-
         self.options = options
         self.invoker = invoker
         self.routes = {f.route_key: f for f in routes if f.route_key}
@@ -225,7 +223,9 @@ class Gateway:
         self._server = await serve(
             self._serve_connection,
             sock=self._sock,
-            create_connection=_front_door(self),
+            create_connection=front_door(
+                self.http.take_over, self.connection_lost, self.options.head_timeout_s
+            ),
             process_request=self._process_request,
             process_response=self._process_response,
             compression=None,  # API Gateway does not negotiate permessage-deflate
@@ -502,62 +502,3 @@ class Gateway:
     def _announce(self, line: str) -> None:
         if self.options.announce:
             console.say(line)
-
-
-def _front_door(gateway: Gateway) -> type[ServerConnection]:
-    """A ServerConnection that first reads the request head and routes non-upgrades to HTTP."""
-
-    class FrontDoor(ServerConnection):
-        _front_mode: str | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self._front_transport = transport
-            self._front_buffer = bytearray()
-            self._front_timer = self.loop.call_later(
-                gateway.options.head_timeout_s, transport.abort
-            )
-
-        def data_received(self, data: bytes) -> None:
-            if self._front_mode == "ws":
-                super().data_received(data)
-                return
-            self._front_buffer += data
-            end = self._front_buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._front_buffer) > MAX_HEAD_BYTES:
-                    self._front_timer.cancel()
-                    self._front_transport.abort()
-                return
-            self._front_timer.cancel()
-            initial = bytes(self._front_buffer)
-            self._front_buffer.clear()
-            transport = self._front_transport
-            if is_websocket_upgrade(initial[:end]):
-                self._front_mode = "ws"
-                super().connection_made(transport)
-                super().data_received(initial)
-            else:
-                self._front_mode = "http"
-                gateway.http.take_over(transport, initial)  # type: ignore[arg-type]
-
-        def eof_received(self) -> bool | None:
-            if self._front_mode == "ws":
-                return super().eof_received()
-            return None
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._front_mode == "ws":
-                super().connection_lost(exc)
-                gateway.connection_lost(self)
-            else:
-                self._front_timer.cancel()
-
-        def pause_writing(self) -> None:
-            if self._front_mode == "ws":
-                super().pause_writing()
-
-        def resume_writing(self) -> None:
-            if self._front_mode == "ws":
-                super().resume_writing()
-
-    return FrontDoor
