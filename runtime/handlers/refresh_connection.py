@@ -28,6 +28,7 @@ from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
+from runtime.observability import logs
 from runtime.observability.logs import log
 from runtime.protocol import MAX_MESSAGE_BYTES, echo, now_ms, require_string, server_message
 from runtime.session_ids import is_valid_session_id
@@ -46,6 +47,7 @@ def refresh_slack(max_listeners: int) -> int:
 
 @message_route(OPERATION)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+    logs.bind(userContext={"ipHash": inv.ip_hash})
     session_id = _session_id(message)
     role = _role(message)
     # Validated before any AWS call, so a bad request costs nothing.

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from helpers_entry import assert_error, aws_calls, issuer_fixture, join
-from helpers_lifecycle import connections_fixture, set_env
+from helpers_lifecycle import connections_fixture, log_lines, set_env
 from helpers_resilience import (
     assert_consistent,
     new_listener,
@@ -321,3 +321,20 @@ def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections
     assert counter == 0
     assert records == {}
     assert sessions[session_id]["isActive"] is False
+
+
+def test_refresh_logs_are_correlated_and_never_carry_a_raw_connection_id(issuer, capsys) -> None:
+    old, session_id = start_session(issuer, "alice")
+    new = new_speaker(issuer, "alice")
+    listener_cid = new_listener()
+    capsys.readouterr()
+    _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+    _complete(refresh(listener_cid, session_id, "listener", "es"), session_id, "listener")
+    out = capsys.readouterr().out
+    lines = [line for line in log_lines(out) if line.get("operation") == "refreshConnection"]
+    assert {line["correlationId"] for line in lines} == {session_id}
+    speaker_lines = [line for line in lines if "speaker" in line["message"]]
+    assert speaker_lines and all(line["userContext"]["userId"] == "alice" for line in speaker_lines)
+    assert all(line["userContext"]["ipHash"] for line in lines)
+    for cid in (old, new, listener_cid):
+        assert cid not in out
