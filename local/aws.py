@@ -47,6 +47,11 @@ class EmbeddedAws:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's ID (for tests that take the embedded AWS away)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the server process and wait until it listens."""
         self.spawn()

@@ -184,6 +184,7 @@ class LocalStack:
             "websocketUrl": self.gateway.websocket_url,
             "connectionsUrl": self.gateway.connections_url,
             "awsEndpoint": self.aws.endpoint,
+            "awsPid": self.aws.pid,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "issuer": self.issuer.issuer,
             "audience": self.issuer.audience,

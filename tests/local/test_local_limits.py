@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import uuid
 
@@ -88,6 +90,11 @@ def timer_stack(tmp_path_factory):
         "--set",
         "listenerJoinsPerMinute=1000",
     )
+
+
+@pytest.fixture(scope="module")
+def outage_stack(tmp_path_factory):
+    yield from launch(tmp_path_factory.mktemp("outage"), "outage", aws_may_fail=True)
 
 
 def test_session_full_and_session_limit_reached(capacity_stack):
@@ -260,3 +267,22 @@ def test_scheduled_functions_and_ttl_expiry(timer_stack):
     assert wait_for(lambda: {"ActiveSessions", "TotalListeners"} <= reported(), timeout=10)
     logs = stack.log_records()
     assert {"metricsReporter", "sweeper"} <= {r.get("operation") for r in logs}
+
+
+def test_embedded_aws_outage_is_service_unavailable_not_silence(outage_stack):
+    """Take the embedded AWS away: the gateway keeps serving, the functions answer 503."""
+    stack = outage_stack
+
+    async def scenario() -> None:
+        ws = await open_ws(stack.url)
+        assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
+        os.kill(stack.info["awsPid"], signal.SIGKILL)
+        down = await request(ws, {"action": "heartbeat"}, timeout=30)
+        assert_error(down, ErrorCode.SERVICE_UNAVAILABLE)
+        with pytest.raises(InvalidStatus) as rejected:
+            await open_ws(stack.url)
+        assert rejected.value.response.status_code == 503
+        assert json.loads(rejected.value.response.body)["code"] == "SERVICE_UNAVAILABLE"
+        await ws.close()
+
+    run(scenario())
