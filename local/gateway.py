@@ -278,6 +278,8 @@ class Gateway:
     ) -> Response | None:
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
             return None  # websockets rejected the upgrade itself (bad key, version, …)
+        if ws.state is State.CLOSED:
+            return None  # the client left before we looked: no $connect, so no $disconnect
         assert self.api is not None
         remote = ws.remote_address
         connection_id = gateway_id()
