@@ -109,13 +109,24 @@ def get_connection(connection_id: str) -> dict[str, Any] | None:
 
 
 def claim_role(
-    connection_id: str, *, role: str, session_id: str, target_language: str | None = None
+    connection_id: str,
+    *,
+    role: str,
+    session_id: str,
+    target_language: str | None = None,
+    claimed_by: str | None = None,
 ) -> None:
-    """Give a connection its one role; ConditionFailed (with the old item) if it has one."""
-    names = {"#role": "role"}
+    """Give a connection its one role; ConditionFailed (with the old item) if it has one.
+
+    ``claimed_by`` (the request ID) is stored as ``claimedBy`` so a caller can recognise its
+    own earlier write when botocore retried a call whose response was lost.
+    """
+    names = {"#role": "role", "#ttl": "ttl"}
     expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl"
-    names["#ttl"] = "ttl"
     values = {"role": role, "sid": session_id, "ttl": ttl_from_now()}
+    if claimed_by:
+        expression += ", claimedBy = :by"
+        values["by"] = claimed_by
     if target_language:
         expression += ", targetLanguage = :lang"
         values["lang"] = target_language

@@ -64,8 +64,13 @@ def _claim_listener(inv: Invocation, session_id: str, target_language: str) -> N
             role=store.LISTENER,
             session_id=session_id,
             target_language=target_language,
+            claimed_by=inv.request_id,
         )
     except store.ConditionFailed as failed:
+        if (failed.item or {}).get("claimedBy") == inv.request_id:
+            # Our own write landed but its response was lost and botocore retried it: the
+            # join happened; answering FORBIDDEN and giving the place back would undo it.
+            return
         _give_back(inv, session_id)
         role = (failed.item or {}).get("role")
         raise ServiceError(

@@ -143,6 +143,27 @@ def test_second_join_on_a_connection_is_forbidden_and_the_count_given_back(
     assert (record["sessionId"], record["targetLanguage"]) == (first, "es")
 
 
+def test_a_retried_role_claim_whose_first_attempt_landed_still_joins(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DynamoDB slower than the read timeout: the claim lands, its response is lost, and
+    # botocore's retry meets the condition it just satisfied.
+    _, session_id = new_session(issuer)
+    cid = listener()
+    real_claim = store.claim_role
+
+    def lost_response(*args: object, **kwargs: object) -> None:
+        real_claim(*args, **kwargs)
+        real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_role", lost_response)
+    joined = join(cid, session_id)
+    assert joined["type"] == "sessionJoined", joined
+    assert joined["listenerCount"] == 1
+    assert _count(session_id) == 1
+    assert store.get_connection(cid)["role"] == "listener"
+
+
 def test_a_speaker_cannot_join_even_its_own_session(issuer: Issuer) -> None:
     speaker_id, session_id = new_session(issuer)
     details = assert_error(join(speaker_id, session_id), "FORBIDDEN", 403)
