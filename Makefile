@@ -17,10 +17,10 @@ help:
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen
+	@$(UV) sync --frozen
 
 dev: setup
-	$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT)
+	@$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT)
 
 lint: setup
 	$(UV) run --frozen ruff check .

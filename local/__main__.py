@@ -4,7 +4,6 @@ python -m local [--stack dev] [--port 8080] [--aws-port 4566] [--set KEY=VALUE .
 python -m local token --user NAME [--port 8080]
 python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
 python -m local listen SESSION_ID --lang es [--url URL]
-python -m local bench [--listeners 100 500]
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from local import console
 
-COMMANDS = ("token", "speak", "listen", "bench")
+COMMANDS = ("token", "speak", "listen")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -149,19 +148,12 @@ def _client(name: str) -> Callable[[Sequence[str]], int]:
     return run
 
 
-def _bench(argv: Sequence[str]) -> int:
-    from local import bench
-
-    return bench.main(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers: dict[str, Callable[[Sequence[str]], int]] = {
         "token": token_main,
         "speak": _client("speak"),
         "listen": _client("listen"),
-        "bench": _bench,
     }
     if argv and argv[0] in handlers:
         return handlers[argv[0]](argv[1:])
