@@ -20,6 +20,7 @@ from components.api import SessionApi
 from runtime.metric_names import (
     ACTIVE_SESSIONS,
     CONNECTION_ERRORS,
+    DEPENDENCY_FAILURES,
     LISTENER_JOIN_LATENCY,
     METRICS,
     SESSION_CREATION_LATENCY,
@@ -109,6 +110,21 @@ ALARMS: tuple[AlarmSpec, ...] = (
         comparison="GreaterThanThreshold",
         threshold=lambda s: s.connectionErrorsPer5Min,
         description="more than connectionErrorsPer5Min error replies in 5 minutes",
+    ),
+    # Degradations requests survive (rate limits failing open, pushes and fan-outs failing,
+    # sweeper steps, DynamoDB failures turned into SERVICE_UNAVAILABLE): the dashboard's
+    # "DependencyFailures by Operation" widget says which dependency or step.
+    AlarmSpec(
+        slug="dependency-failures",
+        metric=DEPENDENCY_FAILURES,
+        dimensions=(STAGE,),
+        statistic="Sum",
+        comparison="GreaterThanThreshold",
+        threshold=lambda s: s.dependencyFailuresPer5Min,
+        description=(
+            "more than dependencyFailuresPer5Min degradations survived (DependencyFailures) "
+            "in 5 minutes"
+        ),
     ),
     AlarmSpec(
         slug="active-sessions",
@@ -401,14 +417,34 @@ def dashboard_body(
         )
     y += 6 * math.ceil(len(latency) / 2)
 
-    # Counts broken down by their extra dimension (errors by code, rate limits by operation…).
-    breakdowns = [
-        (metric, dims)
-        for metric in METRICS
-        for dims in metric.dimension_sets
-        if len(dims) > 1 and metric.unit == "Count"
-    ]
+    # Counts broken down by their extra dimension (errors by code, degraded dependencies and
+    # rate limits by operation…). Alarmed metrics come first, so the error replies and the
+    # degradations behind them sit side by side, and their total shows the alarm line.
+    totals = {
+        a.metric.name: a
+        for a in ALARMS
+        if a.statistic == "Sum" and a.dimensions == (STAGE,) and a.period == FIVE_MINUTES
+    }
+    breakdowns = sorted(
+        (
+            (metric, dims)
+            for metric in METRICS
+            for dims in metric.dimension_sets
+            if len(dims) > 1 and metric.unit == "Count"
+        ),
+        key=lambda breakdown: breakdown[0].name not in totals,
+    )
     for i, (metric, dims) in enumerate(breakdowns):
+        annotations = {}
+        if metric.name in totals:
+            spec = totals[metric.name]
+            annotations = {
+                "annotations": {
+                    "horizontal": [
+                        {"value": spec.threshold(settings), "label": f"alarm ({spec.statistic})"}
+                    ]
+                }
+            }
         search = (
             f'SEARCH(\'{{{ns},{",".join(dims)}}} MetricName="{metric.name}" '
             f"{STAGE}=\"{stage}\"', 'Sum', {FIVE_MINUTES})"
@@ -424,6 +460,7 @@ def dashboard_body(
                 y=y + 6 * (i // 2),
                 stacked=False,
                 **common,
+                **annotations,
             )
         )
     y += 6 * math.ceil(len(breakdowns) / 2)

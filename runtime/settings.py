@@ -192,6 +192,14 @@ SETTINGS: tuple[Setting, ...] = (
         runtime=False,
     ),
     Setting(
+        "dependencyFailuresPer5Min",
+        int,
+        20,
+        "Alarm threshold: DependencyFailures (degradations survived) per 5 minutes.",
+        minimum=1,
+        runtime=False,
+    ),
+    Setting(
         "activeSessionsAlarmRatio",
         float,
         0.9,

@@ -2,8 +2,9 @@
 
 The runtime's handlers run against moto (tables created from ``runtime.tables``, a speaker
 token signed by a local JWKS server), exercising every alarmed path: a session created, a
-listener joined, an error reply, the scheduled reporter. The metrics they publish are read
-back from moto CloudWatch with ``list_metrics`` and compared with the alarms the Pulumi
+listener joined, an error reply, the scheduled reporter, a degradation survived (the
+RateLimits table gone, so a handshake's rate limit fails open). The metrics they publish are
+read back from moto CloudWatch with ``list_metrics`` and compared with the alarms the Pulumi
 program creates for the same stack.
 """
 
@@ -24,11 +25,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
 
+from components.monitoring import ALARMS
 from runtime import aws as runtime_aws
 from runtime import metric_names
 from runtime.config import config
 from runtime.settings import BY_KEY, PROJECT, parse_settings
-from runtime.tables import TABLES
+from runtime.tables import RATE_LIMITS, TABLES
 from tests.infra.harness import ProgramRun
 
 STAGE = "dev"  # the stack whose alarms are compared
@@ -222,6 +224,13 @@ def exercise_alarmed_paths(key: rsa.RSAPrivateKey) -> None:
     }
     metrics_reporter.handler(scheduled, Context())
 
+    # A degradation the request survives: without its RateLimits table a handshake's rate
+    # limit fails open, and the handshake is still accepted (DependencyFailures).
+    boto3.client("dynamodb", region_name=REGION).delete_table(
+        TableName=RATE_LIMITS.physical_name(STAGE)
+    )
+    connect("ListenConn00002=", "198.51.100.30")
+
 
 @pytest.fixture
 def emitted(
@@ -239,7 +248,10 @@ def test_every_custom_metric_alarm_watches_an_emitted_metric_and_dimension_set(
         a for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
         if a["namespace"] == namespace
     ]  # fmt: skip
-    assert alarms, "the program creates alarms on custom metrics"
+    # Every alarm of the monitoring component is there, so none escapes the comparison.
+    assert {a["name"].removeprefix(f"{PROJECT}-{STAGE}-") for a in alarms} == {
+        spec.slug for spec in ALARMS
+    }
     for alarm in alarms:
         watched = (alarm["metricName"], frozenset(alarm["dimensions"].items()))
         assert watched in emitted, (
@@ -257,3 +269,13 @@ def test_the_runtime_emits_only_declared_metrics_and_dimension_sets(
             tuple(sorted(s)) for s in spec.dimension_sets
         }
         assert dict(dimensions)[metric_names.STAGE] == STAGE
+
+
+def test_a_degradation_survived_is_published_as_the_alarmed_dependency_failures(
+    emitted: set[tuple[str, frozenset[tuple[str, str]]]],
+):
+    name = metric_names.DEPENDENCY_FAILURES.name
+    stage = (metric_names.STAGE, STAGE)
+    # The total the alarm watches, and the breakdown the dashboard searches.
+    assert (name, frozenset({stage})) in emitted
+    assert (name, frozenset({stage, (metric_names.OPERATION, "rateLimits")})) in emitted

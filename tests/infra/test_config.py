@@ -155,6 +155,12 @@ def test_active_sessions_threshold_follows_max_active_sessions():
     )
 
 
+def test_dependency_failures_alarm_defaults_to_twenty_per_five_minutes(dev):
+    # The dev stack file leaves it unset: the default (the same in Pulumi.yaml) applies.
+    assert f"{PROJECT}:dependencyFailuresPer5Min" not in dev.config
+    assert alarm_on(dev, "DependencyFailures")["threshold"] == 20
+
+
 def test_default_ratio_and_limit_give_a_whole_threshold(dev):
     # 0.9 × 100 is 90.00000000000001 in floating point; the alarm must still fire at 90.
     assert alarm_on(dev, "ActiveSessions")["threshold"] == 90
@@ -168,6 +174,7 @@ def test_alarm_thresholds_follow_config_edits():
             "listenerJoinP95Ms": 750,
             "connectionErrorsPer5Min": 42,
             "functionErrorsPer5Min": 3,
+            "dependencyFailuresPer5Min": 7,
             "activeSessionsAlarmRatio": 0.5,
             "metricsNamespace": "Sessions/Test",
         },
@@ -175,6 +182,15 @@ def test_alarm_thresholds_follow_config_edits():
     assert alarm_on(run, "SessionCreationLatency")["threshold"] == 1500
     assert alarm_on(run, "ListenerJoinLatency")["threshold"] == 750
     assert alarm_on(run, "ConnectionErrors")["threshold"] == 42
+    assert alarm_on(run, "DependencyFailures")["threshold"] == 7
+    dashboard = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard")["dashboardBody"])
+    degraded = next(
+        w["properties"]
+        for w in dashboard["widgets"]
+        if w["properties"]["title"] == "DependencyFailures by Operation"
+    )
+    assert degraded["annotations"]["horizontal"][0]["value"] == 7
+    assert "SEARCH('{Sessions/Test,Stage,Operation}" in degraded["metrics"][0][0]["expression"]
     assert alarm_on(run, "ActiveSessions")["threshold"] == 50
     lambda_alarms = [a for a in run.of_type(ALARM) if a["namespace"] == "AWS/Lambda"]
     assert len(lambda_alarms) == len(ROUTES)

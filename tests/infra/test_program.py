@@ -312,6 +312,7 @@ def test_custom_metric_alarms_name_an_emitted_dimension_set(stack_run):
         "SessionCreationLatency",
         "ListenerJoinLatency",
         "ConnectionErrors",
+        "DependencyFailures",
         "ActiveSessions",
     }
     for name, alarm in alarms.items():
@@ -347,6 +348,15 @@ def test_custom_alarms_follow_design_thresholds_and_notify_both_ways(stack_run):
         settings.connectionErrorsPer5Min,
         300,
     )
+    degraded = alarms["DependencyFailures"]
+    assert (degraded["statistic"], degraded["threshold"], degraded["period"]) == (
+        "Sum",
+        settings.dependencyFailuresPer5Min,
+        300,
+    )
+    assert degraded["comparisonOperator"] == "GreaterThanThreshold"
+    assert degraded["dimensions"] == {metric_names.STAGE: run.stack}
+    assert degraded["name"] == f"{PROJECT}-{run.stack}-dependency-failures"
     active = alarms["ActiveSessions"]
     assert active["statistic"] == "Maximum"
     assert active["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -379,6 +389,20 @@ def test_dashboard_shows_latency_errors_capacity_lambda_and_api_gateway(stack_ru
     search = widgets["ConnectionErrors by ErrorCode"]["properties"]["metrics"][0][0]["expression"]
     assert "ErrorCode" in search and 'MetricName="ConnectionErrors"' in search
     assert f'Stage="{run.stack}"' in search
+    # Degradations by the dependency or step that degraded, next to the error replies, with
+    # the dependency-failures alarm line on their total.
+    errors = widgets["ConnectionErrors by ErrorCode"]
+    degraded = widgets["DependencyFailures by Operation"]
+    assert (degraded["y"], degraded["x"]) == (errors["y"], errors["x"] + errors["width"])
+    lines = degraded["properties"]["metrics"]
+    search = lines[0][0]["expression"]
+    assert search.startswith("SEARCH('{" + f"{settings.metricsNamespace},Stage,Operation" + "}")
+    assert 'MetricName="DependencyFailures"' in search and f'Stage="{run.stack}"' in search
+    assert lines[1][:4] == [settings.metricsNamespace, "DependencyFailures", "Stage", run.stack]
+    assert lines[1][4]["stat"] == "Sum"
+    assert degraded["properties"]["annotations"]["horizontal"][0]["value"] == (
+        settings.dependencyFailuresPer5Min
+    )
     capacity = widgets["Active sessions and listeners vs limits"]["properties"]
     assert {"value": settings.maxActiveSessions, "label": "maxActiveSessions"} in capacity[
         "annotations"
