@@ -1,4 +1,4 @@
-"""docs/deploying.md stays in step with the settings model and the program."""
+"""README.md (deploying, configuration) stays in step with the settings model and the program."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ DOC = config_docs.DOC
 def test_config_table_is_generated_from_the_settings_model():
     document = DOC.read_text()
     assert config_docs.render(document) == document, (
-        "docs/deploying.md drifted from runtime/settings.py: run python -m components.config_docs"
+        "README.md drifted from runtime/settings.py: run python -m components.config_docs"
     )
     table = document.split(config_docs.BEGIN)[1].split(config_docs.END)[0]
     for setting in SETTINGS:
