@@ -8,7 +8,7 @@ names here are the data contract of DESIGN §4.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -67,6 +67,51 @@ def _values(**values: Any) -> dict[str, Any]:
 
 def _condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _condition_failed_with_old_item(error: ClientError) -> ConditionFailed | None:
+    """ConditionFailed carrying the item as it was, if ``error`` is a failed condition."""
+    if _condition_failed(error):
+        return ConditionFailed(from_item(error.response.get("Item")))
+    return None
+
+
+def _failed_parts(
+    error: ClientError, names: Iterable[str]
+) -> dict[str, dict[str, Any] | None] | None:
+    """The parts of a cancelled TransactWriteItems whose condition said no.
+
+    Parts are named in order by ``names``; each maps to its old item (None unless the part
+    asked for it). None when ``error`` is not a cancelled transaction at all.
+    """
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons = error.response.get("CancellationReasons", [])
+    return {
+        name: from_item(reason.get("Item"))
+        for name, reason in zip(names, reasons, strict=False)
+        if reason.get("Code") == "ConditionalCheckFailed"
+    }
+
+
+def _pages(operation: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every page of a Query or Scan (``operation``: "query" / "scan"), one call a page."""
+    request = dict(request)
+    while True:
+        page = getattr(aws.dynamodb(), operation)(**request)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _records(operation: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every item a Query or Scan returns, as a plain record, page by page."""
+    for page in _pages(operation, request):
+        for item in page.get("Items", []):
+            record = from_item(item)
+            if record:
+                yield record
 
 
 def now_s() -> int:
@@ -141,8 +186,9 @@ def claim_role(
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
-        if _condition_failed(error):
-            raise ConditionFailed(from_item(error.response.get("Item"))) from None
+        failed = _condition_failed_with_old_item(error)
+        if failed is not None:
+            raise failed from None
         raise
 
 
@@ -174,21 +220,15 @@ def delete_connection(connection_id: str) -> dict[str, Any] | None:
 
 def listener_connections(session_id: str) -> Iterator[dict[str, Any]]:
     """Every listener connection record of a session, through the GSI, page by page."""
-    kwargs: dict[str, Any] = {
+    request = {
         "TableName": config().connections_table,
         "IndexName": LISTENERS_INDEX.name,
         "KeyConditionExpression": "sessionId = :sid",
         "ExpressionAttributeValues": _values(sid=session_id),
     }
-    while True:
-        page = aws.dynamodb().query(**kwargs)
-        for item in page.get("Items", []):
-            record = from_item(item)
-            if record and record.get("role") == LISTENER:
-                yield record
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for record in _records("query", request):
+        if record.get("role") == LISTENER:
+            yield record
 
 
 def delete_connections(connection_ids: list[str]) -> int:
@@ -262,17 +302,10 @@ def create_session(session: dict[str, Any], *, max_active: int) -> None:
             TransactItems=[counter_update, session_put, connection_update]
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        failed = _failed_parts(error, ("limit", "taken", "role"))
+        if not failed:
             raise
-        codes = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-        reasons = [
-            name
-            for name, code in zip(("limit", "taken", "role"), codes, strict=False)
-            if code == "ConditionalCheckFailed"
-        ]
-        if not reasons:
-            raise
-        raise ConditionFailed(reasons=reasons) from None
+        raise ConditionFailed(reasons=list(failed)) from None
 
 
 def add_listener(session_id: str, *, max_listeners: int) -> dict[str, Any]:
@@ -291,8 +324,9 @@ def add_listener(session_id: str, *, max_listeners: int) -> dict[str, Any]:
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
-        if _condition_failed(error):
-            raise ConditionFailed(from_item(error.response.get("Item"))) from None
+        failed = _condition_failed_with_old_item(error)
+        if failed is not None:
+            raise failed from None
         raise
     item = from_item(response.get("Attributes"))
     assert item is not None
@@ -362,49 +396,29 @@ def end_session(session_id: str, *, speaker_connection_id: str | None, reason: s
             ]
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        failed = _failed_parts(error, ("session", "counter"))
+        if failed is None:
             raise
-        codes = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-        if codes and codes[0] == "ConditionalCheckFailed":
+        if "session" in failed:
             return False
         # The counter was already 0 (drift): end the session anyway; the sweeper reconciles.
-        return _end_session_only(session_id, condition, values)
-    return True
-
-
-def _end_session_only(session_id: str, condition: str, values: dict[str, Any]) -> bool:
-    try:
-        aws.dynamodb().update_item(
-            TableName=config().sessions_table,
-            Key=to_item({"sessionId": session_id}),
-            UpdateExpression=_END_SESSION,
-            ConditionExpression=condition,
-            ExpressionAttributeValues=_values(**values),
+        return _conditional_set(
+            cfg.sessions_table, {"sessionId": session_id}, _END_SESSION, condition, values
         )
-    except ClientError as error:
-        if _condition_failed(error):
-            return False
-        raise
     return True
 
 
 def active_sessions() -> Iterator[dict[str, Any]]:
     """Every active session (sparse index: bounded by maxActiveSessions, not by history)."""
-    kwargs: dict[str, Any] = {
-        "TableName": config().sessions_table,
-        "IndexName": ACTIVE_SESSIONS_INDEX.name,
-        "KeyConditionExpression": "activeShard = :shard",
-        "ExpressionAttributeValues": _values(shard=ACTIVE_SHARD),
-    }
-    while True:
-        page = aws.dynamodb().query(**kwargs)
-        for item in page.get("Items", []):
-            record = from_item(item)
-            if record:
-                yield record
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    yield from _records(
+        "query",
+        {
+            "TableName": config().sessions_table,
+            "IndexName": ACTIVE_SESSIONS_INDEX.name,
+            "KeyConditionExpression": "activeShard = :shard",
+            "ExpressionAttributeValues": _values(shard=ACTIVE_SHARD),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------- heartbeats
@@ -490,14 +504,7 @@ def _transact(parts: dict[str, dict[str, Any]]) -> None:
     try:
         aws.dynamodb().transact_write_items(TransactItems=list(parts.values()))
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-            raise
-        reasons = error.response.get("CancellationReasons", [])
-        failed = {
-            name: from_item(reason.get("Item"))
-            for name, reason in zip(parts, reasons, strict=False)
-            if reason.get("Code") == "ConditionalCheckFailed"
-        }
+        failed = _failed_parts(error, parts)
         if not failed:
             raise  # cancelled for another reason (conflict, throttling): the caller's 503
         raise TransactionConflict(failed) from None
@@ -607,7 +614,7 @@ def add_refreshed_listener(
 
 def count_listeners(session_id: str) -> int:
     """How many listener records a session has: GSI Query with Select=COUNT (no items read back)."""
-    kwargs: dict[str, Any] = {
+    request = {
         "TableName": config().connections_table,
         "IndexName": LISTENERS_INDEX.name,
         "KeyConditionExpression": "sessionId = :sid",
@@ -616,13 +623,7 @@ def count_listeners(session_id: str) -> int:
         "ExpressionAttributeValues": _values(sid=session_id, listener=LISTENER),
         "Select": "COUNT",
     }
-    total = 0
-    while True:
-        page = aws.dynamodb().query(**kwargs)
-        total += int(page.get("Count", 0))
-        if "LastEvaluatedKey" not in page:
-            return total
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sum(int(page.get("Count", 0)) for page in _pages("query", request))
 
 
 def set_listener_count(session_id: str, *, seen: int | None, actual: int) -> bool:
@@ -710,22 +711,16 @@ def stale_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
     """Connection records last seen before ``silent_since_ms`` (Scan; the table holds only
     live connections, leftovers expire by TTL). Records without ``lastSeenAt`` fall back to
     ``connectedAt``."""
-    kwargs: dict[str, Any] = {
-        "TableName": config().connections_table,
-        "FilterExpression": (
-            "lastSeenAt < :cutoff OR (attribute_not_exists(lastSeenAt) AND "
-            "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff))"
-        ),
-        "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
-        "ExpressionAttributeNames": {"#role": "role"},
-        "ExpressionAttributeValues": _values(cutoff=silent_since_ms),
-    }
-    while True:
-        page = aws.dynamodb().scan(**kwargs)
-        for item in page.get("Items", []):
-            record = from_item(item)
-            if record:
-                yield record
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    yield from _records(
+        "scan",
+        {
+            "TableName": config().connections_table,
+            "FilterExpression": (
+                "lastSeenAt < :cutoff OR (attribute_not_exists(lastSeenAt) AND "
+                "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff))"
+            ),
+            "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": _values(cutoff=silent_since_ms),
+        },
+    )
