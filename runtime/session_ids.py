@@ -5,7 +5,8 @@ each list is stripped, de-duplicated, restricted to lowercase ASCII words and fi
 through the blocklist. Hyphenated blocklist entries (``adjective-noun``) reject unfortunate
 *combinations* at generation time.
 
-This module only generates and checks the shape of IDs. Uniqueness is the caller's job: it
+This module only generates and checks the shape of IDs (``require_session_id`` checks a
+client message's ``sessionId``). Uniqueness is the caller's job: it
 writes the session with a conditional put and, on a collision, asks for another ID, up to
 ``MAX_ID_ATTEMPTS`` times.
 """
@@ -17,6 +18,10 @@ import re
 import secrets
 from collections.abc import Iterable
 from importlib import resources
+from typing import Any
+
+from runtime.errors import ErrorCode, ServiceError
+from runtime.protocol import MAX_MESSAGE_BYTES, echo, require_string
 
 __all__ = [
     "ADJECTIVES",
@@ -26,6 +31,7 @@ __all__ = [
     "SESSION_ID_PATTERN",
     "generate_session_id",
     "is_valid_session_id",
+    "require_session_id",
 ]
 
 SESSION_ID_PATTERN: re.Pattern[str] = re.compile(r"^[a-z]+-[a-z]+-[1-9][0-9]{2}$")
@@ -98,6 +104,24 @@ def is_valid_session_id(value: object) -> bool:
     if not isinstance(value, str) or len(value) > MAX_SESSION_ID_LENGTH:
         return False
     return SESSION_ID_PATTERN.fullmatch(value) is not None
+
+
+def require_session_id(message: dict[str, Any]) -> str:
+    """A client message's ``sessionId``, or the ServiceError that rejects it.
+
+    Missing or not a string is INVALID_PARAMETERS; any other string of the wrong shape (too
+    long included) is INVALID_SESSION_ID.
+    """
+    session_id = require_string(message, "sessionId", max_length=MAX_MESSAGE_BYTES)
+    if not is_valid_session_id(session_id):
+        # The value goes in details only: messages are logged, client strings are not.
+        raise ServiceError(
+            ErrorCode.INVALID_SESSION_ID,
+            "'sessionId' must look like adjective-noun-NNN, e.g. golden-eagle-427.",
+            field="sessionId",
+            sessionId=echo(session_id),
+        )
+    return session_id
 
 
 def generate_session_id(rng: random.Random | None = None) -> str:

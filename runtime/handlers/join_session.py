@@ -16,26 +16,11 @@ from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
 from runtime.metric_names import LISTENER_JOIN_LATENCY
 from runtime.observability import logs
-from runtime.protocol import MAX_MESSAGE_BYTES, echo, require_string, server_message
-from runtime.session_ids import is_valid_session_id
+from runtime.protocol import server_message
+from runtime.session_ids import require_session_id
 
 OPERATION = "joinSession"
 WINDOW_S = 60
-
-
-def _session_id(message: dict[str, Any]) -> str:
-    # Missing or not a string is INVALID_PARAMETERS; any other string of the wrong shape
-    # (too long included) is INVALID_SESSION_ID.
-    session_id = require_string(message, "sessionId", max_length=MAX_MESSAGE_BYTES)
-    if not is_valid_session_id(session_id):
-        # The value goes in details only: messages are logged, client strings are not.
-        raise ServiceError(
-            ErrorCode.INVALID_SESSION_ID,
-            "'sessionId' must look like adjective-noun-NNN, e.g. golden-eagle-427.",
-            field="sessionId",
-            sessionId=echo(session_id),
-        )
-    return session_id
 
 
 def _count_listener(session_id: str) -> dict[str, Any]:
@@ -95,7 +80,7 @@ def _give_back(inv: Invocation, session_id: str) -> None:
 @message_route(OPERATION, latency=LISTENER_JOIN_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     logs.bind(userContext={"ipHash": inv.ip_hash})
-    session_id = _session_id(message)
+    session_id = require_session_id(message)
     target_language = validate_target_language(message.get("targetLanguage"))
     inv.bind(session_id=session_id)
 

@@ -30,8 +30,8 @@ from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
 from runtime.observability import logs
 from runtime.observability.logs import log
-from runtime.protocol import MAX_MESSAGE_BYTES, echo, now_ms, require_string, server_message
-from runtime.session_ids import is_valid_session_id
+from runtime.protocol import now_ms, server_message
+from runtime.session_ids import require_session_id
 
 OPERATION = "refreshConnection"
 # In-flight listener refreshes allowed above the cap, as a share of it (at least one).
@@ -48,7 +48,7 @@ def refresh_slack(max_listeners: int) -> int:
 @message_route(OPERATION)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     logs.bind(userContext={"ipHash": inv.ip_hash})
-    session_id = _session_id(message)
+    session_id = require_session_id(message)
     role = _role(message)
     # Validated before any AWS call, so a bad request costs nothing.
     target_language = (
@@ -61,18 +61,6 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
         assert target_language is not None
         _refresh_listener(inv, session_id, target_language)
     return server_message("connectionRefreshComplete", sessionId=session_id, role=role)
-
-
-def _session_id(message: dict[str, Any]) -> str:
-    session_id = require_string(message, "sessionId", max_length=MAX_MESSAGE_BYTES)
-    if not is_valid_session_id(session_id):
-        raise ServiceError(
-            ErrorCode.INVALID_SESSION_ID,
-            "'sessionId' must look like adjective-noun-NNN, e.g. golden-eagle-427.",
-            field="sessionId",
-            sessionId=echo(session_id),
-        )
-    return session_id
 
 
 def _role(message: dict[str, Any]) -> str:
