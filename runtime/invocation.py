@@ -204,6 +204,23 @@ def record_error(inv: Invocation, error: ServiceError, cause: BaseException | No
         inv.metrics.add(RATE_LIMIT_EXCEEDED, 1, Operation=inv.operation)
 
 
+def _error_response(inv: Invocation, error: Exception) -> dict[str, Any]:
+    """The structured error reply for a failed request, logged and counted."""
+    service_error = _to_service_error(error)
+    record_error(inv, service_error, None if error is service_error else error)
+    return {
+        "statusCode": service_error.status,
+        "body": encode(error_message(service_error, inv.request_id)),
+    }
+
+
+def _record_success(inv: Invocation, latency: MetricSpec | None) -> None:
+    """A request served: its latency metric (if the route has one) and the INFO line."""
+    if latency is not None:
+        inv.metrics.add(latency, inv.elapsed_ms())
+    log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{inv.operation} succeeded")
+
+
 def message_route(
     operation: str, *, latency: MetricSpec | None = None
 ) -> Callable[
@@ -224,15 +241,8 @@ def message_route(
                 try:
                     reply = fn(inv, parse_message(event.get("body")))
                 except Exception as error:
-                    service_error = _to_service_error(error)
-                    record_error(inv, service_error, None if error is service_error else error)
-                    return {
-                        "statusCode": service_error.status,
-                        "body": encode(error_message(service_error, inv.request_id)),
-                    }
-                if latency is not None:
-                    inv.metrics.add(latency, inv.elapsed_ms())
-                log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{operation} succeeded")
+                    return _error_response(inv, error)
+                _record_success(inv, latency)
                 return {"statusCode": 200, "body": encode(reply)}
             finally:
                 _finish(inv, token)
@@ -259,15 +269,8 @@ def connection_event(
                 try:
                     fn(inv)
                 except Exception as error:
-                    service_error = _to_service_error(error)
-                    record_error(inv, service_error, None if error is service_error else error)
-                    return {
-                        "statusCode": service_error.status,
-                        "body": encode(error_message(service_error, inv.request_id)),
-                    }
-                if latency is not None:
-                    inv.metrics.add(latency, inv.elapsed_ms())
-                log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{operation} succeeded")
+                    return _error_response(inv, error)
+                _record_success(inv, latency)
                 return {"statusCode": 200}
             finally:
                 _finish(inv, token)
