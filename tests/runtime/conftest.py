@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 import urllib.request
 import uuid
@@ -21,6 +20,7 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from local.aws_server import OneRequestAtATime
 from runtime import aws as runtime_aws
 from runtime.config import config
 from runtime.tables import TABLES
@@ -74,26 +74,12 @@ def aws(runtime_env: dict[str, str]) -> Iterator[None]:
         yield
 
 
-class _OneRequestAtATime:
-    """WSGI wrapper: moto evaluates a condition and applies the write without a lock, so
-    concurrent requests can both pass a limit (DynamoDB makes each request atomic). Serving
-    one request at a time restores that; the clients still race for the order."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
-        with self.lock:
-            return list(self.app(environ, start_response))
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server for concurrency tests (each request atomic, as in DynamoDB); its URL."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    server._server.app = _OneRequestAtATime(server._server.app)  # type: ignore[union-attr]
+    server._server.app = OneRequestAtATime(server._server.app)  # type: ignore[union-attr]
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
