@@ -46,7 +46,10 @@ UNAVAILABLE_CODES = frozenset(
     }
 )
 
-_cold_start = True
+# Functions this process has already served: on Lambda a process serves one function, so
+# this is the usual cold-start flag; the local stack serves them all from one process and
+# still reports each function's first invocation as its cold start.
+_warm_functions: set[str] = set()
 
 
 @dataclass
@@ -122,7 +125,6 @@ def _context_name(context: Any) -> str:
 
 
 def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocation, Any]:
-    global _cold_start
     cfg = config()
     logs.configure(cfg.logLevel)
     request_id = getattr(context, "aws_request_id", None) or (
@@ -142,11 +144,11 @@ def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocat
             "operation": operation,
             "requestId": inv.request_id,
             "correlationId": inv.connection_hash if inv.connection_id else inv.request_id,
-            "coldStart": _cold_start,
+            "coldStart": _context_name(context) not in _warm_functions,
         },
         redact=(inv.connection_id, inv.source_ip or ""),
     )
-    _cold_start = False
+    _warm_functions.add(_context_name(context))
     return inv, token
 
 

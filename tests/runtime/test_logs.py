@@ -56,8 +56,13 @@ class Runner:
         self.runs: list[Run] = []
         capsys.readouterr()
 
-    def __call__(self, handler: Callable[..., dict[str, Any]], event: dict[str, Any]) -> Run:
-        context = LambdaContext(function_name=f"session-management-{STAGE}-fn")
+    def __call__(
+        self,
+        handler: Callable[..., dict[str, Any]],
+        event: dict[str, Any],
+        function_name: str = f"session-management-{STAGE}-fn",
+    ) -> Run:
+        context = LambdaContext(function_name=function_name)
         response = handler(event, context)
         captured = self.capsys.readouterr()
         assert captured.err == "", captured.err  # nothing beside the JSON lines
@@ -229,11 +234,27 @@ def test_no_raw_ip_token_or_connection_id_reaches_stdout(
 def test_cold_start_is_true_only_for_the_first_invocation(
     runner: Runner, aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(invocation, "_cold_start", True)
+    monkeypatch.setattr(invocation, "_warm_functions", set())
     first = runner(connect.handler, connect_event("Cold00000001="))
     second = runner(connect.handler, connect_event("Cold00000002="))
     assert {line["coldStart"] for line in first.lines} == {True}
     assert {line["coldStart"] for line in second.lines} == {False}
+
+
+def test_cold_start_is_per_function_when_one_process_serves_several(
+    runner: Runner, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The local stack runs every function in one process; each still has its own cold start.
+    monkeypatch.setattr(invocation, "_warm_functions", set())
+    runner(connect.handler, connect_event("Cold00000003="))
+    other = runner(
+        default.handler,
+        message_event("Cold00000003=", "not json"),
+        function_name=f"session-management-{STAGE}-default",
+    )
+    again = runner(connect.handler, connect_event("Cold00000004="))
+    assert {line["coldStart"] for line in other.lines} == {True}
+    assert {line["coldStart"] for line in again.lines} == {False}
 
 
 def test_hashes_are_keyed(runner: Runner, aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
