@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -353,33 +353,39 @@ async def speak(args: argparse.Namespace) -> int:
         except NoLocalStack as error:
             raise ClientError(str(error)) from None
         emit("token", f"fetched a local speaker token for user '{args.user}'")
-    talk = Conversation(args.url, token, args.heartbeat, args.verbose)
-    _stop_on_signals(talk.stop)
-    talk.current = await talk.open()
-    emit("connected", _without_query(args.url))
     create = {"action": "createSession", "sourceLanguage": args.lang, "qualityTier": args.tier}
-    reply = await talk.request(create, "sessionCreated")
-    if reply is None:
-        await talk.close_all()
-        return 0
-    if reply.get("type") == "error":
-        fail(describe(reply))
-        await talk.close_all()
-        return 1
-    _emit_doc(reply)
-    session_id = str(reply.get("sessionId"))
-    _session_banner(session_id, _without_query(args.url))
-    talk.refresh = {"sessionId": session_id, "role": "speaker"}
-    return await talk.run(final_types=("sessionEnded",))
+
+    def created(reply: dict[str, Any]) -> dict[str, Any]:
+        session_id = str(reply.get("sessionId"))
+        _session_banner(session_id, _without_query(args.url))
+        return {"sessionId": session_id, "role": "speaker"}
+
+    talk = Conversation(args.url, token, args.heartbeat, args.verbose)
+    return await _converse(talk, create, "sessionCreated", created)
 
 
 async def listen(args: argparse.Namespace) -> int:
+    join = {"action": "joinSession", "sessionId": args.session_id, "targetLanguage": args.lang}
+    refresh = {"sessionId": args.session_id, "role": "listener", "targetLanguage": args.lang}
     talk = Conversation(args.url, None, args.heartbeat, args.verbose)
+    return await _converse(talk, join, "sessionJoined", lambda _reply: refresh)
+
+
+async def _converse(
+    talk: Conversation,
+    first: dict[str, Any],
+    expected: str,
+    refresh: Callable[[dict[str, Any]], dict[str, Any]],
+) -> int:
+    """Connect, send ``first`` and, once it succeeds, follow the session until it ends.
+
+    ``refresh(reply)`` gives what a refreshConnection must say for this role. Exit code 0
+    when stopped before the reply came, 1 when the server refused.
+    """
     _stop_on_signals(talk.stop)
     talk.current = await talk.open()
-    emit("connected", _without_query(args.url))
-    join = {"action": "joinSession", "sessionId": args.session_id, "targetLanguage": args.lang}
-    reply = await talk.request(join, "sessionJoined")
+    emit("connected", _without_query(talk.url))
+    reply = await talk.request(first, expected)
     if reply is None:
         await talk.close_all()
         return 0
@@ -388,7 +394,7 @@ async def listen(args: argparse.Namespace) -> int:
         await talk.close_all()
         return 1
     _emit_doc(reply)
-    talk.refresh = {"sessionId": args.session_id, "role": "listener", "targetLanguage": args.lang}
+    talk.refresh = refresh(reply)
     return await talk.run(final_types=("sessionEnded",))
 
 
