@@ -136,8 +136,9 @@ ROUTES: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=60,
         tables={
-            # GetItem: the active-sessions counter and a drifting session, read consistently.
-            SESSIONS.logical_name: (*READ, *QUERY, *UPDATE),
+            # GetItem: the active-sessions counter and a drifting session, read consistently;
+            # BatchGetItem: the sessions of possibly orphaned connection records, 100 per call.
+            SESSIONS.logical_name: (*READ, *QUERY, *UPDATE, "dynamodb:BatchGetItem"),
             CONNECTIONS.logical_name: (
                 *QUERY,
                 "dynamodb:Scan",

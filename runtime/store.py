@@ -680,47 +680,73 @@ def _conditional_set(
     return True
 
 
-def existing_connections(connection_ids: list[str]) -> set[str]:
-    """Which of these connections still have a record: BatchGetItem, 100 keys per call."""
-    table = config().connections_table
-    found: set[str] = set()
-    ids = list(dict.fromkeys(connection_ids))
-    for start in range(0, len(ids), _PAGE_KEYS):
-        pending: dict[str, Any] = {
-            table: {
-                "Keys": [to_item({"connectionId": cid}) for cid in ids[start : start + _PAGE_KEYS]],
-                "ProjectionExpression": "connectionId",
-                "ConsistentRead": True,
-            }
+def _batch_get(
+    table: str, key: str, ids: Iterable[str], projection: str, names: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every item of ``table`` whose ``key`` is one of ``ids`` (consistent BatchGetItem, 100 keys
+    per call); raises when keys stay unprocessed after bounded retries."""
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _PAGE_KEYS):
+        request: dict[str, Any] = {
+            "Keys": [to_item({key: value}) for value in unique[start : start + _PAGE_KEYS]],
+            "ProjectionExpression": projection,
+            "ConsistentRead": True,
         }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        pending: dict[str, Any] = {table: request}
         for attempt in range(1, _BATCH_ROUNDS + 1):
             response = aws.dynamodb().batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(table, []):
-                found.add(item["connectionId"]["S"])
+            yield from response.get("Responses", {}).get(table, [])
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
             time.sleep(0.05 * attempt)
         if pending:
-            # Unknown is not missing: never end a session on a read that did not happen.
+            # Unknown is not missing: never act on a read that did not happen.
             raise RuntimeError("BatchGetItem left keys unprocessed after bounded retries")
-    return found
 
 
-def stale_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
-    """Connection records last seen before ``silent_since_ms`` (Scan; the table holds only
-    live connections, leftovers expire by TTL). Records without ``lastSeenAt`` fall back to
-    ``connectedAt``."""
+def existing_connections(connection_ids: list[str]) -> set[str]:
+    """Which of these connections still have a record: BatchGetItem, 100 keys per call."""
+    items = _batch_get(config().connections_table, "connectionId", connection_ids, "connectionId")
+    return {item["connectionId"]["S"] for item in items}
+
+
+def sessions_by_id(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """These sessions' state as it is now (consistent BatchGetItem, 100 per call); a session
+    that no longer exists is absent."""
+    items = _batch_get(
+        config().sessions_table,
+        "sessionId",
+        session_ids,
+        "sessionId, isActive, endReason, endedAt, speakerConnectionId",
+    )
+    return {s["sessionId"]: s for s in map(from_item, items) if s}
+
+
+def sweep_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
+    """The records the sweeper looks at, in one Scan (the table holds only live connections;
+    leftovers expire by TTL): the silent ones (``is_silent``) and every one holding a role.
+    The filter costs no reads: a Scan is charged for what it reads, not what it returns."""
     yield from _records(
         "scan",
         {
             "TableName": config().connections_table,
             "FilterExpression": (
                 "lastSeenAt < :cutoff OR (attribute_not_exists(lastSeenAt) AND "
-                "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff))"
+                "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff)) OR "
+                "attribute_exists(sessionId)"
             ),
             "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
             "ExpressionAttributeNames": {"#role": "role"},
             "ExpressionAttributeValues": _values(cutoff=silent_since_ms),
         },
     )
+
+
+def is_silent(record: dict[str, Any], silent_since_ms: int) -> bool:
+    """Whether a record was last seen before ``silent_since_ms`` (``sweep_connections``' filter:
+    without ``lastSeenAt``, ``connectedAt`` counts; without either, it is silent)."""
+    seen = record.get("lastSeenAt", record.get("connectedAt"))
+    return seen is None or int(seen) < silent_since_ms

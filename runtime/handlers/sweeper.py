@@ -15,12 +15,25 @@ Each pass, in this order:
    the active sessions. A difference is confirmed after a short pause (a join is two
    writes, and GSIs lag by a moment) and corrected with a conditional write that loses to
    any concurrent change; what it loses to is looked at again next minute.
+4. Orphans are told and removed: a connection record holding a role in a session that has
+   ended (its speaker's ``$disconnect`` failed before telling the listeners, or a join's
+   role claim landed just after that ``$disconnect`` read the listener list). Such a
+   listener heartbeats, so step 1 never closes it, and nobody else would ever tell it. The
+   Scan of step 1 already returned every role-holding record; one whose session is not in
+   the active-sessions index is checked with a consistent read of its session (an index
+   lags, a session may have just been created) and is an orphan only if the session is
+   gone, or ended more than ``ORPHAN_GRACE_MS`` ago (its ``$disconnect`` may still be
+   telling the listeners). Orphans get ``sessionEnded`` (the session's ``endReason``, else
+   ``expired``) — except a speaker record that is its ended session's speaker, which was
+   told when the sweeper ended the session — and their records are deleted.
 
 Cost is proportional to live state: one Scan of the Connections table (which holds only
 live connections), one query of the active-sessions index (≤ maxActiveSessions items), one
 BatchGetItem per 100 sessions, one COUNT query per active session; writes only for what is
-wrong. A failure on one item is counted as a degradation and the pass goes on; a failure of
-the pass itself (the index unreadable) raises, so Lambda's Errors metric and alarm see it.
+wrong. Orphans add one BatchGetItem per 100 of their sessions, their posts and one
+BatchWriteItem per 25 records; with no orphan, nothing. A failure on one item is counted as
+a degradation and the pass goes on; a failure of the pass itself (the index unreadable)
+raises, so Lambda's Errors metric and alarm see it.
 """
 
 from __future__ import annotations
@@ -42,6 +55,9 @@ SPEAKER_DISCONNECTED = "speakerDisconnected"
 # Pause before confirming a count difference: long enough for a join's second write and
 # GSI propagation, short enough to correct within the same pass.
 DRIFT_RECHECK_S = 1.0
+# How long after a session ended its leftover records count as orphans: longer than a
+# $disconnect (10 s timeout) that is still telling the listeners.
+ORPHAN_GRACE_MS = 30_000
 # Stop starting new work when less than this is left of the function's time.
 TIME_MARGIN_MS = 5_000
 _DEFAULT_REMAINING_MS = 60_000
@@ -59,6 +75,10 @@ class Sweep:
     inv: Invocation
     counts: Counter[str] = field(default_factory=Counter)
     truncated: bool = False
+    # Records of the Scan that hold a role and are not silent: the orphan candidates.
+    role_holders: list[dict[str, Any]] = field(default_factory=list)
+    # Sessions this pass ended (it told their listeners itself).
+    ended_here: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ time and failures
 
@@ -82,7 +102,11 @@ class Sweep:
 
     def close_silent_connections(self) -> None:
         cutoff = now_ms() - config().heartbeatTimeoutSeconds * 1000
-        for record in store.stale_connections(cutoff):
+        for record in store.sweep_connections(cutoff):
+            if not store.is_silent(record, cutoff):
+                if record.get("sessionId") and record.get("role") in store.ROLES:
+                    self.role_holders.append(record)
+                continue
             if self.out_of_time():
                 return
             try:
@@ -108,6 +132,7 @@ class Sweep:
             session_id, speaker_connection_id=connection_id, reason=SPEAKER_DISCONNECTED
         ):
             self.counts["sessionsEnded"] += 1
+            self.ended_here.add(session_id)
             self.notify_and_remove_listeners(session_id, SPEAKER_DISCONNECTED, speaker=None)
 
     # ------------------------------------------------------------------ 2. dead sessions
@@ -121,6 +146,7 @@ class Sweep:
         if not store.end_session(session_id, speaker_connection_id=speaker, reason=EXPIRED):
             return False
         self.counts["sessionsEnded"] += 1
+        self.ended_here.add(session_id)
         log.bind(
             sessionId=session_id,
             details={"speakerPresent": speaker_present, "expiresAt": session.get("expiresAt")},
@@ -177,6 +203,61 @@ class Sweep:
                 "active-sessions counter drifted from the active sessions; corrected"
             )
 
+    # ------------------------------------------------------------------ 4. orphans
+
+    def end_orphans(self, active: set[str]) -> None:
+        """Tell and remove the role holders of sessions that ended without telling them."""
+        candidates = [
+            r
+            for r in self.role_holders
+            if r["sessionId"] not in active and r["sessionId"] not in self.ended_here
+        ]
+        if not candidates or self.out_of_time():
+            return
+        try:
+            sessions = store.sessions_by_id(r["sessionId"] for r in candidates)
+        except Exception as error:
+            self.degraded("orphans", error)
+            return
+        now = now_ms()
+        orphans: dict[str, list[dict[str, Any]]] = {}
+        for record in candidates:
+            session = sessions.get(record["sessionId"])
+            if session and session.get("isActive"):
+                continue  # created or joined just now: the index had not caught up
+            if session and now - int(session.get("endedAt") or 0) < ORPHAN_GRACE_MS:
+                continue  # its $disconnect may still be telling them: next minute
+            orphans.setdefault(record["sessionId"], []).append(record)
+        for session_id, records in orphans.items():
+            if self.out_of_time():
+                return
+            try:
+                self.end_orphans_of(session_id, records, sessions.get(session_id))
+            except Exception as error:
+                self.degraded("orphans", error)
+
+    def end_orphans_of(
+        self, session_id: str, records: list[dict[str, Any]], session: dict[str, Any] | None
+    ) -> None:
+        reason = (session or {}).get("endReason") or EXPIRED
+        told = (session or {}).get("speakerConnectionId")
+        # The ended session's own speaker got sessionEnded when the sweeper ended it (the
+        # only way a session ends with its speaker's record left): remove, do not repeat.
+        recipients = [r["connectionId"] for r in records if r["connectionId"] != told]
+        result = fanout.fan_out(
+            recipients, server_message("sessionEnded", sessionId=session_id, reason=reason)
+        )
+        self.counts["notified"] += len(result.delivered)
+        if result.failed:
+            self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
+        ids = [r["connectionId"] for r in records]
+        store.delete_connections(ids)
+        self.counts["orphans"] += len(ids)
+        log.bind(
+            sessionId=session_id,
+            details={"orphans": len(ids), "reason": reason, **result.counts()},
+        ).info("orphaned connections of an ended session told and removed")
+
     # ------------------------------------------------------------------ the pass
 
     def run(self) -> dict[str, Any]:
@@ -218,6 +299,7 @@ class Sweep:
                     self.confirm_active_counter(len(sessions) - len(ended), ended)
                 except Exception as error:
                     self.degraded("activeCounter", error)
+        self.end_orphans({s["sessionId"] for s in sessions})
         return {
             "activeSessions": len(sessions) - len(ended),
             "truncated": self.truncated,
@@ -233,6 +315,7 @@ _SUMMARY = (
     "notified",
     "listenerCountsCorrected",
     "activeCounterCorrected",
+    "orphans",
     "failures",
 )
 

@@ -7,8 +7,10 @@ recording HTTP stand-in, so closes, posts and 410 Gone are real HTTP.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import boto3
 from helpers_entry import aws_calls, issuer_fixture, join
 from helpers_lifecycle import connections_fixture, log_lines, set_env
 from helpers_resilience import (
@@ -30,6 +32,7 @@ from helpers_resilience import (
 from conftest import LambdaContext, disconnect_event
 from runtime import aws as runtime_aws
 from runtime import store
+from runtime.config import config
 from runtime.handlers import disconnect, sweeper
 
 __all__ = ["connections_fixture", "issuer_fixture"]  # fixtures used by name
@@ -313,3 +316,193 @@ def test_the_pass_stops_starting_work_when_time_runs_out(issuer, connections) ->
     summary = sweep(_ShortContext())
     assert summary["truncated"] is True
     assert connections.deletes == []
+
+
+# ---------------------------------------------------------------------------- orphans
+
+
+def _ended_ago(session_id: str, seconds: int) -> None:
+    """Time passing since a session ended (past the sweeper's grace for its $disconnect)."""
+    boto3.client("dynamodb").update_item(
+        TableName=config().sessions_table,
+        Key=store.to_item({"sessionId": session_id}),
+        UpdateExpression="SET endedAt = :t",
+        ExpressionAttributeValues=store.to_item({":t": int((time.time() - seconds) * 1000)}),
+    )
+
+
+def _ended_messages(connections, cid: str) -> list[tuple[str, str, str]]:
+    return [(m["type"], m["sessionId"], m["reason"]) for m in connections.messages(cid)]
+
+
+def test_listeners_left_by_a_failed_speaker_disconnect_are_told_and_removed(
+    issuer, connections
+) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 2)
+    _, healthy = start_session(issuer, "bob")
+    live = join_listeners(healthy, 2)
+    # $disconnect ends the session, then cannot read the listener list: nobody is told.
+    with faults(runtime_aws.dynamodb()) as injected:
+        injected.fail("Query", "InternalServerError", status=500, table="Connections-test")
+        disconnect.handler(disconnect_event(speaker_cid), LambdaContext())
+    assert store.get_session(session_id)["isActive"] is False
+    assert all(store.get_connection(cid) for cid in listeners)
+
+    # Within the grace its $disconnect might still be telling them: left alone.
+    assert sweep()["orphans"] == 0
+    assert connections.delivered_to() == set()
+
+    _ended_ago(session_id, 60)
+    with aws_calls() as calls:
+        summary = sweep()
+
+    assert summary["orphans"] == 2
+    for cid in listeners:
+        assert _ended_messages(connections, cid) == [
+            ("sessionEnded", session_id, "speakerDisconnected")
+        ]
+        assert store.get_connection(cid) is None
+    for cid in live:  # listeners of an active session are never touched
+        assert connections.messages(cid) == []
+        assert store.get_connection(cid) is not None
+    # What the orphans cost: one BatchGetItem of their sessions, their posts, one batch delete.
+    assert sorted(calls.names) == sorted(
+        [
+            "dynamodb.Scan(Connections-test)",
+            "dynamodb.GetItem(Sessions-test)",
+            "dynamodb.Query(Sessions-test)",
+            "dynamodb.BatchGetItem",
+            "dynamodb.Query(Connections-test)",
+            "dynamodb.BatchGetItem",
+            *["apigatewaymanagementapi.PostToConnection"] * 2,
+            "dynamodb.BatchWriteItem",
+        ]
+    )
+    assert_consistent()
+    assert sweep()["orphans"] == 0  # told once
+    assert len(connections.messages(listeners[0])) == 1
+
+
+def test_a_listener_whose_claim_landed_after_the_speaker_left_is_told_and_removed(
+    issuer, connections, monkeypatch
+) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    (early,) = join_listeners(session_id, 1)
+    late = new_listener()
+    claim_role = store.claim_role
+
+    def claim_after_the_speaker_left(connection_id: str, **kwargs: object) -> None:
+        if connection_id == late:  # counted; then $disconnect reads the list; then the claim
+            _disconnect(speaker_cid)
+        claim_role(connection_id, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "claim_role", claim_after_the_speaker_left)
+        assert join(late, session_id)["type"] == "sessionJoined"
+    assert _ended_messages(connections, early) == [
+        ("sessionEnded", session_id, "speakerDisconnected")
+    ]
+    assert connections.messages(late) == []
+    assert store.get_connection(late)["role"] == "listener"
+
+    _ended_ago(session_id, 60)
+    summary = sweep()
+
+    assert summary["orphans"] == 1
+    assert _ended_messages(connections, late) == [
+        ("sessionEnded", session_id, "speakerDisconnected")
+    ]
+    assert len(connections.messages(early)) == 1
+    _, records, _ = snapshot()
+    assert records == {}
+    assert_consistent()
+
+
+def test_an_orphan_of_a_vanished_session_is_told_it_expired(issuer, connections) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    (cid,) = join_listeners(session_id, 1)
+    # The session item is gone (TTL) and only its connections' records are left.
+    boto3.client("dynamodb").delete_item(
+        TableName=config().sessions_table, Key=store.to_item({"sessionId": session_id})
+    )
+    set_active_counter(0)
+
+    assert sweep()["orphans"] == 2
+    for orphan in (speaker_cid, cid):
+        assert _ended_messages(connections, orphan) == [("sessionEnded", session_id, "expired")]
+        assert store.get_connection(orphan) is None
+
+
+def test_the_speaker_of_a_session_the_sweeper_ended_is_removed_without_a_second_notice(
+    issuer, connections
+) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 1)
+    expire(session_id)
+    sweep()
+    assert len(connections.messages(speaker_cid)) == 1
+    assert store.get_connection(speaker_cid) is not None  # its socket is still open
+
+    _ended_ago(session_id, 60)
+    assert sweep()["orphans"] == 1
+
+    assert len(connections.messages(speaker_cid)) == 1
+    assert store.get_connection(speaker_cid) is None
+    _disconnect(speaker_cid)  # its $disconnect later finds nothing to do
+    assert_consistent()
+
+
+def test_a_session_created_during_the_pass_is_not_mistaken_for_an_orphan(
+    issuer, connections, monkeypatch
+) -> None:
+    _, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 1)
+    created: list[str] = []
+    sweep_connections, active_sessions = store.sweep_connections, store.active_sessions
+
+    def scan_that_sees_a_new_session(silent_since_ms: int):
+        yield from sweep_connections(silent_since_ms)
+        # A session created and joined while the Scan ran, read by its last page.
+        speaker_cid, new_session = start_session(issuer, "bob")
+        (cid,) = join_listeners(new_session, 1)
+        created.append(new_session)
+        yield from (store.get_connection(speaker_cid), store.get_connection(cid))
+
+    queries: list[int] = []
+
+    def index_not_caught_up():
+        # On the first query the sparse index has not caught up with the new session yet.
+        queries.append(1)
+        return (s for s in active_sessions() if len(queries) > 1 or s["sessionId"] not in created)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "sweep_connections", scan_that_sees_a_new_session)
+        patch.setattr(store, "active_sessions", index_not_caught_up)
+        with aws_calls() as calls:
+            summary = sweep()
+
+    assert created and summary["orphans"] == 0
+    assert calls.names.count("dynamodb.BatchGetItem") == 2  # the consistent check did run
+    assert connections.delivered_to() == set()
+    _, records, _ = snapshot()
+    assert len(records) == 4
+    assert_consistent()
+
+
+def test_a_failing_orphan_check_is_counted_and_the_pass_goes_on(issuer, connections) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    (cid,) = join_listeners(session_id, 1)
+    delete_record(speaker_cid)
+    store.end_session(session_id, speaker_connection_id=None, reason="speakerDisconnected")
+    _ended_ago(session_id, 60)
+
+    with faults(runtime_aws.dynamodb()) as injected, aws_calls() as calls:
+        injected.fail("BatchGetItem", "InternalServerError", status=500, table="Sessions-test")
+        summary = sweep()
+
+    assert (summary["orphans"], summary["failures"]) == (0, 1)
+    assert calls.metric_sum("DependencyFailures", Operation="sweeper.orphans") == 1
+    assert store.get_connection(cid) is not None  # looked at again next minute
+    assert sweep()["orphans"] == 1
+    assert_consistent()
