@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,28 +31,13 @@ from runtime.config import config
 from runtime.settings import BY_KEY, PROJECT, parse_settings
 from runtime.tables import RATE_LIMITS, TABLES
 from tests.infra.harness import ProgramRun
+from tests.runtime.conftest import LambdaContext, connect_event, message_event, reply
 
 STAGE = "dev"  # the stack whose alarms are compared
 REGION = "eu-west-1"
 ISSUER = "https://issuer.contract.test"
 AUDIENCE = "speaker-app"
 KID = "contract-key"
-
-
-@dataclass
-class Context:
-    """The parts of a Lambda context the runtime reads."""
-
-    function_name: str = f"{PROJECT}-{STAGE}-fn"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:fn"
-    log_group_name: str = "/aws/lambda/fn"
-    log_stream_name: str = "2026/01/01/[$LATEST]contract"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 class _Jwks(BaseHTTPRequestHandler):
@@ -120,44 +104,16 @@ def runtime_aws_env(
             runtime_aws.reset_clients()
 
 
-def _context(route_key: str, event_type: str, connection_id: str, ip: str) -> dict[str, Any]:
-    now = int(time.time() * 1000)
-    return {
-        "routeKey": route_key,
-        "eventType": event_type,
-        "connectionId": connection_id,
-        "connectedAt": now,
-        "requestId": str(uuid.uuid4()),
-        "messageId": str(uuid.uuid4()),
-        "requestTimeEpoch": now,
-        "domainName": f"contract.execute-api.{REGION}.amazonaws.com",
-        "stage": STAGE,
-        "apiId": "contract",
-        "identity": {"sourceIp": ip},
-    }
-
-
 def connect(connection_id: str, ip: str, token: str | None = None) -> dict[str, Any]:
     from runtime.handlers import connect as handler
 
-    event = {
-        "headers": {},
-        "queryStringParameters": {"token": token} if token else None,
-        "requestContext": _context("$connect", "CONNECT", connection_id, ip),
-        "isBase64Encoded": False,
-    }
-    response = handler.handler(event, Context())
+    response = handler.handler(connect_event(connection_id, token=token, ip=ip), LambdaContext())
     assert response["statusCode"] == 200, response
     return response
 
 
 def send(module: Any, connection_id: str, ip: str, body: dict[str, Any]) -> dict[str, Any]:
-    event = {
-        "body": json.dumps(body),
-        "requestContext": _context(body["action"], "MESSAGE", connection_id, ip),
-        "isBase64Encoded": False,
-    }
-    return json.loads(module.handler(event, Context())["body"])
+    return reply(module.handler(message_event(connection_id, body, ip=ip), LambdaContext()))
 
 
 def emitted_metrics() -> set[tuple[str, frozenset[tuple[str, str]]]]:
@@ -222,7 +178,7 @@ def exercise_alarmed_paths(key: rsa.RSAPrivateKey) -> None:
         "resources": [f"arn:aws:events:{REGION}:123456789012:rule/{PROJECT}-{STAGE}-reporter"],
         "detail": {},
     }
-    metrics_reporter.handler(scheduled, Context())
+    metrics_reporter.handler(scheduled, LambdaContext())
 
     # A degradation the request survives: without its RateLimits table a handshake's rate
     # limit fails open, and the handshake is still accepted (DependencyFailures).
