@@ -192,22 +192,6 @@ def claim_role(
         raise
 
 
-def release_role(connection_id: str, *, session_id: str) -> None:
-    """Undo ``claim_role`` (compensation when the session side of a join failed)."""
-    try:
-        aws.dynamodb().update_item(
-            TableName=config().connections_table,
-            Key=to_item({"connectionId": connection_id}),
-            UpdateExpression="REMOVE #role, sessionId, targetLanguage",
-            ConditionExpression="sessionId = :sid",
-            ExpressionAttributeNames={"#role": "role"},
-            ExpressionAttributeValues=_values(sid=session_id),
-        )
-    except ClientError as error:
-        if not _condition_failed(error):
-            raise
-
-
 def delete_connection(connection_id: str) -> dict[str, Any] | None:
     """Delete a connection record; returns it as it was (None if already gone: idempotent)."""
     response = aws.dynamodb().delete_item(

@@ -77,10 +77,6 @@ def bind(**fields: Any) -> None:
         current.update({k: v for k, v in fields.items() if v is not None})
 
 
-def current_fields() -> dict[str, Any]:
-    return {k: v for k, v in (_fields.get() or {}).items() if k != _REDACT}
-
-
 def _patch(record: Any) -> None:
     context = _fields.get()
     if context:
