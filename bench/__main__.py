@@ -3,7 +3,8 @@
 Sections: AWS calls per operation (moto + the real handlers), cold-start proxy (handler
 import time in fresh processes), package size (the real deployment archive), fan-out with a
 modelled @connections round trip, and join / heartbeat / fan-out latency through the local
-stack with real WebSocket clients. Prints the table on stdout (progress on stderr) and writes
+stack with real WebSocket clients, and the gateway's own handshake and message latency.
+``--only SECTION`` runs a subset. Prints the table on stdout (progress on stderr) and writes
 docs/benchmarks.md. Everything runs on this machine; network traffic goes to 127.0.0.1 only.
 """
 
@@ -19,6 +20,7 @@ from bench import report
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
+SECTIONS = ("calls", "cold-start", "package", "model", "local", "gateway")
 QUICK_LISTENERS = "10,30"
 
 
@@ -43,6 +45,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-local", action="store_true", help="skip the local-stack load measurements"
     )
+    parser.add_argument(
+        "--skip-gateway", action="store_true", help="skip the gateway handshake/message latency"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="SECTION[,SECTION]",
+        help="run only these sections (" + ", ".join(SECTIONS) + "), e.g. --only gateway",
+    )
     parser.add_argument("--runs", type=int, help="fresh processes per import (default 5)")
     parser.add_argument(
         "--listeners",
@@ -51,7 +61,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeats", type=int, help="heartbeat samples (default 200)")
     parser.add_argument("--doc", type=Path, help=f"where to write (default {report.DOC_PATH})")
     parser.add_argument("--no-doc", action="store_true", help="print only, write no doc")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+        unknown = wanted - set(SECTIONS)
+        if unknown:
+            parser.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
+        for name in SECTIONS:
+            if name not in wanted:
+                setattr(args, "skip_" + name.replace("-", "_"), True)
+    return args
 
 
 def progress(message: str) -> None:
@@ -110,6 +129,12 @@ def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
     return load.load_section(results, notes)
 
 
+def _gateway(quick: bool) -> Section:
+    from bench.gateway import GatewayPlan, gateway_section
+
+    return gateway_section(GatewayPlan.quick() if quick else GatewayPlan())
+
+
 def commands(args: argparse.Namespace) -> list[str]:
     """The exact commands that reproduce this run."""
     lines = ["make bench            # = uv sync --frozen && uv run --frozen python -m bench"]
@@ -118,6 +143,7 @@ def commands(args: argparse.Namespace) -> list[str]:
         lines.append(f"uv run --frozen python -m bench {' '.join(flags)}   # this run")
     lines += [
         "uv run --frozen python -m bench --quick --no-doc   # smoke run, ~1 min",
+        "uv run --frozen python -m bench --only gateway --no-doc   # handshake/message rows",
         "uv run --frozen python -m bench.call_counter       # AWS calls per API, alone",
     ]
     return lines
@@ -145,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("modelled fan-out", lambda: _model(listeners)))
     if not args.skip_local:
         sections.append(_guarded("local stack", lambda: _local(listeners, heartbeats)))
+    if not args.skip_gateway:
+        sections.append(_guarded("gateway latency", lambda: _gateway(args.quick)))
     duration = time.perf_counter() - started
 
     table = report.render_table(sections)

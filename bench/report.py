@@ -284,6 +284,20 @@ reported) runs first, so handler imports and client creation are not in the samp
   "sender done" is when the sending code returned. Same process, same clients, same query: the
   only difference between the two rows is sequential versus concurrent posting.
 
+### 6. Gateway handshake and message latency
+
+`bench/gateway.py` measures the local gateway's HTTP/WebSocket stack one request at a time
+(latency, not throughput; `python -m bench --only gateway` runs this section alone). First
+the gateway alone (`bench/gateway_server.py`: the real `local.gateway.Gateway` in its own
+process, with stand-in functions that answer at once, so no handler or DynamoDB time is in
+the samples): a WebSocket handshake (TCP connect until the 101 is read; the close is not
+timed), a frame's round trip on one connection (send until the route's reply is read) and an
+@connections POST on one keep-alive HTTP connection (request until the 200 is read). Then the
+whole local stack: a handshake that runs the real `$connect` (a DynamoDB write) and a
+heartbeat's round trip through the real handler. Three warm-up requests of each kind are not
+reported. The reference column shows the same rows as measured on the previous stack
+(`BEFORE` in `bench/gateway.py`), so one run shows before and after.
+
 Every sample that fails (an `error` reply, a timeout, a refused connection, a listener that
 never hears `sessionEnded`) is counted in the table, never dropped; the stack's stderr is
 scanned for handler failures, and its logs are kept for inspection.

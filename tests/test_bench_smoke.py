@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bench import calls, cold_start, fanout_model, load, package_size, report
+from bench import __main__ as bench_main
+from bench import calls, cold_start, fanout_model, gateway, load, package_size, report
 from bench.report import Section
 
 # ------------------------------------------------------------------------------- percentiles
@@ -230,3 +232,23 @@ def test_iter_sizes():
     assert list(load.iter_sizes("100, 500")) == [100, 500]
     with pytest.raises(ValueError):
         list(load.iter_sizes("0"))
+
+
+# ------------------------------------------------------------------------------- gateway latency
+
+
+def test_gateway_rows_measure_every_sample_against_the_echo_gateway():
+    plan = gateway.GatewayPlan(handshakes=3, messages=4, posts=5)
+    with gateway.echo_gateway() as port:
+        results = asyncio.run(gateway._measure_gateway(port, plan))
+    counts = {key: (len(t.seconds), t.failures) for key, t in results.items()}
+    assert counts == {"handshake": (3, 0), "message": (4, 0), "post": (5, 0)}
+    assert all(t.first_error == "" for t in results.values())
+
+
+def test_only_runs_the_named_sections():
+    args = bench_main.parse_args(["--only", "gateway"])
+    assert not args.skip_gateway
+    assert args.skip_local and args.skip_calls and args.skip_cold_start and args.skip_model
+    with pytest.raises(SystemExit):
+        bench_main.parse_args(["--only", "nope"])
