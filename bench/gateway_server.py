@@ -3,8 +3,9 @@
 ``python -m bench.gateway_server`` serves the real ``local.gateway.Gateway`` on a free
 127.0.0.1 port with an invoker that answers at once ($connect 200, every message echoed as
 its route's reply; ``WHOAMI`` gets the connection's ID), writes ``READY <port>`` on stdout
-and serves until stdin closes. With no DynamoDB and no handler in the way, what the bench measures is the gateway's HTTP and
-WebSocket stack: handshake, frame in → reply out, and the @connections API.
+and serves until stdin closes. With no DynamoDB and no handler in the way, what the bench
+measures is the gateway's HTTP and WebSocket stack: handshake, frame in → reply out, and the
+@connections API.
 """
 
 from __future__ import annotations
