@@ -7,7 +7,7 @@ PORT ?= 8080
 AWS_PORT ?= 4566
 PYTEST_ARGS ?=
 
-.PHONY: help setup dev test lint format bench clean
+.PHONY: help setup uv-on-path dev test lint format bench clean
 
 help:
 	@echo "make dev    - run the whole service locally (ws://127.0.0.1:$(PORT)/$(STACK))"
@@ -17,7 +17,22 @@ help:
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet --disable-pip-version-check uv
+	@$(MAKE) --no-print-directory uv-on-path
 	@$(UV) sync --frozen
+
+# `pulumi up` runs the program with Pulumi's uv toolchain, which looks `uv` up on PATH:
+# `python3 -m uv` is enough for make, not for Pulumi. Warn (setup still works) and say how.
+uv-on-path:
+	@command -v uv >/dev/null 2>&1 || { \
+		dir=$$(python3 -c 'import os, uv; print(os.path.dirname(uv.find_uv_bin()))' 2>/dev/null); \
+		echo "WARNING: 'uv' is not on PATH; make uses 'python3 -m uv', but 'pulumi up' needs 'uv'" \
+			"on PATH (the project's uv toolchain runs it)." >&2; \
+		if [ -n "$$dir" ]; then \
+			echo "  Fix: export PATH=\"$$dir:\$$PATH\"   (pip installed uv there)" >&2; \
+		else \
+			echo "  Fix: install uv (https://docs.astral.sh/uv/) and put it on PATH" >&2; \
+		fi; \
+	}
 
 dev: setup
 	@$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT)

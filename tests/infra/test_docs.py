@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from components import config_docs
 from components.monitoring import ALARMS, QUERIES
 from runtime.settings import SETTINGS
@@ -45,3 +47,22 @@ def test_the_operator_commands_are_there():
         "pulumi destroy",
     ):
         assert command in document, command
+
+
+# Repository paths named in the project's prose (comments in the Pulumi files, the README…).
+_PATH_IN_PROSE = re.compile(
+    r"\b(?:tests|runtime|components|local|bench|docs)/[\w/.-]+\.(?:py|md|yaml)"
+)
+_PROSE = ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "README.md", "Makefile")
+
+
+def test_every_file_the_docs_point_to_exists():
+    root = DOC.parent
+    named = {
+        (source, path)
+        for source in _PROSE
+        for path in _PATH_IN_PROSE.findall((root / source).read_text())
+    }
+    assert named, "the pattern finds the paths the docs name"
+    missing = sorted(f"{source}: {path}" for source, path in named if not (root / path).exists())
+    assert not missing, missing
