@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from runtime.alarms import function_errors_alarm
 from runtime.routes import Function
 
 COMPONENT_TYPE = "session-management:components:MonitoredFunction"
@@ -27,7 +28,6 @@ VALID_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
     2922, 3288, 3653,
 )  # fmt: skip
-ERRORS_PERIOD_SECONDS = 300
 
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 # Actions that may target a table's indexes (``<table arn>/index/*``).
@@ -265,22 +265,20 @@ class MonitoredFunction(pulumi.ComponentResource):
 
     def _errors_alarm(self, child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
         args = self._args
+        alarm = function_errors_alarm(args.function_name, args.errors_threshold)
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-errors",
-            name=f"{args.function_name}-errors",
-            alarm_description=(
-                f"{args.function_name}: more than {args.errors_threshold} invocation errors "
-                "in 5 minutes"
-            ),
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": args.function_name},
-            statistic="Sum",
-            period=ERRORS_PERIOD_SECONDS,
-            evaluation_periods=1,
-            threshold=args.errors_threshold,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
+            name=alarm.name,
+            alarm_description=alarm.description,
+            namespace=alarm.namespace,
+            metric_name=alarm.metric_name,
+            dimensions=alarm.dimension_map,
+            statistic=alarm.statistic,
+            period=alarm.period,
+            evaluation_periods=alarm.evaluation_periods,
+            threshold=alarm.threshold,
+            comparison_operator=alarm.comparison,
+            treat_missing_data=alarm.treat_missing_data,
             alarm_actions=[args.alarm_topic_arn],
             ok_actions=[args.alarm_topic_arn],
             tags=dict(args.tags),

@@ -1,15 +1,15 @@
 """Monitoring: the alarm topic, the alarms of DESIGN §5, a dashboard and saved queries.
 
-Alarms on custom metrics are built from ``runtime.metric_names`` declarations and name one
-of the dimension sets the runtime declares (and so emits); thresholds come from the stack's
-settings. The per-function Errors alarms live in MonitoredFunction.
+The alarms (``runtime.alarms``) and the dashboard's widgets (``runtime.dashboard``) are plain
+data owned by the runtime and shared with the local stack's evaluator and console; this module
+renders them into CloudWatch resources. ``ALARMS`` is re-exported for the program's tests. The
+per-function Errors alarms live in MonitoredFunction.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,127 +17,28 @@ import pulumi
 import pulumi_aws as aws
 
 from components.api import SessionApi
-from runtime.metric_names import (
-    ACTIVE_SESSIONS,
-    CONNECTION_ERRORS,
-    DEPENDENCY_FAILURES,
-    LISTENER_JOIN_LATENCY,
-    METRICS,
-    SESSION_CREATION_LATENCY,
-    STAGE,
-    TOTAL_LISTENERS,
-    MetricSpec,
+from runtime.alarms import (
+    ALARMS,
+    FIVE_MINUTES,
+    FUNCTION_NAME,
+    LOW_SAMPLE_PERCENTILES,
+    AlarmSpec,
+    resolve,
 )
+from runtime.dashboard import (
+    API_ID,
+    AlarmsWidget,
+    Annotation,
+    Breakdown,
+    Line,
+    LogWidget,
+    layout,
+)
+from runtime.metric_names import STAGE
 from runtime.settings import PROJECT, StackSettings
 
 ALARM_TOPIC_TYPE = "session-management:components:AlarmTopic"
 COMPONENT_TYPE = "session-management:components:Monitoring"
-
-FIVE_MINUTES = 300
-ONE_MINUTE = 60
-# Low-sample percentiles: CloudWatch needs 10 / (1 - 0.95) = 200 samples in a period before
-# it considers a p95 statistically significant. Session creation happens a few times an
-# hour, so with "ignore" the latency alarms would practically never evaluate. We choose
-# "evaluate": a p95 over few samples is close to their maximum, and requiring 2 of 2
-# five-minute periods keeps a single slow cold start from paging anyone.
-LOW_SAMPLE_PERCENTILES = "evaluate"
-
-
-def active_sessions_threshold(settings: StackSettings) -> int:
-    """ActiveSessions ≥ ratio × maxActiveSessions, as the whole number it compares against.
-
-    ActiveSessions is a count, so ``≥ ceil(ratio × max)`` is the same condition; rounding
-    first keeps float noise (0.9 × 100 = 90.00000000000001) from moving it to 91.
-    """
-    return math.ceil(round(settings.activeSessionsAlarmRatio * settings.maxActiveSessions, 6))
-
-
-@dataclass(frozen=True)
-class AlarmSpec:
-    """One alarm on a custom metric: what it watches and how its threshold is derived."""
-
-    slug: str
-    metric: MetricSpec
-    dimensions: tuple[str, ...]
-    statistic: str  # "Sum" / "Maximum" / … or a percentile such as "p95"
-    comparison: str
-    threshold: Callable[[StackSettings], float]
-    period: int = FIVE_MINUTES
-    evaluation_periods: int = 1
-    datapoints_to_alarm: int = 1
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if self.dimensions not in self.metric.dimension_sets:
-            raise ValueError(
-                f"alarm {self.slug} watches {self.metric.name} by {self.dimensions}, "
-                f"which the runtime does not emit (it emits {self.metric.dimension_sets})"
-            )
-
-    @property
-    def is_percentile(self) -> bool:
-        return self.statistic.startswith("p")
-
-
-ALARMS: tuple[AlarmSpec, ...] = (
-    AlarmSpec(
-        slug="session-creation-latency",
-        metric=SESSION_CREATION_LATENCY,
-        dimensions=(STAGE,),
-        statistic="p95",
-        comparison="GreaterThanThreshold",
-        threshold=lambda s: s.sessionCreationP95Ms,
-        evaluation_periods=2,
-        datapoints_to_alarm=2,
-        description="createSession p95 latency above sessionCreationP95Ms for 10 minutes",
-    ),
-    AlarmSpec(
-        slug="listener-join-latency",
-        metric=LISTENER_JOIN_LATENCY,
-        dimensions=(STAGE,),
-        statistic="p95",
-        comparison="GreaterThanThreshold",
-        threshold=lambda s: s.listenerJoinP95Ms,
-        evaluation_periods=2,
-        datapoints_to_alarm=2,
-        description="joinSession p95 latency above listenerJoinP95Ms for 10 minutes",
-    ),
-    AlarmSpec(
-        slug="connection-errors",
-        metric=CONNECTION_ERRORS,
-        dimensions=(STAGE,),
-        statistic="Sum",
-        comparison="GreaterThanThreshold",
-        threshold=lambda s: s.connectionErrorsPer5Min,
-        description="more than connectionErrorsPer5Min error replies in 5 minutes",
-    ),
-    # Degradations requests survive (rate limits failing open, pushes and fan-outs failing,
-    # sweeper steps, DynamoDB failures turned into SERVICE_UNAVAILABLE): the dashboard's
-    # "DependencyFailures by Operation" widget says which dependency or step.
-    AlarmSpec(
-        slug="dependency-failures",
-        metric=DEPENDENCY_FAILURES,
-        dimensions=(STAGE,),
-        statistic="Sum",
-        comparison="GreaterThanThreshold",
-        threshold=lambda s: s.dependencyFailuresPer5Min,
-        description=(
-            "more than dependencyFailuresPer5Min degradations survived (DependencyFailures) "
-            "in 5 minutes"
-        ),
-    ),
-    AlarmSpec(
-        slug="active-sessions",
-        metric=ACTIVE_SESSIONS,
-        dimensions=(STAGE,),
-        statistic="Maximum",
-        comparison="GreaterThanOrEqualToThreshold",
-        threshold=active_sessions_threshold,
-        period=ONE_MINUTE,
-        description="active sessions at activeSessionsAlarmRatio of maxActiveSessions",
-    ),
-)
-
 
 # --- the topic -------------------------------------------------------------------------------
 
@@ -239,31 +140,30 @@ class Monitoring(pulumi.ComponentResource):
         return {spec.slug: self._alarm(spec) for spec in ALARMS}
 
     def _alarm(self, spec: AlarmSpec) -> aws.cloudwatch.MetricAlarm:
-        settings = self._settings
+        alarm = resolve(spec, self._settings)
         topic = self._args.alarm_topic_arn
-        values = {STAGE: settings.stack}
         return aws.cloudwatch.MetricAlarm(
             spec.slug,
-            name=f"{self._prefix}-{spec.slug}",
-            alarm_description=f"{settings.stack}: {spec.description}",
-            namespace=settings.metricsNamespace,
-            metric_name=spec.metric.name,
-            dimensions={d: values[d] for d in spec.dimensions},
-            statistic=None if spec.is_percentile else spec.statistic,
-            extended_statistic=spec.statistic if spec.is_percentile else None,
+            name=alarm.name,
+            alarm_description=alarm.description,
+            namespace=alarm.namespace,
+            metric_name=alarm.metric_name,
+            dimensions=alarm.dimension_map,
+            statistic=None if alarm.is_percentile else alarm.statistic,
+            extended_statistic=alarm.statistic if alarm.is_percentile else None,
             evaluate_low_sample_count_percentiles=(
-                LOW_SAMPLE_PERCENTILES if spec.is_percentile else None
+                LOW_SAMPLE_PERCENTILES if alarm.is_percentile else None
             ),
-            unit=spec.metric.unit,
-            period=spec.period,
-            evaluation_periods=spec.evaluation_periods,
-            datapoints_to_alarm=spec.datapoints_to_alarm,
-            threshold=spec.threshold(settings),
-            comparison_operator=spec.comparison,
-            treat_missing_data="notBreaching",
+            unit=alarm.unit,
+            period=alarm.period,
+            evaluation_periods=alarm.evaluation_periods,
+            datapoints_to_alarm=alarm.datapoints_to_alarm,
+            threshold=alarm.threshold,
+            comparison_operator=alarm.comparison,
+            treat_missing_data=alarm.treat_missing_data,
             alarm_actions=[topic],
             ok_actions=[topic],
-            tags={"project": PROJECT, "stack": settings.stack},
+            tags={"project": PROJECT, "stack": self._settings.stack},
             opts=self._child,
         )
 
@@ -350,19 +250,6 @@ QUERIES: dict[str, str] = {
 # --- dashboard body (pure, so tests can inspect it) --------------------------------------------
 
 
-def _widget(
-    title: str, metrics: list[Any], x: int, y: int, width: int = 12, **props: Any
-) -> dict[str, Any]:
-    return {
-        "type": "metric",
-        "x": x,
-        "y": y,
-        "width": width,
-        "height": 6,
-        "properties": {"title": title, "metrics": metrics, "view": "timeSeries", **props},
-    }
-
-
 def dashboard_body(
     *,
     settings: StackSettings,
@@ -372,193 +259,88 @@ def dashboard_body(
     log_group_names: Sequence[str],
     alarm_arns: Sequence[str],
 ) -> dict[str, Any]:
-    """The CloudWatch dashboard of one stack, as the JSON body the API takes."""
-    ns, stage = settings.metricsNamespace, settings.stack
-    common = {"region": region, "period": FIVE_MINUTES}
-    widgets: list[dict[str, Any]] = [
-        {
-            "type": "alarm",
-            "x": 0,
-            "y": 0,
-            "width": 24,
-            "height": 3,
-            "properties": {"title": "Alarms", "alarms": sorted(alarm_arns)},
-        }
-    ]
-    y = 3
-
-    # Latency percentiles, one widget per latency metric, with the alarm threshold if any.
-    thresholds = {a.metric.name: a for a in ALARMS if a.is_percentile}
-    latency = [m for m in METRICS if m.unit == "Milliseconds"]
-    for i, metric in enumerate(latency):
-        lines = [
-            [ns, metric.name, STAGE, stage, {"stat": stat, "label": stat}]
-            for stat in ("p50", "p95", "p99")
-        ]
-        annotations = {}
-        if metric.name in thresholds:
-            spec = thresholds[metric.name]
-            annotations = {
-                "annotations": {
-                    "horizontal": [
-                        {"value": spec.threshold(settings), "label": f"alarm ({spec.statistic})"}
-                    ]
-                }
-            }
-        widgets.append(
-            _widget(
-                f"{metric.name} (ms)",
-                lines,
-                x=12 * (i % 2),
-                y=y + 6 * (i // 2),
-                **common,
-                **annotations,
-            )
-        )
-    y += 6 * math.ceil(len(latency) / 2)
-
-    # Counts broken down by their extra dimension (errors by code, degraded dependencies and
-    # rate limits by operation…). Alarmed metrics come first, so the error replies and the
-    # degradations behind them sit side by side, and their total shows the alarm line.
-    totals = {
-        a.metric.name: a
-        for a in ALARMS
-        if a.statistic == "Sum" and a.dimensions == (STAGE,) and a.period == FIVE_MINUTES
-    }
-    breakdowns = sorted(
-        (
-            (metric, dims)
-            for metric in METRICS
-            for dims in metric.dimension_sets
-            if len(dims) > 1 and metric.unit == "Count"
-        ),
-        key=lambda breakdown: breakdown[0].name not in totals,
-    )
-    for i, (metric, dims) in enumerate(breakdowns):
-        annotations = {}
-        if metric.name in totals:
-            spec = totals[metric.name]
-            annotations = {
-                "annotations": {
-                    "horizontal": [
-                        {"value": spec.threshold(settings), "label": f"alarm ({spec.statistic})"}
-                    ]
-                }
-            }
-        search = (
-            f'SEARCH(\'{{{ns},{",".join(dims)}}} MetricName="{metric.name}" '
-            f"{STAGE}=\"{stage}\"', 'Sum', {FIVE_MINUTES})"
-        )
-        widgets.append(
-            _widget(
-                f"{metric.name} by {dims[-1]}",
-                [
-                    [{"expression": search, "id": f"e{i}", "label": ""}],
-                    [ns, metric.name, STAGE, stage, {"stat": "Sum", "label": "total"}],
-                ],
-                x=12 * (i % 2),
-                y=y + 6 * (i // 2),
-                stacked=False,
-                **common,
-                **annotations,
-            )
-        )
-    y += 6 * math.ceil(len(breakdowns) / 2)
-
-    # Gauges against the limits.
-    capacity = settings.maxActiveSessions * settings.maxListenersPerSession
-    widgets.append(
-        _widget(
-            "Active sessions and listeners vs limits",
-            [
-                [ns, ACTIVE_SESSIONS.name, STAGE, stage, {"stat": "Maximum"}],
-                [ns, TOTAL_LISTENERS.name, STAGE, stage, {"stat": "Maximum", "yAxis": "right"}],
-            ],
-            x=0,
-            y=y,
-            width=24,
-            region=region,
-            period=ONE_MINUTE,
-            annotations={
-                "horizontal": [
-                    {"value": settings.maxActiveSessions, "label": "maxActiveSessions"},
-                    {
-                        "value": active_sessions_threshold(settings),
-                        "label": "ActiveSessions alarm",
-                        "color": "#ff7f0e",
-                    },
-                    {"value": capacity, "label": "listener capacity", "yAxis": "right"},
-                ]
-            },
-            yAxis={"left": {"min": 0}, "right": {"min": 0}},
-        )
-    )
-    y += 6
-
-    # Lambda health per function.
-    for i, (title, metric, stat) in enumerate(
-        (
-            ("Lambda errors", "Errors", "Sum"),
-            ("Lambda throttles", "Throttles", "Sum"),
-            ("Lambda duration p95 (ms)", "Duration", "p95"),
-            ("Lambda concurrent executions", "ConcurrentExecutions", "Maximum"),
-        )
-    ):
-        widgets.append(
-            _widget(
-                title,
-                [
-                    ["AWS/Lambda", metric, "FunctionName", name, {"stat": stat}]
-                    for name in function_names
-                ],
-                x=12 * (i % 2),
-                y=y + 6 * (i // 2),
-                **common,
-            )
-        )
-    y += 12
-
-    # API Gateway traffic.
-    widgets.append(
-        _widget(
-            "API Gateway connections and messages",
-            [
-                ["AWS/ApiGateway", name, "ApiId", api_id, "Stage", stage, {"stat": "Sum"}]
-                for name in ("ConnectCount", "MessageCount")
-            ],
-            x=0,
-            y=y,
-            **common,
-        )
-    )
-    widgets.append(
-        _widget(
-            "API Gateway errors",
-            [
-                ["AWS/ApiGateway", name, "ApiId", api_id, "Stage", stage, {"stat": "Sum"}]
-                for name in ("ClientError", "ExecutionError", "IntegrationError")
-            ],
-            x=12,
-            y=y,
-            **common,
-        )
-    )
-    y += 6
-
-    sources = " | ".join(f"SOURCE '{name}'" for name in log_group_names)
-    widgets.append(
-        {
-            "type": "log",
-            "x": 0,
-            "y": y,
-            "width": 24,
-            "height": 6,
-            "properties": {
-                "title": "Recent errors",
+    """The CloudWatch dashboard of one stack (``runtime.dashboard``), as the API's JSON body."""
+    values = {STAGE: settings.stack, API_ID: api_id}
+    widgets: list[dict[str, Any]] = []
+    breakdowns = 0
+    for widget, x, y in layout():
+        frame = {"x": x, "y": y, "width": widget.width, "height": widget.height}
+        if isinstance(widget, AlarmsWidget):
+            properties: dict[str, Any] = {"title": widget.title, "alarms": sorted(alarm_arns)}
+            widgets.append({"type": "alarm", **frame, "properties": properties})
+        elif isinstance(widget, LogWidget):
+            sources = " | ".join(f"SOURCE '{name}'" for name in log_group_names)
+            properties = {
+                "title": widget.title,
                 "region": region,
                 "view": "table",
-                "query": f"{sources} | {QUERIES['errors-last-hour']}".replace("\n", " "),
-            },
-        }
-    )
+                "query": f"{sources} | {QUERIES[widget.query]}".replace("\n", " "),
+            }
+            widgets.append({"type": "log", **frame, "properties": properties})
+        else:
+            metrics: list[Any] = []
+            if widget.breakdown is not None:
+                metrics.append([_search(settings, widget.breakdown, f"e{breakdowns}")])
+                breakdowns += 1
+            for line in widget.lines:
+                metrics.extend(_lines(settings, line, values, function_names))
+            properties = {
+                "title": widget.title,
+                "metrics": metrics,
+                "view": "timeSeries",
+                "region": region,
+                "period": widget.period,
+            }
+            if widget.stacked is not None:
+                properties["stacked"] = widget.stacked
+            if widget.annotations:
+                properties["annotations"] = {
+                    "horizontal": [_annotation(settings, a) for a in widget.annotations]
+                }
+            if widget.y_min_zero:
+                properties["yAxis"] = {"left": {"min": 0}, "right": {"min": 0}}
+            widgets.append({"type": "metric", **frame, "properties": properties})
     return {"widgets": widgets}
+
+
+def _lines(
+    settings: StackSettings,
+    line: Line,
+    values: dict[str, str],
+    function_names: Sequence[str],
+) -> list[list[Any]]:
+    """``line`` as CloudWatch metric arrays: one, or one per function if by FunctionName."""
+    namespace = line.namespace or settings.metricsNamespace
+    options: dict[str, Any] = {"stat": line.stat}
+    if line.label is not None:
+        options["label"] = line.label
+    if line.y_axis is not None:
+        options["yAxis"] = line.y_axis
+    per_function = FUNCTION_NAME in line.dimensions
+    rendered = []
+    for function_name in function_names if per_function else [None]:
+        dims = {**values, FUNCTION_NAME: function_name}
+        pairs = [part for d in line.dimensions for part in (d, dims[d])]
+        rendered.append([namespace, line.metric, *pairs, dict(options)])
+    return rendered
+
+
+def _search(settings: StackSettings, breakdown: Breakdown, expression_id: str) -> dict[str, Any]:
+    ns, stage = settings.metricsNamespace, settings.stack
+    expression = (
+        f'SEARCH(\'{{{ns},{",".join(breakdown.dimensions)}}} MetricName="{breakdown.metric}" '
+        f"{STAGE}=\"{stage}\"', '{breakdown.stat}', {FIVE_MINUTES})"
+    )
+    return {"expression": expression, "id": expression_id, "label": ""}
+
+
+def _annotation(settings: StackSettings, annotation: Annotation) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "value": annotation.threshold.value(settings),
+        "label": annotation.label,
+    }
+    if annotation.color is not None:
+        rendered["color"] = annotation.color
+    if annotation.y_axis is not None:
+        rendered["yAxis"] = annotation.y_axis
+    return rendered

@@ -1,0 +1,290 @@
+"""The alarms of DESIGN §5, as plain data: what each watches, how, and against which setting.
+
+``components.monitoring`` renders these into CloudWatch alarms and ``local.alarms`` evaluates
+the very same definitions on the local stack's metrics, so the two can never disagree about a
+statistic, a period or a threshold. ``stack_alarms`` resolves them for one stack (names,
+dimension values, thresholds from its settings): that resolved form is what both render.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.metric_names import (
+    ACTIVE_SESSIONS,
+    CONNECTION_ERRORS,
+    DEPENDENCY_FAILURES,
+    LISTENER_JOIN_LATENCY,
+    SESSION_CREATION_LATENCY,
+    STAGE,
+    MetricSpec,
+)
+from runtime.settings import PROJECT
+
+FIVE_MINUTES = 300
+ONE_MINUTE = 60
+LAMBDA_NAMESPACE = "AWS/Lambda"
+FUNCTION_NAME = "FunctionName"
+
+# The comparison operators of a CloudWatch metric alarm, as the API spells them.
+COMPARISONS = (
+    "GreaterThanThreshold",
+    "GreaterThanOrEqualToThreshold",
+    "LessThanThreshold",
+    "LessThanOrEqualToThreshold",
+)
+TREAT_MISSING_DATA = ("missing", "notBreaching", "breaching", "ignore")
+# Low-sample percentiles: CloudWatch needs 10 / (1 - 0.95) = 200 samples in a period before
+# it considers a p95 statistically significant. Session creation happens a few times an
+# hour, so with "ignore" the latency alarms would practically never evaluate. We choose
+# "evaluate": a p95 over few samples is close to their maximum, and requiring 2 of 2
+# five-minute periods keeps a single slow cold start from paging anyone.
+LOW_SAMPLE_PERCENTILES = "evaluate"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A threshold read from the stack's settings: ``setting``, or ``setting × times``.
+
+    A product is a count (ActiveSessions ≥ ratio × max), so it is rounded up to the whole
+    number it compares against; rounding to 6 places first keeps float noise
+    (0.9 × 100 = 90.00000000000001) from moving it to 91.
+    """
+
+    setting: str
+    times: str | None = None
+
+    def value(self, settings: Any) -> float:
+        base = settings[self.setting]
+        if self.times is None:
+            return base
+        return math.ceil(round(base * settings[self.times], 6))
+
+    def describe(self) -> str:
+        return self.setting if self.times is None else f"{self.setting} × {self.times}"
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """One alarm on a custom metric of the stack's namespace, by a dimension set it emits."""
+
+    slug: str
+    metric: MetricSpec
+    dimensions: tuple[str, ...]
+    statistic: str  # "Sum" / "Maximum" / … or a percentile such as "p95"
+    comparison: str
+    threshold: Threshold
+    period: int = FIVE_MINUTES
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int = 1
+    treat_missing_data: str = "notBreaching"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dimensions not in self.metric.dimension_sets:
+            raise ValueError(
+                f"alarm {self.slug} watches {self.metric.name} by {self.dimensions}, "
+                f"which the runtime does not emit (it emits {self.metric.dimension_sets})"
+            )
+        _check_shape(self.slug, self.comparison, self.treat_missing_data)
+
+    @property
+    def is_percentile(self) -> bool:
+        return is_percentile(self.statistic)
+
+    def threshold_value(self, settings: Any) -> float:
+        return self.threshold.value(settings)
+
+
+@dataclass(frozen=True)
+class FunctionAlarmSpec:
+    """The alarm every function of the route table gets on its AWS/Lambda Errors metric."""
+
+    slug: str
+    metric_name: str
+    statistic: str
+    comparison: str
+    threshold: Threshold
+    period: int = FIVE_MINUTES
+    evaluation_periods: int = 1
+    datapoints_to_alarm: int = 1
+    treat_missing_data: str = "notBreaching"
+
+    def __post_init__(self) -> None:
+        _check_shape(self.slug, self.comparison, self.treat_missing_data)
+
+
+@dataclass(frozen=True)
+class StackAlarm:
+    """One alarm of one stack, fully resolved: exactly what CloudWatch is given."""
+
+    name: str
+    description: str
+    namespace: str
+    metric_name: str
+    dimensions: tuple[tuple[str, str], ...]
+    statistic: str
+    unit: str | None
+    period: int
+    evaluation_periods: int
+    datapoints_to_alarm: int
+    threshold: float
+    comparison: str
+    treat_missing_data: str
+    # The definition it came from (its slug and threshold setting, for people).
+    slug: str
+    threshold_setting: str
+
+    @property
+    def is_percentile(self) -> bool:
+        return is_percentile(self.statistic)
+
+    @property
+    def dimension_map(self) -> dict[str, str]:
+        return dict(self.dimensions)
+
+
+def is_percentile(statistic: str) -> bool:
+    """True for an extended statistic such as ``p95`` or ``p99.9``."""
+    return statistic.startswith("p")
+
+
+def _check_shape(slug: str, comparison: str, treat_missing_data: str) -> None:
+    if comparison not in COMPARISONS:
+        raise ValueError(f"alarm {slug}: unknown comparison {comparison!r}")
+    if treat_missing_data not in TREAT_MISSING_DATA:
+        raise ValueError(f"alarm {slug}: unknown treat-missing-data {treat_missing_data!r}")
+
+
+ALARMS: tuple[AlarmSpec, ...] = (
+    AlarmSpec(
+        slug="session-creation-latency",
+        metric=SESSION_CREATION_LATENCY,
+        dimensions=(STAGE,),
+        statistic="p95",
+        comparison="GreaterThanThreshold",
+        threshold=Threshold("sessionCreationP95Ms"),
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        description="createSession p95 latency above sessionCreationP95Ms for 10 minutes",
+    ),
+    AlarmSpec(
+        slug="listener-join-latency",
+        metric=LISTENER_JOIN_LATENCY,
+        dimensions=(STAGE,),
+        statistic="p95",
+        comparison="GreaterThanThreshold",
+        threshold=Threshold("listenerJoinP95Ms"),
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        description="joinSession p95 latency above listenerJoinP95Ms for 10 minutes",
+    ),
+    AlarmSpec(
+        slug="connection-errors",
+        metric=CONNECTION_ERRORS,
+        dimensions=(STAGE,),
+        statistic="Sum",
+        comparison="GreaterThanThreshold",
+        threshold=Threshold("connectionErrorsPer5Min"),
+        description="more than connectionErrorsPer5Min error replies in 5 minutes",
+    ),
+    # Degradations requests survive (rate limits failing open, pushes and fan-outs failing,
+    # sweeper steps, DynamoDB failures turned into SERVICE_UNAVAILABLE): the dashboard's
+    # "DependencyFailures by Operation" widget says which dependency or step.
+    AlarmSpec(
+        slug="dependency-failures",
+        metric=DEPENDENCY_FAILURES,
+        dimensions=(STAGE,),
+        statistic="Sum",
+        comparison="GreaterThanThreshold",
+        threshold=Threshold("dependencyFailuresPer5Min"),
+        description=(
+            "more than dependencyFailuresPer5Min degradations survived (DependencyFailures) "
+            "in 5 minutes"
+        ),
+    ),
+    AlarmSpec(
+        slug="active-sessions",
+        metric=ACTIVE_SESSIONS,
+        dimensions=(STAGE,),
+        statistic="Maximum",
+        comparison="GreaterThanOrEqualToThreshold",
+        threshold=Threshold("activeSessionsAlarmRatio", times="maxActiveSessions"),
+        period=ONE_MINUTE,
+        description="active sessions at activeSessionsAlarmRatio of maxActiveSessions",
+    ),
+)
+BY_SLUG: dict[str, AlarmSpec] = {a.slug: a for a in ALARMS}
+
+# An unhandled exception or a timeout counts as one Errors datum of the function.
+FUNCTION_ERRORS = FunctionAlarmSpec(
+    slug="errors",
+    metric_name="Errors",
+    statistic="Sum",
+    comparison="GreaterThanThreshold",
+    threshold=Threshold("functionErrorsPer5Min"),
+)
+
+
+def alarm_name(stack: str, slug: str) -> str:
+    """A custom-metric alarm's physical name: ``session-management-dev-active-sessions``."""
+    return f"{PROJECT}-{stack}-{slug}"
+
+
+def resolve(spec: AlarmSpec, settings: Any) -> StackAlarm:
+    """``spec`` for the stack of ``settings`` (its name, namespace, Stage and threshold)."""
+    stack = settings.stack
+    values = {STAGE: stack}
+    return StackAlarm(
+        name=alarm_name(stack, spec.slug),
+        description=f"{stack}: {spec.description}",
+        namespace=settings.metricsNamespace,
+        metric_name=spec.metric.name,
+        dimensions=tuple((d, values[d]) for d in spec.dimensions),
+        statistic=spec.statistic,
+        unit=spec.metric.unit,
+        period=spec.period,
+        evaluation_periods=spec.evaluation_periods,
+        datapoints_to_alarm=spec.datapoints_to_alarm,
+        threshold=spec.threshold_value(settings),
+        comparison=spec.comparison,
+        treat_missing_data=spec.treat_missing_data,
+        slug=spec.slug,
+        threshold_setting=spec.threshold.describe(),
+    )
+
+
+def function_errors_alarm(function_name: str, threshold: float) -> StackAlarm:
+    """The Errors alarm of the deployed function ``function_name``."""
+    spec = FUNCTION_ERRORS
+    return StackAlarm(
+        name=f"{function_name}-{spec.slug}",
+        description=(
+            f"{function_name}: more than {threshold} invocation errors "
+            f"in {spec.period // 60} minutes"
+        ),
+        namespace=LAMBDA_NAMESPACE,
+        metric_name=spec.metric_name,
+        dimensions=((FUNCTION_NAME, function_name),),
+        statistic=spec.statistic,
+        unit=None,
+        period=spec.period,
+        evaluation_periods=spec.evaluation_periods,
+        datapoints_to_alarm=spec.datapoints_to_alarm,
+        threshold=threshold,
+        comparison=spec.comparison,
+        treat_missing_data=spec.treat_missing_data,
+        slug=spec.slug,
+        threshold_setting=spec.threshold.describe(),
+    )
+
+
+def stack_alarms(settings: Any, function_names: Iterable[str]) -> list[StackAlarm]:
+    """Every alarm of one stack: the custom-metric alarms, then each function's Errors alarm."""
+    errors_threshold = FUNCTION_ERRORS.threshold.value(settings)
+    return [resolve(spec, settings) for spec in ALARMS] + [
+        function_errors_alarm(name, errors_threshold) for name in function_names
+    ]
