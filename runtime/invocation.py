@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime import aws
+from runtime import aws, routes
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import connection_hash, ip_hash
@@ -224,18 +224,21 @@ def _record_success(inv: Invocation, latency: MetricSpec | None) -> None:
 
 
 def message_route(
-    operation: str, *, latency: MetricSpec | None = None
+    *, latency: MetricSpec | None = None
 ) -> Callable[
     [Callable[[Invocation, dict[str, Any]], dict[str, Any]]], Callable[..., dict[str, Any]]
 ]:
     """Wrap ``fn(invocation, message) -> reply`` as a Lambda handler for a two-way route.
 
     The client always gets exactly one reply: ``fn``'s message, or a structured error.
+    The operation is the route table's entry for ``fn``'s module.
     """
 
     def decorate(
         fn: Callable[[Invocation, dict[str, Any]], dict[str, Any]],
     ) -> Callable[..., dict[str, Any]]:
+        operation = routes.for_module(fn.__module__).operation
+
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             inv, token = _begin(event, context, operation)
@@ -255,15 +258,17 @@ def message_route(
 
 
 def connection_event(
-    operation: str, *, latency: MetricSpec | None = None
+    *, latency: MetricSpec | None = None
 ) -> Callable[[Callable[[Invocation], None]], Callable[..., dict[str, Any]]]:
     """Wrap ``fn(invocation)`` as the ``$connect`` or ``$disconnect`` handler.
 
     A ServiceError from ``$connect`` rejects the handshake with its status; the body carries
-    the structured error for clients that can read it.
+    the structured error for clients that can read it. The operation is the route table's.
     """
 
     def decorate(fn: Callable[[Invocation], None]) -> Callable[..., dict[str, Any]]:
+        operation = routes.for_module(fn.__module__).operation
+
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             inv, token = _begin(event, context, operation)
@@ -282,16 +287,18 @@ def connection_event(
     return decorate
 
 
-def scheduled_job(
-    operation: str,
-) -> Callable[[Callable[[Invocation], dict[str, Any]]], Callable[..., dict[str, Any]]]:
+def scheduled_job() -> Callable[
+    [Callable[[Invocation], dict[str, Any]]], Callable[..., dict[str, Any]]
+]:
     """Wrap ``fn(invocation) -> summary`` as a scheduled function.
 
     A failure is logged with its stack trace and re-raised, so Lambda counts it in the
-    function's Errors metric and the error alarm can fire.
+    function's Errors metric and the error alarm can fire. The operation is the route table's.
     """
 
     def decorate(fn: Callable[[Invocation], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        operation = routes.for_module(fn.__module__).operation
+
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             inv, token = _begin(event or {}, context, operation)

@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 from runtime.errors import ErrorCode, ServiceError
+from runtime.routes import ACTIONS  # the actions clients may send: the route table's
 
 # API Gateway rejects WebSocket messages over 128 KB; the service holds itself to the same.
 MAX_MESSAGE_BYTES = 128 * 1024
 # Client-supplied values echoed back in error details are cut to this length.
 _ECHO_CHARS = 64
-ACTIONS = ("createSession", "joinSession", "heartbeat", "refreshConnection")
 
 
 def now_ms() -> int:

@@ -3,10 +3,17 @@
 ``components`` renders each entry into a MonitoredFunction (with an IAM policy built from
 ``tables`` and ``manages_connections``), an integration, a route and a route response;
 ``local`` dispatches WebSocket frames and timers to the same handlers.
+
+A route's name is written once, as its ``route_key``: the operation (log field, metric
+dimension, rate-limit key) is the route key without its ``$``, the function name is the
+operation in kebab case, the handler is ``runtime.handlers.<name in snake case>.handler``,
+the handler's decorator looks its operation up here (``for_module``), and the actions
+the protocol advertises (``ACTIONS``) are the route keys that are not ``$`` routes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,13 +31,21 @@ BATCH_DELETE = ("dynamodb:BatchWriteItem",)
 SCHEDULE_EVERY_MINUTE = "rate(1 minute)"
 
 
+def _kebab(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", camel).lower()
+
+
 @dataclass(frozen=True)
 class Function:
-    """One Lambda function: a WebSocket route handler or a scheduled job."""
+    """One Lambda function: a WebSocket route handler or a scheduled job.
 
-    name: str
-    handler: str
-    operation: str
+    Give a WebSocket route its ``route_key`` and a scheduled job its ``operation``; the other
+    names follow from that one (see the module docstring) unless given.
+    """
+
+    name: str = ""
+    handler: str = ""
+    operation: str = ""
     memory_mb: int = 256
     timeout_s: int = 10
     # Table logical name → DynamoDB actions the handler calls on it (and its indexes).
@@ -42,24 +57,38 @@ class Function:
     replies: bool = False
     schedule: str | None = None
 
+    def __post_init__(self) -> None:
+        if (self.route_key is None) == (self.schedule is None):
+            raise ValueError("a function has either a route_key or a schedule")
+        operation = self.operation or (self.route_key or "").removeprefix("$")
+        if not operation:
+            raise ValueError("a scheduled function needs its operation")
+        name = self.name or _kebab(operation)
+        # frozen: the derived names are set once, here.
+        object.__setattr__(self, "operation", operation)
+        object.__setattr__(self, "name", name)
+        if not self.handler:
+            object.__setattr__(
+                self, "handler", f"runtime.handlers.{name.replace('-', '_')}.handler"
+            )
+
     @property
     def module(self) -> str:
         return self.handler.rsplit(".", 1)[0]
 
+    @property
+    def is_action(self) -> bool:
+        """A route a client selects by ``action`` (not one of API Gateway's ``$`` routes)."""
+        return self.route_key is not None and not self.route_key.startswith("$")
+
 
 ROUTES: tuple[Function, ...] = (
     Function(
-        name="connect",
         route_key="$connect",
-        handler="runtime.handlers.connect.handler",
-        operation="connect",
         tables={RATE_LIMITS.logical_name: UPDATE, CONNECTIONS.logical_name: ("dynamodb:PutItem",)},
     ),
     Function(
-        name="disconnect",
         route_key="$disconnect",
-        handler="runtime.handlers.disconnect.handler",
-        operation="disconnect",
         memory_mb=512,
         timeout_s=29,
         tables={
@@ -69,18 +98,12 @@ ROUTES: tuple[Function, ...] = (
         manages_connections=True,
     ),
     Function(
-        name="default",
         route_key="$default",
-        handler="runtime.handlers.default.handler",
-        operation="default",
         memory_mb=128,
         replies=True,
     ),
     Function(
-        name="create-session",
         route_key="createSession",
-        handler="runtime.handlers.create_session.handler",
-        operation="createSession",
         tables={
             CONNECTIONS.logical_name: (*READ, *UPDATE),
             RATE_LIMITS.logical_name: UPDATE,
@@ -89,10 +112,7 @@ ROUTES: tuple[Function, ...] = (
         replies=True,
     ),
     Function(
-        name="join-session",
         route_key="joinSession",
-        handler="runtime.handlers.join_session.handler",
-        operation="joinSession",
         tables={
             CONNECTIONS.logical_name: UPDATE,
             RATE_LIMITS.logical_name: UPDATE,
@@ -101,19 +121,13 @@ ROUTES: tuple[Function, ...] = (
         replies=True,
     ),
     Function(
-        name="heartbeat",
         route_key="heartbeat",
-        handler="runtime.handlers.heartbeat.handler",
-        operation="heartbeat",
         tables={CONNECTIONS.logical_name: UPDATE},
         manages_connections=True,
         replies=True,
     ),
     Function(
-        name="refresh-connection",
         route_key="refreshConnection",
-        handler="runtime.handlers.refresh_connection.handler",
-        operation="refreshConnection",
         tables={
             CONNECTIONS.logical_name: (*READ, *UPDATE),
             SESSIONS.logical_name: (*READ, *UPDATE),
@@ -121,17 +135,13 @@ ROUTES: tuple[Function, ...] = (
         replies=True,
     ),
     Function(
-        name="metrics-reporter",
         schedule=SCHEDULE_EVERY_MINUTE,
-        handler="runtime.handlers.metrics_reporter.handler",
         operation="metricsReporter",
         timeout_s=60,
         tables={SESSIONS.logical_name: QUERY},
     ),
     Function(
-        name="sweeper",
         schedule=SCHEDULE_EVERY_MINUTE,
-        handler="runtime.handlers.sweeper.handler",
         operation="sweeper",
         memory_mb=512,
         timeout_s=60,
@@ -156,3 +166,14 @@ WEBSOCKET_ROUTES: tuple[Function, ...] = tuple(f for f in ROUTES if f.route_key)
 SCHEDULED: tuple[Function, ...] = tuple(f for f in ROUTES if f.schedule)
 BY_ROUTE_KEY: dict[str, Function] = {f.route_key: f for f in WEBSOCKET_ROUTES if f.route_key}
 BY_NAME: dict[str, Function] = {f.name: f for f in ROUTES}
+BY_MODULE: dict[str, Function] = {f.module: f for f in ROUTES}
+# What clients may send as ``action``, in route-table order (``supportedActions``).
+ACTIONS: tuple[str, ...] = tuple(f.route_key for f in ROUTES if f.is_action and f.route_key)
+
+
+def for_module(module: str) -> Function:
+    """The route-table entry whose handler lives in ``module`` (a handler's own ``__name__``)."""
+    try:
+        return BY_MODULE[module]
+    except KeyError:
+        raise LookupError(f"{module} has no entry in runtime.routes.ROUTES") from None

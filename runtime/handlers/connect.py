@@ -12,7 +12,6 @@ from runtime.invocation import Invocation, connection_event
 from runtime.observability import logs
 from runtime.protocol import now_ms
 
-OPERATION = "connect"
 WINDOW_S = 60
 
 
@@ -23,13 +22,13 @@ def _token(inv: Invocation) -> str | None:
     return token or None
 
 
-@connection_event(OPERATION)
+@connection_event()
 def handler(inv: Invocation) -> None:
     cfg = config()
     logs.bind(userContext={"ipHash": inv.ip_hash})
     rate_limits.enforce(
         inv,
-        OPERATION,
+        inv.operation,
         "ip",
         inv.source_ip or "unknown",
         cfg.connectionAttemptsPerMinute,

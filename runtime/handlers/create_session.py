@@ -19,7 +19,6 @@ from runtime.observability import logs
 from runtime.protocol import now_ms, optional_choice, server_message
 from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id
 
-OPERATION = "createSession"
 QUALITY_TIERS = ("standard", "premium")
 WINDOW_S = 3600
 
@@ -73,14 +72,14 @@ def _create(session: dict[str, Any]) -> str:
     )
 
 
-@message_route(OPERATION, latency=SESSION_CREATION_LATENCY)
+@message_route(latency=SESSION_CREATION_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     source_language = validate_source_language(message.get("sourceLanguage"))
     quality_tier = optional_choice(message, "qualityTier", QUALITY_TIERS, "standard")
 
     user_id = _speaker(inv)
-    rate_limits.enforce(inv, OPERATION, "user", user_id, config().sessionsPerHour, WINDOW_S)
+    rate_limits.enforce(inv, inv.operation, "user", user_id, config().sessionsPerHour, WINDOW_S)
 
     expires_at_s = store.ttl_from_now()
     session_id = _create(

@@ -13,7 +13,7 @@ from runtime.invocation import Invocation, message_route
 from runtime.protocol import ACTIONS, require_action
 
 
-@message_route("default")
+@message_route()
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     action = require_action(message)  # INVALID_ACTION for a missing or unknown action
     raise ServiceError(

@@ -22,7 +22,7 @@ from runtime.protocol import server_message
 SPEAKER_DISCONNECTED = "speakerDisconnected"
 
 
-@connection_event("disconnect", latency=DISCONNECT_LATENCY)
+@connection_event(latency=DISCONNECT_LATENCY)
 def handler(inv: Invocation) -> None:
     record = store.delete_connection(inv.connection_id)
     if record is None:

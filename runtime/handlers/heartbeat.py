@@ -26,7 +26,7 @@ MAX_CONNECTION_MINUTES = 120
 _MINUTE_MS = 60_000
 
 
-@message_route("heartbeat", latency=HEARTBEAT_LATENCY)
+@message_route(latency=HEARTBEAT_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     cfg = config()
     now = now_ms()

@@ -19,7 +19,6 @@ from runtime.observability import logs
 from runtime.protocol import server_message
 from runtime.session_ids import require_session_id
 
-OPERATION = "joinSession"
 WINDOW_S = 60
 
 
@@ -77,7 +76,7 @@ def _give_back(inv: Invocation, session_id: str) -> None:
         inv.count_dependency_failure("listenerCountCompensation", error)
 
 
-@message_route(OPERATION, latency=LISTENER_JOIN_LATENCY)
+@message_route(latency=LISTENER_JOIN_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)
@@ -86,7 +85,7 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
 
     rate_limits.enforce(
         inv,
-        OPERATION,
+        inv.operation,
         "ip",
         inv.source_ip or "unknown",
         config().listenerJoinsPerMinute,

@@ -14,7 +14,7 @@ from runtime.invocation import Invocation, scheduled_job
 from runtime.metric_names import ACTIVE_SESSIONS, TOTAL_LISTENERS
 
 
-@scheduled_job("metricsReporter")
+@scheduled_job()
 def handler(inv: Invocation) -> dict[str, Any]:
     sessions = 0
     listeners = 0

@@ -33,7 +33,6 @@ from runtime.observability.logs import log
 from runtime.protocol import now_ms, server_message
 from runtime.session_ids import require_session_id
 
-OPERATION = "refreshConnection"
 # In-flight listener refreshes allowed above the cap, as a share of it (at least one).
 REFRESH_SLACK_RATIO = 0.1
 # When the slack is used up, other listeners' old connections are closing within seconds.
@@ -45,7 +44,7 @@ def refresh_slack(max_listeners: int) -> int:
     return max(1, math.ceil(max_listeners * REFRESH_SLACK_RATIO))
 
 
-@message_route(OPERATION)
+@message_route()
 def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)

@@ -325,6 +325,6 @@ def _is_active(session: dict[str, Any], ended: set[str]) -> bool:
     return session.get("isActive") is not False and session["sessionId"] not in ended
 
 
-@scheduled_job("sweeper")
+@scheduled_job()
 def handler(inv: Invocation) -> dict[str, Any]:
     return Sweep(inv).run()
