@@ -28,16 +28,23 @@ JWKS_TIMEOUT_S = 2.0  # keeps a hanging identity provider well inside $connect's
 JWKS_LIFESPAN_S = 3600  # keys rotate rarely; an unknown kid still triggers a refresh
 # A Cognito ID token is ~1-2 KB; anything far larger is not a token we issued.
 MAX_TOKEN_CHARS = 16 * 1024
+# The what-to-do of most token errors.
+_OWN = "use an ID token from this stack's identity provider."
 
 _REASONS: tuple[tuple[type[Exception], str, str], ...] = (
     (jwt.ExpiredSignatureError, "expired", "The token has expired; sign in again."),
-    (jwt.InvalidAudienceError, "audience", "The token was not issued for this service."),
-    (jwt.InvalidIssuerError, "issuer", "The token was not issued by the trusted issuer."),
-    (jwt.InvalidAlgorithmError, "algorithm", "The token must be signed with RS256."),
-    (jwt.InvalidSignatureError, "signature", "The token signature is invalid."),
-    (jwt.ImmatureSignatureError, "notYetValid", "The token is not valid yet."),
-    (jwt.MissingRequiredClaimError, "missingClaim", "The token lacks a required claim."),
+    (jwt.InvalidAudienceError, "audience", "The token was not issued for this service; " + _OWN),
+    (jwt.InvalidIssuerError, "issuer", "The token was not issued by the trusted issuer; " + _OWN),
+    (jwt.InvalidAlgorithmError, "algorithm", "The token must be signed with RS256; " + _OWN),
+    (jwt.InvalidSignatureError, "signature", "The token signature is invalid; sign in again."),
+    (
+        jwt.ImmatureSignatureError,
+        "notYetValid",
+        "The token is not valid yet; check this device's clock, then retry.",
+    ),
+    (jwt.MissingRequiredClaimError, "missingClaim", "The token lacks a required claim; " + _OWN),
 )
+_MALFORMED = "The token is malformed; send the ID token exactly as it was issued."
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,12 +81,12 @@ def _signing_key(token: str, inv: Invocation | None) -> Any:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise _unauthorized("The token is malformed.", "malformed") from None
+        raise _unauthorized(_MALFORMED, "malformed") from None
     # Checked before the key lookup so a forged token cannot make us fetch the JWKS.
     if header.get("alg") not in ALGORITHMS:
-        raise _unauthorized("The token must be signed with RS256.", "algorithm")
+        raise _unauthorized("The token must be signed with RS256; " + _OWN, "algorithm")
     if not isinstance(header.get("kid"), str):
-        raise _unauthorized("The token has no key ID.", "malformed")
+        raise _unauthorized("The token has no key ID; " + _OWN, "malformed")
     try:
         client = jwks_client(cfg.auth_jwks_url)
     except jwt.PyJWKClientError as error:  # e.g. a JWKS URL that is not http(s)
@@ -96,9 +103,11 @@ def _signing_key(token: str, inv: Invocation | None) -> Any:
     except jwt.PyJWKClientConnectionError as error:
         raise _unavailable(inv, error) from error
     except jwt.PyJWTError:
-        raise _unauthorized("The token was signed with an unknown key.", "unknownKey") from None
+        raise _unauthorized(
+            "The token was signed with an unknown key; " + _OWN, "unknownKey"
+        ) from None
     if jwk.key_type != "RSA":
-        raise _unauthorized("The token was signed with an unknown key.", "unknownKey")
+        raise _unauthorized("The token was signed with an unknown key; " + _OWN, "unknownKey")
     return jwk.key
 
 
@@ -110,7 +119,7 @@ def verify_token(token: str, inv: Invocation | None = None) -> str:
     counts a DependencyFailure on ``inv``) when the JWKS cannot be fetched.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-        raise _unauthorized("The token is malformed.", "malformed")
+        raise _unauthorized(_MALFORMED, "malformed")
     key = _signing_key(token, inv)
     cfg = config()
     try:
@@ -127,11 +136,13 @@ def verify_token(token: str, inv: Invocation | None = None) -> str:
         for kind, reason, message in _REASONS:
             if isinstance(error, kind):
                 raise _unauthorized(message, reason) from None
-        raise _unauthorized("The token is malformed.", "malformed") from None
+        raise _unauthorized(_MALFORMED, "malformed") from None
     # Cognito access tokens have no `aud`; an ID token says so explicitly.
     if claims.get("token_use", "id") != "id":
-        raise _unauthorized("An ID token is required, not an access token.", "tokenUse")
+        raise _unauthorized(
+            "An ID token is required, not an access token; connect with the ID token.", "tokenUse"
+        )
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.strip():
-        raise _unauthorized("The token has no subject.", "missingClaim")
+        raise _unauthorized("The token has no subject; " + _OWN, "missingClaim")
     return subject

@@ -184,7 +184,10 @@ def _to_service_error(error: Exception) -> ServiceError:
             "The service is temporarily unavailable; please retry shortly.",
             retryable=True,
         )
-    return ServiceError(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred.")
+    return ServiceError(
+        ErrorCode.INTERNAL_ERROR,
+        "An unexpected error occurred; retry once, then report the 'requestId'.",
+    )
 
 
 def record_error(inv: Invocation, error: ServiceError, cause: BaseException | None = None) -> None:

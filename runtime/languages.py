@@ -12,6 +12,7 @@ import re
 from importlib import resources
 
 from runtime.errors import ErrorCode, ServiceError
+from runtime.protocol import json_kind
 
 __all__ = [
     "LANGUAGE_CODE",
@@ -66,11 +67,16 @@ def validate_language(value: object, *, field: str, supported: frozenset[str]) -
             ``details.supported``, sorted) if it is well-formed but not in ``supported``.
     """
     if value is None:
-        raise ServiceError(ErrorCode.INVALID_PARAMETERS, f"{field} is required", field=field)
+        raise ServiceError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"'{field}' is required; send a two-letter ISO 639-1 language code such as 'en'.",
+            field=field,
+        )
     if not isinstance(value, str):
         raise ServiceError(
             ErrorCode.INVALID_PARAMETERS,
-            f"{field} must be a string holding a two-letter ISO 639-1 language code",
+            f"'{field}' must be a string, not {json_kind(value)}; "
+            "send a two-letter ISO 639-1 language code such as 'en'.",
             field=field,
         )
     stripped = value.strip()
@@ -80,13 +86,14 @@ def validate_language(value: object, *, field: str, supported: frozenset[str]) -
     if not _is_code(code):
         raise ServiceError(
             ErrorCode.INVALID_PARAMETERS,
-            f"{field} must be a two-letter ISO 639-1 language code, such as 'en'",
+            f"'{field}' must be a two-letter ISO 639-1 language code; send one such as 'en'.",
             field=field,
         )
     if code not in supported:
         raise ServiceError(
             ErrorCode.UNSUPPORTED_LANGUAGE,
-            f"{field} '{code}' is not a supported language",
+            f"Language '{code}' is not supported as '{field}'; "
+            "choose one of the codes in details.supported.",
             field=field,
             supported=sorted(supported),
         )

@@ -22,14 +22,20 @@ def now_ms() -> int:
 def parse_message(body: Any) -> dict[str, Any]:
     """A client frame as a JSON object, or INVALID_MESSAGE saying why not."""
     if body is None or body == "":
-        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message is empty; send a JSON object.")
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE,
+            "The message is empty; send one JSON object with an 'action'.",
+        )
     if not isinstance(body, str):
-        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message must be a JSON text frame.")
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE, "The message is not text; send JSON in a text frame."
+        )
     size = len(body.encode("utf-8", "surrogatepass"))
     if size > MAX_MESSAGE_BYTES:
         raise ServiceError(
             ErrorCode.INVALID_MESSAGE,
-            f"The message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}.",
+            f"The message is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}; "
+            "send a smaller message.",
             maxBytes=MAX_MESSAGE_BYTES,
         )
     try:
@@ -37,13 +43,32 @@ def parse_message(body: Any) -> dict[str, Any]:
     except (ValueError, RecursionError):
         # ValueError covers malformed JSON and integers too long to convert;
         # RecursionError covers pathological nesting.
-        raise ServiceError(ErrorCode.INVALID_MESSAGE, "The message is not valid JSON.") from None
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE,
+            "The message is not valid JSON; send one JSON object with an 'action'.",
+        ) from None
     if not isinstance(message, dict):
         raise ServiceError(
             ErrorCode.INVALID_MESSAGE,
-            f"The message must be a JSON object, not {type(message).__name__}.",
+            f"The message is {json_kind(message)}, not a JSON object; "
+            "send one JSON object with an 'action'.",
         )
     return message
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words (never a Python type name)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def echo(value: Any) -> str:
@@ -54,10 +79,17 @@ def echo(value: Any) -> str:
 
 def require_action(message: dict[str, Any]) -> str:
     action = message.get("action")
+    if action is None:
+        raise ServiceError(
+            ErrorCode.INVALID_ACTION,
+            "The message has no 'action'; set it to one of " + ", ".join(ACTIONS) + ".",
+            supportedActions=list(ACTIONS),
+        )
     if not isinstance(action, str) or not action:
         raise ServiceError(
             ErrorCode.INVALID_ACTION,
-            "The message has no 'action'; use one of " + ", ".join(ACTIONS) + ".",
+            f"'action' must be a non-empty string, not {json_kind(action)}; "
+            "use one of " + ", ".join(ACTIONS) + ".",
             supportedActions=list(ACTIONS),
         )
     if action not in ACTIONS:
@@ -74,15 +106,21 @@ def require_string(message: dict[str, Any], field: str, *, max_length: int = 64)
     """A required string field, or INVALID_PARAMETERS naming it."""
     value = message.get(field)
     if value is None:
-        raise ServiceError(ErrorCode.INVALID_PARAMETERS, f"'{field}' is required.", field=field)
+        raise ServiceError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"'{field}' is required; add it to the message as a string.",
+            field=field,
+        )
     if not isinstance(value, str) or not value.strip():
         raise ServiceError(
-            ErrorCode.INVALID_PARAMETERS, f"'{field}' must be a non-empty string.", field=field
+            ErrorCode.INVALID_PARAMETERS,
+            f"'{field}' must be a non-empty string, not {json_kind(value)}; send it as text.",
+            field=field,
         )
     if len(value) > max_length:
         raise ServiceError(
             ErrorCode.INVALID_PARAMETERS,
-            f"'{field}' is longer than {max_length} characters.",
+            f"'{field}' is longer than {max_length} characters; send at most {max_length}.",
             field=field,
         )
     return value
@@ -95,7 +133,7 @@ def optional_choice(
     if value not in choices:
         raise ServiceError(
             ErrorCode.INVALID_PARAMETERS,
-            f"'{field}' must be one of {', '.join(choices)}.",
+            f"'{field}' must be one of {', '.join(choices)}; leave it out for {default}.",
             field=field,
             allowed=list(choices),
         )

@@ -117,7 +117,8 @@ def require_session_id(message: dict[str, Any]) -> str:
         # The value goes in details only: messages are logged, client strings are not.
         raise ServiceError(
             ErrorCode.INVALID_SESSION_ID,
-            "'sessionId' must look like adjective-noun-NNN, e.g. golden-eagle-427.",
+            "'sessionId' must look like adjective-noun-number, such as 'golden-eagle-427'; "
+            "check the ID the speaker shared.",
             field="sessionId",
             sessionId=echo(session_id),
         )

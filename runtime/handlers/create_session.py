@@ -54,7 +54,9 @@ def _create(session: dict[str, Any]) -> str:
             if "role" in failed.reasons:
                 # A concurrent createSession/joinSession on this connection won the role.
                 raise ServiceError(
-                    ErrorCode.FORBIDDEN, "This connection already has a role."
+                    ErrorCode.FORBIDDEN,
+                    "This connection already has a role; "
+                    "open a new connection to create a session.",
                 ) from None
             if "limit" in failed.reasons:
                 raise ServiceError(

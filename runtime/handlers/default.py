@@ -18,7 +18,8 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     action = require_action(message)  # INVALID_ACTION for a missing or unknown action
     raise ServiceError(
         ErrorCode.INVALID_ACTION,
-        f"The action '{action}' is not available on this endpoint right now.",
+        f"The action '{action}' is not available on this endpoint right now; "
+        "retry later, and report it if it persists.",
         action=action,
         supportedActions=list(ACTIONS),
     )

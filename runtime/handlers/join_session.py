@@ -30,12 +30,13 @@ def _count_listener(session_id: str) -> dict[str, Any]:
         if failed.item is None or not failed.item.get("isActive"):
             raise ServiceError(
                 ErrorCode.SESSION_NOT_FOUND,
-                f"Session {session_id} does not exist or has ended.",
+                f"Session '{session_id}' does not exist or has ended; "
+                "check the ID, or ask the speaker for the current one.",
                 sessionId=session_id,
             ) from None
         raise ServiceError(
             ErrorCode.SESSION_FULL,
-            f"Session {session_id} is full ({max_listeners} listeners).",
+            f"Session '{session_id}' is full ({max_listeners} listeners); try again later.",
             sessionId=session_id,
             maxListeners=max_listeners,
         ) from None

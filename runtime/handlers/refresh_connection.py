@@ -67,7 +67,8 @@ def _role(message: dict[str, Any]) -> str:
     if role not in store.ROLES:
         raise ServiceError(
             ErrorCode.INVALID_PARAMETERS,
-            "'role' must be one of " + ", ".join(store.ROLES) + ".",
+            "'role' must be one of " + ", ".join(store.ROLES) + "; "
+            "send the role of the connection being replaced.",
             field="role",
             allowed=list(store.ROLES),
         )
@@ -77,7 +78,8 @@ def _role(message: dict[str, Any]) -> str:
 def _not_found(session_id: str) -> ServiceError:
     return ServiceError(
         ErrorCode.SESSION_NOT_FOUND,
-        f"Session {session_id} does not exist or has ended.",
+        f"Session '{session_id}' does not exist or has ended; "
+        "check the ID, or ask the speaker for the current one.",
         sessionId=session_id,
     )
 
@@ -86,7 +88,7 @@ def _has_role(role: str | None) -> ServiceError:
     return ServiceError(
         ErrorCode.FORBIDDEN,
         f"This connection is already a {role or 'participant'}; "
-        "refresh onto a new connection that has no role.",
+        "open a new connection and refresh on that one.",
         role=role,
     )
 
@@ -130,7 +132,8 @@ def _speaker_refused(session_id: str, session: dict[str, Any] | None) -> Service
         return _not_found(session_id)
     return ServiceError(
         ErrorCode.FORBIDDEN,
-        f"Only the speaker who created session {session_id} can refresh as its speaker.",
+        f"Only the speaker who created session '{session_id}' can refresh as its speaker; "
+        "connect with that speaker's token.",
         sessionId=session_id,
     )
 
@@ -170,7 +173,7 @@ def _refresh_listener(inv: Invocation, session_id: str, target_language: str) ->
                 raise _not_found(session_id) from None
             raise ServiceError(
                 ErrorCode.SESSION_FULL,
-                f"Session {session_id} has too many listeners changing connections right now; "
+                f"Session '{session_id}' has too many listeners changing connections right now; "
                 f"keep the current connection and retry in {RETRY_AFTER_S} s.",
                 sessionId=session_id,
                 maxListeners=cap,

@@ -73,14 +73,28 @@ def test_unknown_actions_are_invalid_action(aws: None, body: dict) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"sessionId": "golden-eagle-427"}, {"action": ""}, {"action": None}, {"action": 7}],
-    ids=["empty_object", "no_action", "empty_action", "null_action", "number_action"],
+    [{}, {"sessionId": "golden-eagle-427"}, {"action": None}],
+    ids=["empty_object", "no_action", "null_action"],
 )
 def test_missing_actions_are_invalid_action(aws: None, body: dict) -> None:
     response, message = _send(body)
     assert response["statusCode"] == 400
     details = assert_error(message, "INVALID_ACTION", 400)
     assert "no 'action'" in message["message"]
+    assert details["supportedActions"] == list(ACTIONS)
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [("", "an empty string"), (5, "a number"), ([1], "an array"), ({}, "an object")],
+    ids=["empty", "number", "array", "object"],
+)
+def test_an_action_that_is_not_a_string_is_told_so(aws: None, action: object, kind: str) -> None:
+    # {"action": 5} has an action; the client needs to hear that it is the wrong kind.
+    _, message = _send({"action": action})
+    details = assert_error(message, "INVALID_ACTION", 400)
+    assert message["message"].startswith(f"'action' must be a non-empty string, not {kind};")
+    assert "no 'action'" not in message["message"]
     assert details["supportedActions"] == list(ACTIONS)
 
 
