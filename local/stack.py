@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local import console
+from local import console, log_tap
 from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
 from local.config import LocalConfig
 from local.control import control_routes
@@ -26,6 +26,8 @@ from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.scheduler import Scheduler
 from local.tokens import DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
+from local.webconsole.log_ring import LogRing
+from local.webconsole.routes import CONSOLE_PATH, console_routes
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY
 from runtime.tables import TABLES
@@ -107,6 +109,9 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
+        # The functions' recent log lines, for the web console.
+        self.log_ring = LogRing()
+        self._tap: log_tap.StdoutTap | None = None
         self.started_at = time.monotonic()
 
     async def start(self) -> None:
@@ -152,7 +157,10 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        self._tap = log_tap.install()
+        self._tap.subscribe(self.log_ring.add_line)
         gateway.http.routes.extend(control_routes(self.issuer, self.info))
+        gateway.http.routes.extend(console_routes(self.log_ring, self.info))
         await gateway.start()
         self.gateway = gateway
         assert gateway.api is not None
@@ -174,6 +182,8 @@ class LocalStack:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.invoker.shutdown)
         await loop.run_in_executor(None, self.aws.stop)
+        if self._tap is not None:
+            log_tap.uninstall(self._tap)
 
     def info(self) -> dict[str, Any]:
         assert self.gateway is not None and self.issuer is not None
@@ -186,6 +196,7 @@ class LocalStack:
             "awsEndpoint": self.aws.endpoint,
             "awsPid": self.aws.pid,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
+            "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
             "audience": self.issuer.audience,
             "tables": {t.logical_name: t.physical_name(stage) for t in TABLES},
@@ -207,6 +218,7 @@ class LocalStack:
             "",
             f"session-management local stack '{info['stack']}' ready in {took:.1f}s "
             f"(config: {', '.join(self.config.sources) or 'model defaults'})",
+            f"  console       {info['consoleUrl']}  (dashboard, alarms, sessions, logs, try-it)",
             f"  WebSocket     {info['websocketUrl']}",
             f"  @connections  {info['connectionsUrl']}/@connections/{{connectionId}}",
             f"  AWS endpoint  {info['awsEndpoint']}  (region {info['region']}; tables {tables})",
