@@ -321,7 +321,7 @@ OBSERVATIONS = """\
   write one JSON log line per invocation, and an `_aws` block in it makes CloudWatch Logs
   extract the same metrics (same namespace, names, units and dimension sets, so the alarms
   and dashboard stay as they are) with no API call and no added latency. That is a change
-  to the DESIGN §5 contract ("one PutMetricData call"), to the call budgets (each drops by
+  to the observability contract ("one PutMetricData call"), to the call budgets (each drops by
   one) and to the local stack, which would then read metrics from the log lines.
 - **Cold start.** A handler costs roughly 1.3 to 1.7 times a bare `import boto3` in CPU time
   (wall-clock ratios swing more on a busy machine), and creating the first DynamoDB and

@@ -35,7 +35,7 @@ MIN_STAGE_RATE_LIMIT = 50
 THROTTLE_HEADROOM = 2
 API_GATEWAY_LOGS_POLICY = "iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 # API Gateway access-log fields. No source IP and no connection ID: like the functions'
-# logs (DESIGN §5), access logs carry neither.
+# logs (docs/architecture.md#observability), access logs carry neither.
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
     "extendedRequestId": "$context.extendedRequestId",

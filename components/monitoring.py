@@ -1,4 +1,6 @@
-"""Monitoring: the alarm topic, the alarms of DESIGN §5, a dashboard and saved queries.
+"""Monitoring: the alarm topic, the alarms, a dashboard and saved queries.
+
+The contract they watch is in docs/architecture.md (observability).
 
 The alarms (``runtime.alarms``) and the dashboard's widgets (``runtime.dashboard``) are plain
 data owned by the runtime and shared with the local stack's evaluator and console; this module
@@ -212,7 +214,7 @@ class Monitoring(pulumi.ComponentResource):
         }
 
 
-# Logs Insights queries over the functions' JSON log lines (fields of DESIGN §5).
+# Logs Insights queries over the functions' JSON log lines (fields: docs/architecture.md).
 QUERIES: dict[str, str] = {
     # Saved without a time range: the console opens them on the last hour.
     "errors-last-hour": "\n".join(

@@ -1,4 +1,6 @@
-"""The alarms of DESIGN §5, as plain data: what each watches, how, and against which setting.
+"""The alarms, as plain data: what each watches, how, and against which setting.
+
+The contract: docs/architecture.md (observability).
 
 ``components.monitoring`` renders these into CloudWatch alarms and ``local.alarms`` evaluates
 the very same definitions on the local stack's metrics, so the two can never disagree about a

@@ -29,7 +29,7 @@ class RuntimeConfig:
     auth_jwks_url: str
 
     def __getattr__(self, key: str) -> Any:
-        # config().maxActiveSessions etc.: settings by their DESIGN §6 key.
+        # config().maxActiveSessions etc.: settings by their settings key (runtime/settings.py).
         try:
             return self.__dict__["settings"][key]
         except KeyError:

@@ -1,4 +1,4 @@
-"""The error codes of the wire protocol (DESIGN §3) and the exception that carries them."""
+"""The wire protocol's error codes and the exception that carries them (docs/architecture.md)."""
 
 from __future__ import annotations
 

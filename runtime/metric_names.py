@@ -1,4 +1,4 @@
-"""The custom metrics of DESIGN §5: names, units and the exact dimension sets emitted.
+"""The custom metrics (docs/architecture.md): names, units and the exact dimension sets emitted.
 
 ``runtime.metrics`` emits only what is declared here, and ``components`` builds alarms and
 the dashboard from the same declarations, so an alarm can never watch a metric or a

@@ -1,4 +1,4 @@
-"""The wire protocol of DESIGN §3: parsing client frames and building server messages."""
+"""The wire protocol (docs/architecture.md): parsing client frames, building server messages."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Setting:
-    """One config key of DESIGN §6."""
+    """One stack config key (docs/architecture.md#configuration)."""
 
     key: str
     kind: type

@@ -2,7 +2,7 @@
 
 Each function is one DynamoDB round trip (the fan-out's batched deletes excepted), and every
 capacity limit is a condition inside a write, never a read followed by a write. Attribute
-names here are the data contract of DESIGN §4.
+names here are the data contract (docs/architecture.md#data).
 """
 
 from __future__ import annotations

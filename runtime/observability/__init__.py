@@ -1,1 +1,1 @@
-"""Structured logs and buffered metrics (DESIGN §5)."""
+"""Structured logs and buffered metrics (docs/architecture.md#observability)."""
