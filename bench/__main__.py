@@ -3,7 +3,8 @@
 Sections: AWS calls per operation (moto + the real handlers), cold-start proxy (handler
 import time in fresh processes), package size (the real deployment archive), fan-out with a
 modelled @connections round trip, and join / heartbeat / fan-out latency through the local
-stack with real WebSocket clients, and the gateway's own handshake and message latency.
+stack with real WebSocket clients, the gateway's own handshake and message latency, and the
+web console's load time in headless Chromium.
 ``--only SECTION`` runs a subset. Prints the table on stdout (progress on stderr) and writes
 docs/benchmarks.md. Everything runs on this machine; network traffic goes to 127.0.0.1 only.
 """
@@ -20,7 +21,7 @@ from bench import report
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
-SECTIONS = ("calls", "cold-start", "package", "model", "local", "gateway")
+SECTIONS = ("calls", "cold-start", "package", "model", "local", "gateway", "console")
 QUICK_LISTENERS = "10,30"
 
 
@@ -47,6 +48,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-gateway", action="store_true", help="skip the gateway handshake/message latency"
+    )
+    parser.add_argument(
+        "--skip-console", action="store_true", help="skip the web console's load time"
     )
     parser.add_argument(
         "--only",
@@ -135,6 +139,12 @@ def _gateway(quick: bool) -> Section:
     return gateway_section(GatewayPlan.quick() if quick else GatewayPlan())
 
 
+def _console(quick: bool) -> Section:
+    from bench.console_load import console_section
+
+    return console_section(loads=3 if quick else 10)
+
+
 def commands(args: argparse.Namespace) -> list[str]:
     """The exact commands that reproduce this run."""
     lines = ["make bench            # = uv sync --frozen && uv run --frozen python -m bench"]
@@ -173,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("local stack", lambda: _local(listeners, heartbeats)))
     if not args.skip_gateway:
         sections.append(_guarded("gateway latency", lambda: _gateway(args.quick)))
+    if not args.skip_console:
+        sections.append(_guarded("web console", lambda: _console(args.quick)))
     duration = time.perf_counter() - started
 
     table = report.render_table(sections)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.process import StackProcess
-from tests.local.browser import chromium
+from tests.local.browser import browser
 from tests.local.local_support import launch, wait_for
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def test_try_it_panel_creates_and_joins_a_session_seen_in_the_sessions_list(stac
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    with chromium() as driver:
+    with browser() as driver:
         wait = WebDriverWait(driver, LOAD_TIMEOUT_S)
         driver.get(console_url(stack))
         loaded = wait.until(

@@ -178,3 +178,27 @@ def test_metrics_reads_off_the_loop_and_a_failure_is_a_503_with_the_reason():
 
     failed = call("/_local/metrics", metrics=down)
     assert failed.status == 503 and b"embedded AWS is down" in failed.body
+
+
+# --------------------------------------------------------------------------- the browser
+
+
+def test_without_chromium_the_browser_test_skips_locally_and_fails_under_ci(monkeypatch):
+    from tests.local import browser
+
+    monkeypatch.setattr(browser, "find_chromium", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium-driver"):
+        browser.require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        browser.require_chromium()
+
+
+def test_the_bench_reports_the_console_section_as_skipped_without_chromium(monkeypatch):
+    from bench import console_load
+
+    monkeypatch.setattr(console_load, "find_chromium", lambda: None)
+    section = console_load.console_section()
+    assert [row.status for row in section.rows] == ["SKIPPED"]
+    assert "chromium-driver" in section.notes[0]

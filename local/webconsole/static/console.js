@@ -81,7 +81,7 @@ function chart(widget) {
   add("text", { x: L, y: H - 4 }, clock(t0));
   add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(t1));
   for (const t of thresholds) {
-    add("line", { class: "threshold", x1: L, x2: W - R, y1: y(t.value), y2: y(t.value) });
+    add("line", { class: "threshold", x1: L, x2: W - R, y1: y(t.value), y2: y(t.value), ...(t.color ? { stroke: t.color } : {}) });
     add("text", { x: W - R - 2, y: y(t.value) - 3, "text-anchor": "end" }, t.label);
   }
   widget.series.forEach((s, i) => {
