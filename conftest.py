@@ -1,8 +1,11 @@
-"""Makes the repository root importable (``runtime``, ``components``, ``local``) in tests."""
+"""Fixtures every suite may request, from the modules that define them beside their helpers.
 
-import sys
-from pathlib import Path
+The repository root is importable through ``pythonpath`` in pyproject.toml, so tests import
+helpers as ``tests.support.…`` / ``tests.runtime.helpers_…`` — never from a conftest.
+"""
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+pytest_plugins = (
+    "tests.runtime.helpers_entry",
+    "tests.runtime.helpers_lifecycle",
+    "tests.runtime.helpers_resilience",
+)

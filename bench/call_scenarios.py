@@ -23,6 +23,7 @@ from moto import mock_aws
 
 from bench.call_counter import CallCounter
 from bench.connections_server import ConnectionsServer
+from local import events
 from runtime import aws, store
 from runtime.config import config
 from runtime.handlers import (
@@ -44,26 +45,13 @@ def _context() -> Any:
     return SimpleNamespace(function_name=f"{STAGE}-fn", aws_request_id=str(uuid.uuid4()))
 
 
-def _event(
-    route_key: str, connection_id: str, *, ip: str, connected_at: int, body: str | None = None
-) -> dict[str, Any]:
-    """An API Gateway WebSocket event (the fields the runtime reads)."""
-    kind = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE")
-    event: dict[str, Any] = {
-        "requestContext": {
-            "routeKey": route_key,
-            "eventType": kind,
-            "connectionId": connection_id,
-            "connectedAt": connected_at,
-            "requestId": str(uuid.uuid4()),
-            "stage": STAGE,
-            "identity": {"sourceIp": ip},
-        },
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        event["body"] = body
-    return event
+_API = events.ApiInfo(
+    api_id="bench", stage=STAGE, domain_name="bench.example.test", region="us-east-1"
+)
+
+
+def _peer(connection_id: str, ip: str) -> events.Peer:
+    return events.Peer(connection_id, ip, "bench", connected_at=events.now_ms())
 
 
 class Harness:
@@ -92,23 +80,17 @@ class Harness:
 
     def send(self, handler: Any, connection_id: str, body: dict[str, Any], **kw: Any) -> Any:
 
-        event = _event(
-            body["action"],
-            connection_id,
-            ip=self._ip(),
-            connected_at=kw.get("connected_at") or int(time.time() * 1000),
-            body=json.dumps(body),
-        )
+        peer = _peer(connection_id, self._ip())
+        peer.connected_at = kw.get("connected_at") or peer.connected_at
+        event = events.message_event(_API, peer, body["action"], json.dumps(body))
         return json.loads(handler(event, _context())["body"])
 
     def connect_event(self, connection_id: str) -> dict[str, Any]:
-        return _event(
-            "$connect", connection_id, ip=self._ip(), connected_at=int(time.time() * 1000)
-        )
+        return events.connect_event(_API, _peer(connection_id, self._ip()))
 
     def disconnect_event(self, connection_id: str) -> dict[str, Any]:
-        return _event(
-            "$disconnect", connection_id, ip=self._ip(), connected_at=int(time.time() * 1000)
+        return events.disconnect_event(
+            _API, _peer(connection_id, self._ip()), 1000, "Client closed"
         )
 
     def listener_connection(self) -> str:

@@ -31,7 +31,7 @@ from runtime.config import config
 from runtime.settings import BY_KEY, PROJECT, parse_settings
 from runtime.tables import RATE_LIMITS, TABLES
 from tests.infra.harness import ProgramRun
-from tests.runtime.conftest import LambdaContext, connect_event, message_event, reply
+from tests.support.lambda_events import LambdaContext, connect_event, message_event, reply
 
 STAGE = "dev"  # the stack whose alarms are compared
 REGION = "eu-west-1"

@@ -18,7 +18,13 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-from local_support import (
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from local.config import project_root
+from local.tokens import TokenIssuer
+from runtime.errors import ErrorCode
+from runtime.languages import SOURCE_LANGUAGES
+from tests.local.local_support import (
     aws_client,
     launch,
     listener,
@@ -30,12 +36,6 @@ from local_support import (
     speaker,
     wait_for,
 )
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from local.config import project_root
-from local.tokens import TokenIssuer
-from runtime.errors import ErrorCode
-from runtime.languages import SOURCE_LANGUAGES
 
 LISTENERS = 100
 

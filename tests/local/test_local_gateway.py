@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from local_support import management_client, wait_for_async
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import LambdaInvoker
 from runtime.routes import Function
+from tests.local.local_support import management_client, wait_for_async
 
 
 class StandIns:

@@ -14,7 +14,10 @@ import time
 import uuid
 
 import pytest
-from local_support import (
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from runtime.errors import ErrorCode
+from tests.local.local_support import (
     aws_client,
     launch,
     listener,
@@ -25,9 +28,6 @@ from local_support import (
     speaker,
     wait_for,
 )
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from runtime.errors import ErrorCode
 
 
 def run(coro):

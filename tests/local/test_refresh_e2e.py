@@ -17,9 +17,10 @@ import uuid
 from typing import Any
 
 import pytest
-from local_support import aws_client, launch, open_ws, session_item, wait_for
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+
+from tests.local.local_support import aws_client, launch, open_ws, session_item, wait_for
 
 HEARTBEAT_TIMEOUT_S = 10
 BEAT_EVERY_S = 3.0  # well inside the heartbeat timeout

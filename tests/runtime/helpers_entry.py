@@ -1,8 +1,8 @@
 """Test helpers for the entry handlers: a real RSA issuer with its JWKS on a local HTTP server,
 forged tokens, an AWS call counter, and shortcuts for connecting, creating and joining.
 
-Import the fixture functions into a test module (``from helpers_entry import issuer_fixture``);
-the fixture is named ``issuer``.
+Its fixtures (``issuer``, ``race_prone``) are registered for every test by the root
+conftest's ``pytest_plugins``; tests request them by name.
 """
 
 from __future__ import annotations
@@ -27,11 +27,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import ENV, LambdaContext, connect_event, message_event, new_connection_id, reply
 from runtime import auth
 from runtime import aws as runtime_aws
 from runtime.config import config
 from runtime.handlers import connect, create_session, join_session
+from tests.support.lambda_events import (
+    LambdaContext,
+    connect_event,
+    message_event,
+    new_connection_id,
+    reply,
+)
+from tests.support.runtime_env import ENV
 
 ISSUER = ENV["AUTH_ISSUER"]
 AUDIENCE = ENV["AUTH_AUDIENCE"]
@@ -309,7 +316,7 @@ ERROR_KEYS = {"type", "code", "status", "message", "requestId", "timestamp", "de
 
 
 def assert_error(message: dict[str, Any], code: str, status: int) -> dict[str, Any]:
-    """The full error shape of DESIGN §3; returns ``details``."""
+    """The full error shape (docs/architecture.md#protocol); returns ``details``."""
     assert set(message) == ERROR_KEYS, message
     assert message["type"] == "error"
     assert message["code"] == code, message

@@ -1,7 +1,7 @@
 """Fixtures and builders for the heartbeat / disconnect / fan-out / metrics tests.
 
-Import the fixture functions into a test module (``from helpers_lifecycle import
-service_fixture``); the fixtures are named ``connections`` and ``service``.
+Its fixtures (``connections``, ``service``) are registered for every test by the root
+conftest's ``pytest_plugins``; tests request them by name.
 
 ``connections`` is a real HTTP stand-in for the @connections API (bench.connections_server):
 the runtime's apigatewaymanagementapi client talks to it over 127.0.0.1, so 410 Gone and
@@ -21,21 +21,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from helpers_entry import claims, jwks_of, rsa_key, sign
 
 from bench.connections_server import ConnectionsServer
-from conftest import (
-    STAGE,
+from runtime import auth
+from runtime import aws as runtime_aws
+from runtime.config import config
+from runtime.handlers import connect, create_session, join_session, refresh_connection
+from tests.runtime.helpers_entry import claims, jwks_of, rsa_key, sign
+from tests.support.lambda_events import (
     LambdaContext,
     connect_event,
     message_event,
     new_connection_id,
     reply,
 )
-from runtime import auth
-from runtime import aws as runtime_aws
-from runtime.config import config
-from runtime.handlers import connect, create_session, join_session, refresh_connection
+from tests.support.runtime_env import STAGE
 
 
 @pytest.fixture(name="connections")

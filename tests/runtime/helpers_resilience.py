@@ -25,13 +25,14 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from helpers_entry import Issuer, join, listener, new_session, speaker
 
-from conftest import LambdaContext, create_tables, message_event, reply
 from runtime import aws as runtime_aws
 from runtime import store
 from runtime.config import config
 from runtime.handlers import refresh_connection
+from tests.runtime.helpers_entry import Issuer, join, listener, new_session, speaker
+from tests.support.lambda_events import LambdaContext, message_event, reply
+from tests.support.runtime_env import create_tables
 
 _ips = itertools.count(1)
 

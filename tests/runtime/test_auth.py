@@ -11,23 +11,22 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from helpers_entry import (
+
+from runtime import auth
+from runtime.errors import ErrorCode, ServiceError
+from tests.runtime.helpers_entry import (
     KID,
     Issuer,
     alg_none_token,
     claims,
     closed_port,
     hs256_with_public_key,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
     jwks_of,
     public_pem,
     rsa_key,
     sign,
     use_jwks_url,
 )
-
-from runtime import auth
-from runtime.errors import ErrorCode, ServiceError
 
 
 def _refused(token: str) -> ServiceError:

@@ -11,7 +11,6 @@ import threading
 
 import boto3
 import pytest
-from helpers_lifecycle import connections_fixture  # noqa: F401 - provides `connections`
 
 from bench import call_scenarios
 from bench.call_counter import CallCounter, format_table

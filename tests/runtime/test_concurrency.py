@@ -12,15 +12,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
-    service_fixture,  # noqa: F401 - provides the `service` fixture
-    set_env,
-)
-
-from conftest import LambdaContext, disconnect_event
 from runtime import store
 from runtime.handlers import disconnect
+from tests.runtime.helpers_lifecycle import set_env
+from tests.support.lambda_events import LambdaContext, disconnect_event
 
 WORKERS = 32
 TIMEOUT_S = 120

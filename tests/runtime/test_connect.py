@@ -7,7 +7,12 @@ import time
 
 import boto3
 import pytest
-from helpers_entry import (
+
+from runtime import auth, store
+from runtime.config import config
+from runtime.handlers import connect
+from runtime.hashing import ip_hash
+from tests.runtime.helpers_entry import (
     Issuer,
     alg_none_token,
     assert_error,
@@ -16,7 +21,6 @@ from helpers_entry import (
     closed_port,
     do_connect,
     hs256_with_public_key,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
     join,
     listener,
     new_session,
@@ -24,12 +28,8 @@ from helpers_entry import (
     sign,
     use_jwks_url,
 )
-
-from conftest import ENV, STAGE, LambdaContext, connect_event
-from runtime import auth, store
-from runtime.config import config
-from runtime.handlers import connect
-from runtime.hashing import ip_hash
+from tests.support.lambda_events import LambdaContext, connect_event
+from tests.support.runtime_env import ENV, STAGE
 
 CONNECTIONS_TABLE = f"Connections-{STAGE}"
 

@@ -7,26 +7,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
-from helpers_entry import (
-    Issuer,
-    assert_error,
-    aws_calls,
-    closed_port,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
-    join,
-    listener,
-    new_session,
-    race_prone_fixture,  # noqa: F401 - provides the `race_prone` fixture
-    send,
-    speaker,
-)
 
-from conftest import STAGE
 from runtime import aws as runtime_aws
 from runtime import store
 from runtime.config import config
 from runtime.handlers import create_session
 from runtime.session_ids import MAX_ID_ATTEMPTS, is_valid_session_id
+from tests.runtime.helpers_entry import (
+    Issuer,
+    assert_error,
+    aws_calls,
+    closed_port,
+    join,
+    listener,
+    new_session,
+    send,
+    speaker,
+)
+from tests.support.runtime_env import STAGE
 
 
 def _create(connection_id: str, **fields: object) -> dict:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers_entry import assert_error, aws_calls
 
-from conftest import LambdaContext, message_event, new_connection_id
 from runtime.handlers import default
 from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
+from tests.runtime.helpers_entry import assert_error, aws_calls
+from tests.support.lambda_events import LambdaContext, message_event, new_connection_id
 
 
 def _send(body: object) -> tuple[dict, dict]:

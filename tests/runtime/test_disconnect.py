@@ -3,15 +3,10 @@ and every redelivery changes nothing."""
 
 from __future__ import annotations
 
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
-    log_lines,
-    service_fixture,  # noqa: F401 - provides the `service` fixture
-)
-
-from conftest import LambdaContext, disconnect_event
 from runtime import store
 from runtime.handlers import disconnect
+from tests.runtime.helpers_lifecycle import log_lines
+from tests.support.lambda_events import LambdaContext, disconnect_event
 
 
 def leave(connection_id: str) -> dict:

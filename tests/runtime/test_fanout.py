@@ -6,14 +6,11 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
-    log_lines,
-)
 
 from runtime import aws as runtime_aws
 from runtime import fanout
 from runtime.observability import logs
+from tests.runtime.helpers_lifecycle import log_lines
 
 MESSAGE = {"type": "sessionEnded", "sessionId": "calm-river-101", "timestamp": 1}
 

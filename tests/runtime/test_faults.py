@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from helpers_entry import (
-    aws_calls,
-    closed_port,
-    do_connect,
-    issuer_fixture,
-    join,
-    use_jwks_url,
-)
-from helpers_lifecycle import connections_fixture, log_lines, service_fixture
-from helpers_resilience import (
+
+from runtime import aws as runtime_aws
+from runtime import store
+from runtime.config import config
+from runtime.handlers import create_session, disconnect, heartbeat, sweeper
+from runtime.routes import BY_ROUTE_KEY, WEBSOCKET_ROUTES
+from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect, join, use_jwks_url
+from tests.runtime.helpers_lifecycle import log_lines
+from tests.runtime.helpers_resilience import (
     assert_consistent,
     faults,
     join_listeners,
@@ -34,22 +33,14 @@ from helpers_resilience import (
     refresh,
     snapshot,
     start_session,
-    stoppable_aws_fixture,
 )
-
-from conftest import LambdaContext, disconnect_event, message_event, new_connection_id, reply
-from runtime import aws as runtime_aws
-from runtime import store
-from runtime.config import config
-from runtime.handlers import create_session, disconnect, heartbeat, sweeper
-from runtime.routes import BY_ROUTE_KEY, WEBSOCKET_ROUTES
-
-__all__ = [  # fixtures used by name
-    "connections_fixture",
-    "issuer_fixture",
-    "service_fixture",
-    "stoppable_aws_fixture",
-]
+from tests.support.lambda_events import (
+    LambdaContext,
+    disconnect_event,
+    message_event,
+    new_connection_id,
+    reply,
+)
 
 THROTTLED = "ProvisionedThroughputExceededException"
 # Backoff of botocore's standard mode (botocore.retries.standard.ExponentialBackoff):

@@ -13,19 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers_entry import ERROR_KEYS
-from helpers_entry import issuer_fixture as issuer_fixture  # provides the `issuer` fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
-from conftest import LambdaContext, connect_event, message_event
 from runtime import store
 from runtime.config import config
 from runtime.errors import ErrorCode
 from runtime.handlers import connect
 from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
 from runtime.routes import WEBSOCKET_ROUTES, Function
+from tests.runtime.helpers_entry import ERROR_KEYS
+from tests.support.lambda_events import LambdaContext, connect_event, message_event
 
 REPLYING = [route for route in WEBSOCKET_ROUTES if route.replies]
 SUCCESS_TYPES = {

@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
+
+from runtime import store
+from runtime.handlers import heartbeat
+from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
     log_lines,
-    service_fixture,  # noqa: F401 - provides the `service` fixture
     set_env,
     wait_for_fresh_minute,
 )
-
-from conftest import LambdaContext, message_event, new_connection_id, reply
-from runtime import store
-from runtime.handlers import heartbeat
+from tests.support.lambda_events import LambdaContext, message_event, new_connection_id, reply
 
 
 def beat(connection_id: str, *, age_s: float = 0) -> dict:

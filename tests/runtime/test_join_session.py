@@ -8,22 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from helpers_entry import (
-    Issuer,
-    assert_error,
-    aws_calls,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
-    join,
-    listener,
-    new_session,
-    race_prone_fixture,  # noqa: F401 - provides the `race_prone` fixture
-    send,
-)
 
-from conftest import STAGE
 from runtime import store
 from runtime.config import config
 from runtime.handlers import join_session
+from tests.runtime.helpers_entry import (
+    Issuer,
+    assert_error,
+    aws_calls,
+    join,
+    listener,
+    new_session,
+    send,
+)
+from tests.support.runtime_env import STAGE
 
 
 def _count(session_id: str) -> int:

@@ -11,7 +11,8 @@ from botocore.exceptions import EndpointConnectionError
 from runtime import store
 from runtime.handlers import heartbeat
 from runtime.observability.logs import REDACTED
-from tests.runtime.conftest import SOURCE_IP, message_event, new_connection_id, reply
+from tests.support.lambda_events import message_event, new_connection_id, reply
+from tests.support.runtime_env import SOURCE_IP
 
 
 def test_a_dependency_error_quoting_the_connection_url_is_redacted(

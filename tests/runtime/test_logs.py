@@ -1,5 +1,5 @@
-"""DESIGN §5 logs, from real handler runs: one JSON object per stdout line, the contract fields,
-keyed hashes, and never a raw IP, token or connection ID."""
+"""The log contract (docs/architecture.md), from real handler runs: one JSON object per
+stdout line, the contract fields, keyed hashes, and never a raw IP, token or connection ID."""
 
 from __future__ import annotations
 
@@ -13,20 +13,14 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers_entry import (
-    Issuer,
-    claims,
-    closed_port,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
-    sign,
-    use_jwks_url,
-)
 
-from conftest import STAGE, LambdaContext, connect_event, message_event
 from runtime import invocation, store
 from runtime.config import config
 from runtime.handlers import connect, create_session, default, join_session
 from runtime.hashing import connection_hash, ip_hash
+from tests.runtime.helpers_entry import Issuer, claims, closed_port, sign, use_jwks_url
+from tests.support.lambda_events import LambdaContext, connect_event, message_event
+from tests.support.runtime_env import STAGE
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 LEVELS = {"DEBUG", "INFO", "WARN", "ERROR"}

@@ -12,24 +12,29 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.stub import Stubber
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
-    heartbeat_event,
-    log_lines,
-    service_fixture,  # noqa: F401 - provides the `service` fixture
-    set_env,
-    wait_for_fresh_minute,
-)
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from bench.call_counter import CallCounter
-from conftest import STAGE, LambdaContext, connect_event, disconnect_event, message_event, reply
 from runtime import aws as runtime_aws
 from runtime.errors import ErrorCode
 from runtime.handlers import connect, disconnect, heartbeat, join_session, metrics_reporter
 from runtime.metric_names import BY_NAME, DEFAULT_NAMESPACE, ERROR_CODE, OPERATION
 from runtime.routes import ROUTES
+from tests.runtime.helpers_lifecycle import (
+    heartbeat_event,
+    log_lines,
+    set_env,
+    wait_for_fresh_minute,
+)
+from tests.support.lambda_events import (
+    LambdaContext,
+    connect_event,
+    disconnect_event,
+    message_event,
+    reply,
+)
+from tests.support.runtime_env import STAGE
 
 PUT = "cloudwatch:PutMetricData"
 

@@ -6,14 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from helpers_lifecycle import (
-    connections_fixture,  # noqa: F401 - provides the `connections` fixture
-    service_fixture,  # noqa: F401 - provides the `service` fixture
-)
 
-from conftest import STAGE, LambdaContext, disconnect_event
 from runtime.handlers import disconnect, metrics_reporter
 from runtime.metric_names import DEFAULT_NAMESPACE
+from tests.support.lambda_events import LambdaContext, disconnect_event
+from tests.support.runtime_env import STAGE
 
 
 def report() -> dict:

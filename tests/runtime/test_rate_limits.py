@@ -9,14 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
-from helpers_entry import (
-    aws_calls,
-    closed_port,
-    do_connect,
-    race_prone_fixture,  # noqa: F401 - provides the `race_prone` fixture
-)
 
-from conftest import STAGE
 from runtime import aws as runtime_aws
 from runtime import rate_limits
 from runtime.config import config
@@ -25,6 +18,8 @@ from runtime.invocation import Invocation
 from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability import logs
 from runtime.observability.metrics import MetricsBuffer
+from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect
+from tests.support.runtime_env import STAGE
 
 TABLE = f"RateLimits-{STAGE}"
 IP = "203.0.113.9"

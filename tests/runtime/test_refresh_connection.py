@@ -9,9 +9,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers_entry import assert_error, aws_calls, issuer_fixture, join
-from helpers_lifecycle import connections_fixture, log_lines, set_env
-from helpers_resilience import (
+
+from runtime import store
+from runtime.handlers import disconnect, refresh_connection
+from runtime.handlers.refresh_connection import refresh_slack
+from tests.runtime.helpers_entry import assert_error, aws_calls, join
+from tests.runtime.helpers_lifecycle import log_lines, set_env
+from tests.runtime.helpers_resilience import (
     assert_consistent,
     new_listener,
     new_speaker,
@@ -19,13 +23,7 @@ from helpers_resilience import (
     snapshot,
     start_session,
 )
-
-from conftest import LambdaContext, disconnect_event, message_event, reply
-from runtime import store
-from runtime.handlers import disconnect, refresh_connection
-from runtime.handlers.refresh_connection import refresh_slack
-
-__all__ = ["connections_fixture", "issuer_fixture"]  # fixtures used by name
+from tests.support.lambda_events import LambdaContext, disconnect_event, message_event, reply
 
 
 def _disconnect(connection_id: str) -> None:

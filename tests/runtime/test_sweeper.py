@@ -11,9 +11,14 @@ import time
 from dataclasses import dataclass
 
 import boto3
-from helpers_entry import aws_calls, issuer_fixture, join
-from helpers_lifecycle import connections_fixture, log_lines, set_env
-from helpers_resilience import (
+
+from runtime import aws as runtime_aws
+from runtime import store
+from runtime.config import config
+from runtime.handlers import disconnect, sweeper
+from tests.runtime.helpers_entry import aws_calls, join
+from tests.runtime.helpers_lifecycle import log_lines, set_env
+from tests.runtime.helpers_resilience import (
     assert_consistent,
     delete_record,
     expire,
@@ -28,14 +33,7 @@ from helpers_resilience import (
     snapshot,
     start_session,
 )
-
-from conftest import LambdaContext, disconnect_event
-from runtime import aws as runtime_aws
-from runtime import store
-from runtime.config import config
-from runtime.handlers import disconnect, sweeper
-
-__all__ = ["connections_fixture", "issuer_fixture"]  # fixtures used by name
+from tests.support.lambda_events import LambdaContext, disconnect_event
 
 
 def sweep(context: object | None = None) -> dict:
