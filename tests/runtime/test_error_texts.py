@@ -25,14 +25,19 @@ import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from helpers_entry import (
+
+from runtime import auth, invocation, store
+from runtime.config import config
+from runtime.errors import ServiceError
+from runtime.handlers import create_session, default, heartbeat, join_session
+from runtime.protocol import MAX_MESSAGE_BYTES, require_string
+from tests.runtime.helpers_entry import (
     KID,
     Issuer,
     alg_none_token,
     claims,
     closed_port,
     do_connect,
-    issuer_fixture,  # noqa: F401 - provides the `issuer` fixture
     join,
     listener,
     new_session,
@@ -42,14 +47,9 @@ from helpers_entry import (
     speaker,
     use_jwks_url,
 )
-from helpers_resilience import refresh, set_listener_count
-
-from conftest import STAGE, LambdaContext, message_event, reply
-from runtime import auth, invocation, store
-from runtime.config import config
-from runtime.errors import ServiceError
-from runtime.handlers import create_session, default, heartbeat, join_session
-from runtime.protocol import MAX_MESSAGE_BYTES, require_string
+from tests.runtime.helpers_resilience import refresh, set_listener_count
+from tests.support.lambda_events import LambdaContext, message_event, reply
+from tests.support.runtime_env import STAGE
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 
