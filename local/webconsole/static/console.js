@@ -3,7 +3,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 const COLORS = ["#0972d3", "#e07941", "#2ea597", "#8456ce", "#c33d69", "#688ae8", "#7d8998"];
-const state = { config: null, logCursor: 0, logKey: "", alarmSeen: {}, sockets: [], loadedAt: 0 };
+const state = { config: null, logCursor: 0, logKey: "", sockets: [], loadedAt: 0 };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -32,27 +32,23 @@ function renderAlarms(doc) {
   const alarms = Array.isArray(doc) ? doc : doc.alarms || [];
   const box = $("#alarms");
   box.replaceChildren();
-  let firing = 0;
+  const counts = { OK: 0, ALARM: 0, INSUFFICIENT_DATA: 0 };
+  const prefix = `session-management-${state.config.stack}-`;
   for (const alarm of alarms) {
-    if (alarm.state === "ALARM") firing += 1;
-    const seen = (state.alarmSeen[alarm.name] ||= []);
-    if (!seen.length || seen[seen.length - 1].state !== alarm.state) {
-      seen.push({ state: alarm.state, at: alarm.updatedAt || new Date().toISOString() });
-    }
-    const history = alarm.transitions || alarm.history || seen;
-    const list = el("ul", { class: "transitions" });
-    for (const t of history.slice(-4).reverse()) {
-      const to = t.state || t.newState || t.to;
-      const at = t.at || t.timestamp || t.updatedAt;
-      list.append(el("li", { text: `${at ? clock(at) : ""} → ${to}` }));
-    }
-    box.append(el("div", { class: "alarm", "data-name": alarm.name, "data-state": alarm.state },
-      el("div", {}, el("span", { class: "state", "data-state": alarm.state, text: alarm.state }),
-        " ", el("span", { class: "name", text: alarm.name })),
-      el("div", { class: "reason", text: alarm.reason || "" }), list));
+    counts[alarm.state] = (counts[alarm.state] || 0) + 1;
+    const history = alarm.transitions || [];
+    const last = history.length ? history[history.length - 1] : null;
+    const trail = history.slice(-3).map((t) => `${clock(t.at)} ${t.to}`).join(" · ");
+    const tile = el("div", { class: "alarm", "data-name": alarm.name, "data-state": alarm.state, title: alarm.reason || "" },
+      el("div", { class: "head" }, el("span", { class: "state", "data-state": alarm.state, text: alarm.state === "INSUFFICIENT_DATA" ? "NO DATA" : alarm.state }),
+        el("span", { class: "name", text: alarm.name.replace(prefix, "") })),
+      el("div", { class: "when", text: last ? `since ${clock(last.at)}${history.length > 1 ? ` · ${history.length} transitions` : ""}` : "" }));
+    if (alarm.state === "ALARM") tile.append(el("div", { class: "reason", text: alarm.reason || "" }));
+    if (history.length > 1) tile.append(el("div", { class: "trail", text: trail }));
+    box.append(tile);
   }
   if (!alarms.length) box.append(el("p", { class: "empty", text: "no alarms reported" }));
-  $("#alarm-summary").textContent = `${alarms.length} alarms, ${firing} in ALARM`;
+  $("#alarm-summary").textContent = `${alarms.length} alarms · ${counts.ALARM} in ALARM · ${counts.OK} OK`;
 }
 
 // ---------------------------------------------------------------- charts
@@ -69,10 +65,13 @@ function chart(widget) {
     svg.append(n);
   };
   const points = widget.series.flatMap((s) => s.points);
-  const thresholds = widget.thresholds || [];
-  const top = Math.max(1, ...points.map((p) => p[1]), ...thresholds.map((t) => t.value * 1.1));
+  // Scale to the data; a threshold far above it is named at the top instead of flattening it.
+  const dataTop = Math.max(1, ...points.map((p) => p[1])) * 1.15;
+  const near = (widget.thresholds || []).filter((t) => t.value <= dataTop * 1.6);
+  const far = (widget.thresholds || []).filter((t) => t.value > dataTop * 1.6);
+  const top = Math.max(dataTop, ...near.map((t) => t.value * 1.1));
   const [t0, t1] = [widget.start, widget.end];
-  const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - R);
+  const x = (t) => L + (Math.min(Math.max(t, t0), t1) - t0) / Math.max(1, t1 - t0) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
   for (const f of [0, 0.5, 1]) {
     add("line", { class: "axis", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) });
@@ -80,10 +79,12 @@ function chart(widget) {
   }
   add("text", { x: L, y: H - 4 }, clock(t0));
   add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(t1));
-  for (const t of thresholds) {
+  for (const t of near) {
     add("line", { class: "threshold", x1: L, x2: W - R, y1: y(t.value), y2: y(t.value), ...(t.color ? { stroke: t.color } : {}) });
-    add("text", { x: W - R - 2, y: y(t.value) - 3, "text-anchor": "end" }, t.label);
+    add("text", { x: W - R - 2, y: y(t.value) - 3, "text-anchor": "end" }, `${t.label} ${+t.value.toPrecision(4)}`);
   }
+  far.forEach((t, i) => add("text", { x: W - R - 2, y: T + 9 + 11 * i, "text-anchor": "end", class: "far" },
+    `${t.label} ${+t.value.toPrecision(4)} ↑`));
   widget.series.forEach((s, i) => {
     const d = s.points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
     if (s.points.length > 1) add("polyline", { class: "series", points: d, stroke: COLORS[i % 7] });
@@ -98,13 +99,19 @@ function chart(widget) {
     span.style.setProperty("--c", COLORS[i % 7]);
     legend.append(span);
   });
-  if (!widget.series.length) legend.append("no data in this window");
+  if (!widget.series.length) {
+    return el("div", { class: "chart nodata", "data-title": widget.title }, el("h3", { text: widget.title }),
+      el("p", { class: "empty", text: "no data in this window" }));
+  }
   return el("div", { class: "chart", "data-title": widget.title }, el("h3", { text: widget.title }), svg, legend);
 }
 
 function renderCharts(doc) {
   const box = $("#charts");
-  box.replaceChildren(...doc.widgets.map(chart));
+  // Charts with data first, in the dashboard's order; the empty ones after them, small.
+  const drawn = doc.widgets.map(chart);
+  box.replaceChildren(...drawn.filter((c) => !c.classList.contains("nodata")),
+    ...drawn.filter((c) => c.classList.contains("nodata")));
   if (!doc.widgets.length) box.append(el("p", { class: "empty", text: "no metric widgets" }));
 }
 
