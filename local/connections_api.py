@@ -19,7 +19,9 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from local.http import HttpRequest, HttpResponse, Route
+from aiohttp import web
+
+from local.web import json_error
 
 if TYPE_CHECKING:
     from local.gateway import Gateway
@@ -28,11 +30,11 @@ MAX_POST_BYTES = 128 * 1024
 _SEGMENT = "@connections"
 
 
-def _error(status: int, kind: str, message: str) -> HttpResponse:
-    return HttpResponse.json(status, {"message": message}, {"x-amzn-errortype": kind})
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return json_error(status, message, {"x-amzn-errortype": kind})
 
 
-def gone() -> HttpResponse:
+def gone() -> web.Response:
     # No connection ID in the message: callers log it, and raw IDs must never be logged.
     return _error(410, "GoneException", "The connection is gone (closed, unknown or connecting)")
 
@@ -55,27 +57,29 @@ def connection_id_of(path: str, stage: str) -> str | None:
     return connection_id or None
 
 
-def connections_route(gateway: Gateway) -> Route:
-    """The HTTP route serving the @connections API of ``gateway``."""
+def connections_routes(gateway: Gateway) -> list[web.RouteDef]:
+    """The routes serving the @connections API of ``gateway`` (any method: 405 is ours)."""
 
-    async def route(request: HttpRequest) -> HttpResponse | None:
-        connection_id = connection_id_of(request.path, gateway.options.stage)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        connection_id = connection_id_of(request.raw_path.split("?")[0], gateway.options.stage)
         if connection_id is None:
-            return None
-        if request.method == "POST" and len(request.body) > MAX_POST_BYTES:
+            raise web.HTTPNotFound()
+        if request.method == "POST" and (request.content_length or 0) > MAX_POST_BYTES:
             return _error(413, "PayloadTooLargeException", "Request payload over 128 KB")
         if request.method not in ("POST", "GET", "DELETE"):
             return _error(405, "MethodNotAllowed", f"{request.method} is not supported here")
+        body = await request.read() if request.method == "POST" else b""
+        if len(body) > MAX_POST_BYTES:  # a chunked body has no Content-Length to check first
+            return _error(413, "PayloadTooLargeException", "Request payload over 128 KB")
         record = gateway.connected(connection_id)
         if record is None:
             return gone()
         if request.method == "POST":
-            if not await gateway.post(record, request.body):
+            if not await gateway.post(record, body):
                 return gone()
-            return HttpResponse(200)
+            return web.Response(status=200)
         if request.method == "GET":
-            return HttpResponse.json(
-                200,
+            return web.json_response(
                 {
                     "connectedAt": _iso(record.peer.connected_at),
                     "lastActiveAt": _iso(record.last_active_ms),
@@ -83,9 +87,13 @@ def connections_route(gateway: Gateway) -> Route:
                         "sourceIp": record.peer.source_ip,
                         "userAgent": record.peer.user_agent,
                     },
-                },
+                }
             )
         gateway.close_connection(record, 1000, "Connection deleted")
-        return HttpResponse(204)
+        return web.Response(status=204)
 
-    return route
+    stage = gateway.options.stage
+    return [
+        web.route("*", f"/{stage}/{_SEGMENT}/{{connection_id}}", handle),
+        web.route("*", f"/{_SEGMENT}/{{connection_id}}", handle),
+    ]

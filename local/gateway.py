@@ -1,7 +1,8 @@
 """The WebSocket gateway: API Gateway WebSocket semantics on ``ws://127.0.0.1:{port}/{stage}``.
 
-One TCP port serves everything: ``local.front_door`` sends WebSocket upgrades here and any
-other request (the @connections API, the JWKS, the local token endpoint) to ``local.http``.
+One TCP port serves everything, on aiohttp's web server (``local.web``): WebSocket upgrades
+on ``/`` and ``/{stage}``, the @connections API, and any route added to ``Gateway.app``
+(the JWKS, the local-only endpoints).
 
 API Gateway behaviour reproduced here:
 
@@ -24,24 +25,18 @@ import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.protocol import State
+from aiohttp import WSMsgType, web
 
 from local import console
-from local.connections_api import connections_route
+from local.connections_api import connections_routes
 from local.events import (
     ApiInfo,
     Peer,
@@ -52,9 +47,8 @@ from local.events import (
     message_event,
     now_ms,
 )
-from local.front_door import front_door
-from local.http import HttpServer, Route
 from local.invoker import Invoker
+from local.web import build_app, json_error, serve_on
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
 DEFAULT_ROUTE = "$default"
@@ -64,6 +58,8 @@ MAX_MESSAGE_BYTES = 128 * 1024
 GOING_AWAY = 1001
 NORMAL = 1000
 ABNORMAL = 1006
+MESSAGE_TOO_BIG = 1009
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,8 @@ class GatewayOptions:
     idle_timeout_s: float = 600.0
     max_connection_s: float = 7200.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
-    # How long a new TCP connection may take to send its request head.
+    # How long an HTTP connection may take to send a request head (from opening, or from
+    # its previous response): the slowloris guard, and the idle keep-alive limit.
     head_timeout_s: float = 10.0
     # Bound on the whole opening handshake, $connect included (API Gateway allows 29 s).
     open_timeout_s: float = 30.0
@@ -88,7 +85,7 @@ class GatewayOptions:
 class LocalConnection:
     """Gateway-side state of one WebSocket connection."""
 
-    def __init__(self, ws: ServerConnection, peer: Peer, label: str, in_flight: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, peer: Peer, label: str, in_flight: int) -> None:
         self.ws = ws
         self.peer = peer
         self.label = label
@@ -97,10 +94,14 @@ class LocalConnection:
         self.last_active_ms = peer.connected_at
         self.connect_ok = False  # $connect returned 200
         self.open = False  # handshake answered 101 and frames flow
-        self.lost = False  # the TCP connection is gone
+        self.lost = False  # the connection is over (closed or dropped)
         self.disconnected = False  # $disconnect dispatched
         self.server_close: tuple[int, str] | None = None
+        # How the connection ended when the server did not close it: the client's close
+        # frame, or a protocol error we closed for (1009 message too big).
+        self.ended_by: tuple[int, str] | None = None
         self.close_status: tuple[int, str] = (ABNORMAL, "Connection lost")
+        self.closing: asyncio.Task[Any] | None = None
         self.slots = asyncio.Semaphore(in_flight)
 
     @property
@@ -110,12 +111,7 @@ class LocalConnection:
     @property
     def connected(self) -> bool:
         """True while @connections may address it: open and not closing."""
-        return (
-            self.open
-            and not self.lost
-            and self.server_close is None
-            and self.ws.state is State.OPEN
-        )
+        return self.open and not self.lost and self.server_close is None and not self.ws.closed
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -143,21 +139,6 @@ def _random_label() -> Callable[[str], str]:
     return label
 
 
-def _json_response(status: int, body: str | bytes, headers: Mapping[str, str] = ()) -> Response:
-    data = body.encode() if isinstance(body, str) else body
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    pairs = [
-        ("Connection", "close"),
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(data))),
-        *dict(headers).items(),
-    ]
-    return Response(status, phrase, Headers(pairs), data)
-
-
 class Gateway:
     """Serves WebSocket clients and the plain-HTTP routes on one port."""
 
@@ -166,7 +147,6 @@ class Gateway:
         options: GatewayOptions,
         invoker: Invoker,
         routes: Sequence[Function] = WEBSOCKET_ROUTES,
-        http_routes: Sequence[Route] = (),
         label: Callable[[str], str] | None = None,
     ) -> None:
         self.options = options
@@ -174,11 +154,16 @@ class Gateway:
         self.routes = {f.route_key: f for f in routes if f.route_key}
         self.label = label or _random_label()
         self.connections: dict[str, LocalConnection] = {}
-        self.http = HttpServer([connections_route(self), *http_routes], max_body=4 * 1024 * 1024)
+        # Add HTTP routes here before ``start``: ``gateway.app.router.add_get(path, handler)``.
+        self.app = build_app(self._not_found)
+        stage = options.stage
+        for path in ("/", f"/{stage}", f"/{stage}/"):
+            self.app.router.add_route("*", path, self._websocket)
+        self.app.add_routes(connections_routes(self))
         self.api: ApiInfo | None = None
         self.port = options.port
         self.closing = False
-        self._server: Server | None = None
+        self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._connecting = 0
@@ -218,25 +203,8 @@ class Gateway:
     async def start(self) -> None:
         """Start serving (binding first if ``bind`` was not called)."""
         self.bind()
-        ws_logger = logging.getLogger("local.gateway.websockets")
-        ws_logger.setLevel(logging.ERROR)
-        self._server = await serve(
-            self._serve_connection,
-            sock=self._sock,
-            create_connection=front_door(
-                self.http.take_over, self.connection_lost, self.options.head_timeout_s
-            ),
-            process_request=self._process_request,
-            process_response=self._process_response,
-            compression=None,  # API Gateway does not negotiate permessage-deflate
-            max_size=self.options.max_message_bytes,
-            open_timeout=self.options.open_timeout_s,
-            ping_interval=self.options.ping_interval_s,
-            ping_timeout=self.options.ping_interval_s,
-            close_timeout=5,
-            server_header=None,
-            logger=ws_logger,
-        )
+        assert self._sock is not None
+        self._runner = await serve_on(self.app, self._sock, self.options.head_timeout_s)
         self._watchdog = asyncio.create_task(self._watch())
 
     async def shutdown(self, timeout_s: float = 40.0) -> None:
@@ -252,71 +220,104 @@ class Gateway:
             self.connections or self._connecting or self._disconnects or self._tasks
         ):
             await asyncio.sleep(0.05)
-        if self._server is not None:
-            self._server.close()
-            await self.http.close()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+                await asyncio.wait_for(runner.cleanup(), 10)
             except TimeoutError:
                 console.say("! some connections did not close in time")
 
     # -- handshake ---------------------------------------------------------------------
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        if self.closing:
-            return _json_response(503, json.dumps({"message": "the local stack is shutting down"}))
-        path = urllib.parse.urlsplit(request.path).path.rstrip("/")
-        if path not in ("", f"/{self.options.stage}"):
-            return _json_response(
-                404,
-                json.dumps({"message": f"no stage at {path!r}: connect to {self.websocket_url}"}),
-            )
-        return None
+    def _not_found(self, request: web.Request) -> str:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return f"no stage at {request.path!r}: connect to {self.websocket_url}"
+        return f"no route for {request.method} {request.path}"
 
-    async def _process_response(
-        self, ws: ServerConnection, request: Request, response: Response
-    ) -> Response | None:
-        if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
-            return None  # websockets rejected the upgrade itself (bad key, version, …)
-        if ws.state is State.CLOSED:
-            return None  # the client left before we looked: no $connect, so no $disconnect
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """``/`` and ``/{stage}``: the WebSocket handshake, $connect, then the frames."""
+        ws = web.WebSocketResponse(
+            timeout=CLOSE_TIMEOUT_S,
+            autoping=True,
+            heartbeat=self.options.ping_interval_s,
+            compress=False,  # API Gateway does not negotiate permessage-deflate
+            # aiohttp refuses a message of max_msg_size bytes or more; API Gateway's limit is
+            # inclusive (128 KB passes, one byte more is 1009).
+            max_msg_size=self.options.max_message_bytes + 1,
+        )
+        if request.method != "GET" or request.headers.get("Upgrade") is None:
+            raise web.HTTPNotFound()
+        if not ws.can_prepare(request).ok:
+            return json_error(400, "invalid WebSocket handshake")
+        if self.closing:
+            return json_error(503, "the local stack is shutting down")
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return web.Response(status=400)  # gone before we looked: no $connect, no $disconnect
+        record = self._new_record(request, ws, transport.get_extra_info("peername"))
+        status, body = await self._run_connect(record, request)
+        if status != 200:
+            self.connections.pop(record.connection_id, None)
+            self._announce(f"reject     #{record.label}  HTTP {status}")
+            response = web.Response(
+                status=status, body=body.encode(), content_type="application/json"
+            )
+            response.force_close()
+            return response
+        record.connect_ok = True
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            # The client left while $connect ran: it still gets its $disconnect.
+            self._connection_over(record)
+            return web.Response(status=410)
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            self._connection_over(record)
+            return ws
+        try:
+            await self._serve_connection(record)
+        finally:
+            self._connection_over(record)
+            if record.closing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(record.closing), CLOSE_TIMEOUT_S)
+        return ws
+
+    def _new_record(
+        self, request: web.Request, ws: web.WebSocketResponse, remote: Any
+    ) -> LocalConnection:
         assert self.api is not None
-        remote = ws.remote_address
+        source_ip = remote[0] if isinstance(remote, tuple) else ""
         connection_id = gateway_id()
         peer = Peer(
             connection_id=connection_id,
-            source_ip=remote[0] if remote else "",
+            source_ip=source_ip,
             user_agent=request.headers.get("User-Agent", ""),
             connected_at=now_ms(),
-            headers=self._event_headers(request, remote[0] if remote else ""),
+            headers=self._event_headers(request, source_ip),
         )
         record = LocalConnection(
             ws, peer, self.label(connection_id), self.options.in_flight_per_connection
         )
-        ws.gw_record = record  # type: ignore[attr-defined]
         self.connections[connection_id] = record
-        query = urllib.parse.parse_qs(
-            urllib.parse.urlsplit(request.path).query, keep_blank_values=True
-        )
-        event = connect_event(self.api, peer, query)
+        return record
+
+    async def _run_connect(self, record: LocalConnection, request: web.Request) -> tuple[int, str]:
+        """$connect's status and body, within ``open_timeout_s`` (504 past it)."""
+        assert self.api is not None
+        query = urllib.parse.parse_qs(request.query_string, keep_blank_values=True)
+        event = connect_event(self.api, record.peer, query)
         self._connecting += 1
         task = asyncio.ensure_future(self._invoke_connect(event))
         try:
-            status, body = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The opening handshake timed out: let $connect finish, then clean up after it.
+            return await asyncio.wait_for(asyncio.shield(task), self.options.open_timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            # Let $connect finish, then clean up after it (a $disconnect if it said 200).
             task.add_done_callback(lambda t: self._abandoned_connect(record, t))
-            raise
+            return 504, json.dumps({"message": "Endpoint request timed out"})
         finally:
             self._connecting -= 1
-        if status != 200:
-            self.connections.pop(connection_id, None)
-            self._announce(f"reject     #{record.label}  HTTP {status}")
-            return _json_response(status, body)
-        record.connect_ok = True
-        if record.lost:  # the client left while $connect ran: it still gets its $disconnect
-            self._finish(record)
-        return None
 
     async def _invoke_connect(self, event: dict[str, Any]) -> tuple[int, str]:
         function = self.routes.get(CONNECT_ROUTE)
@@ -336,11 +337,12 @@ class Gateway:
         self.connections.pop(record.connection_id, None)
         if not task.cancelled() and task.exception() is None and task.result()[0] == 200:
             record.connect_ok = True
-            self._finish(record)
+            self._connection_over(record)
 
-    def _event_headers(self, request: Request, source_ip: str) -> dict[str, str]:
+    def _event_headers(self, request: web.Request, source_ip: str) -> dict[str, str]:
         headers: dict[str, str] = {}
-        for name, value in request.headers.raw_items():
+        for raw_name, raw_value in request.raw_headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
         headers.update(
@@ -355,21 +357,30 @@ class Gateway:
 
     # -- frames ------------------------------------------------------------------------
 
-    async def _serve_connection(self, ws: ServerConnection) -> None:
-        record: LocalConnection = ws.gw_record  # type: ignore[attr-defined]
+    async def _serve_connection(self, record: LocalConnection) -> None:
+        """Frames in until the connection ends; remembers how it ended."""
+        ws = record.ws
         record.open = True
         self._announce(f"connect    #{record.label}  ({self.open_count()} open)")
         if self.closing:
             self.close_connection(record, GOING_AWAY, "Going away")
-        try:
-            async for message in ws:
+        while True:
+            message = await ws.receive()
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 record.touch()
                 await record.slots.acquire()
-                task = asyncio.create_task(self._handle_frame(record, message))
+                task = asyncio.create_task(self._handle_frame(record, message.data))
                 self._tasks.add(task)
                 task.add_done_callback(self._frame_done(record))
-        except ConnectionClosed:
-            pass
+            elif message.type is WSMsgType.CLOSE:  # the client's close frame (answered)
+                record.ended_by = (int(message.data), message.extra or "")
+                return
+            elif message.type is WSMsgType.ERROR:
+                if getattr(message.data, "code", None) == MESSAGE_TOO_BIG:
+                    record.ended_by = (MESSAGE_TOO_BIG, "Message too big")
+                return
+            else:  # CLOSING (we are closing it) or CLOSED (the TCP connection is gone)
+                return
 
     def _frame_done(self, record: LocalConnection) -> Callable[[asyncio.Task[Any]], None]:
         def done(task: asyncio.Task[Any]) -> None:
@@ -402,8 +413,7 @@ class Gateway:
         if not isinstance(reply, str):
             console.say(f"! {route_key} returned a non-string body ({type(reply).__name__})")
             return
-        with contextlib.suppress(ConnectionClosed):
-            await record.ws.send(reply)
+        await self._send(record, reply)
 
     # -- @connections operations ---------------------------------------------------------
 
@@ -418,9 +428,15 @@ class Gateway:
             payload: str | bytes = data.decode("utf-8")
         except UnicodeDecodeError:
             payload = data
+        return await self._send(record, payload)
+
+    async def _send(self, record: LocalConnection, payload: str | bytes) -> bool:
         try:
-            await record.ws.send(payload)
-        except ConnectionClosed:
+            if isinstance(payload, str):
+                await record.ws.send_str(payload)
+            else:
+                await record.ws.send_bytes(payload)
+        except (ConnectionError, RuntimeError):  # closing or closed under us
             return False
         return True
 
@@ -429,33 +445,23 @@ class Gateway:
         if record.server_close is not None or record.lost:
             return
         record.server_close = (code, reason)
-        task = asyncio.create_task(record.ws.close(code, reason))
+        task = asyncio.create_task(record.ws.close(code=code, message=reason.encode()))
+        record.closing = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- disconnects ---------------------------------------------------------------------
 
-    def connection_lost(self, ws: ServerConnection) -> None:
-        """Called by the front door when a WebSocket's TCP connection is gone."""
-        record: LocalConnection | None = getattr(ws, "gw_record", None)
-        if record is None or record.lost:
+    def _connection_over(self, record: LocalConnection) -> None:
+        """The connection has ended (or never opened): $disconnect if $connect said 200."""
+        if record.lost:
             return
         record.lost = True
-        record.close_status = self._close_status(record)
+        record.close_status = record.server_close or record.ended_by or record.close_status
         if record.connect_ok:
             self._finish(record)
-        # Otherwise $connect is still running: _process_response sees `lost` when it returns.
-
-    def _close_status(self, record: LocalConnection) -> tuple[int, str]:
-        if record.server_close is not None:
-            return record.server_close
-        protocol = record.ws.protocol
-        sent, received = protocol.close_sent, protocol.close_rcvd
-        if sent is not None and not protocol.close_rcvd_then_sent:
-            return int(sent.code), sent.reason  # we closed first, e.g. 1009 message too big
-        if received is not None:
-            return int(received.code), received.reason
-        return ABNORMAL, "Connection lost"
+        else:
+            self.connections.pop(record.connection_id, None)
 
     def _finish(self, record: LocalConnection) -> None:
         if record.disconnected:

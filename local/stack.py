@@ -159,8 +159,8 @@ class LocalStack:
         gateway.label = connection_hash
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
-        gateway.http.routes.extend(control_routes(self.issuer, self.info))
-        gateway.http.routes.extend(console_routes(self.log_ring, self.info))
+        gateway.app.add_routes(control_routes(self.issuer, self.info))
+        gateway.app.add_routes(console_routes(self.log_ring, self.info))
         await gateway.start()
         self.gateway = gateway
         assert gateway.api is not None

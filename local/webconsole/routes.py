@@ -7,8 +7,10 @@
 ``GET /_local/logs``               recent function log lines (since, level, operation, session)
 ``GET /_local/metrics``            the dashboard's metric widgets with their data points
 
-Like ``/_local/token`` these serve this machine only. Embedded-AWS reads run off the event
-loop; a failing read answers 503 with the reason (the page shows it), never a hang.
+Like ``/_local/token`` these serve this machine only: every path under ``/_local/`` passes
+``local.loopback`` first (loopback Host; an Origin only if it is this very server). Only GET
+is routed (aiohttp answers 405 to anything else). Embedded-AWS reads run off the event loop;
+a failing read answers 503 with the reason (the page shows it), never a hang.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
+from aiohttp import web
+
 from local import console
-from local.http import HttpRequest, HttpResponse, Route
+from local.web import json_error
 from local.webconsole.log_ring import LogQuery, LogRing
 from local.webconsole.sessions import live_sessions
 from runtime.languages import SOURCE_LANGUAGES, TARGET_LANGUAGES
@@ -47,60 +51,56 @@ def console_routes(
     ring: LogRing,
     info: Callable[[], Mapping[str, Any]],
     metrics: Callable[[int], Mapping[str, Any]] | None = None,
-) -> list[Route]:
+) -> list[web.RouteDef]:
     """The console's routes; ``metrics(minutes)`` returns the dashboard widgets' data."""
 
-    async def route(request: HttpRequest) -> HttpResponse | None:
-        path = request.path
-        known = path in (CONSOLE_PATH, SESSIONS_PATH, LOGS_PATH, METRICS_PATH) or (
-            path.startswith(CONSOLE_PATH + "/")
-        )
-        if not known:
-            return None
-        if request.method != "GET":
-            return HttpResponse.json(405, {"message": "use GET"}, {"Allow": "GET"})
-        if "origin" in request.headers and not _same_origin(request):
-            return HttpResponse.json(403, {"message": "local tools only (no cross-site requests)"})
-        if path == CONSOLE_PATH:
-            return _file(_PAGE, "text/html; charset=utf-8")
-        if path == CONFIG_PATH:
-            return HttpResponse.json(200, _page_config(info()), _NO_STORE)
-        if path.startswith(CONSOLE_PATH + "/"):
-            name = path[len(CONSOLE_PATH) + 1 :]
-            if name in STATIC_FILES:
-                return _file(name, STATIC_FILES[name])
-            return HttpResponse.json(404, {"message": f"no console file {name!r}"})
-        if path == LOGS_PATH:
-            return _logs(ring, request)
-        if path == SESSIONS_PATH:
-            return await _off_loop(lambda: {"sessions": live_sessions()}, "sessions")
+    async def page(_request: web.Request) -> web.Response:
+        return _file(_PAGE, "text/html; charset=utf-8")
+
+    async def page_config(_request: web.Request) -> web.Response:
+        return web.json_response(_page_config(info()), headers=_NO_STORE)
+
+    async def page_file(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name in STATIC_FILES:
+            return _file(name, STATIC_FILES[name])
+        return json_error(404, f"no console file {name!r}")
+
+    async def logs(request: web.Request) -> web.Response:
+        return _logs(ring, request)
+
+    async def sessions(_request: web.Request) -> web.Response:
+        return await _off_loop(lambda: {"sessions": live_sessions()}, "sessions")
+
+    async def widgets(request: web.Request) -> web.Response:
         if metrics is None:
-            return HttpResponse.json(503, {"message": "metrics are not available yet"})
+            return json_error(503, "metrics are not available yet")
         try:
             minutes = int(_param(request, "minutes") or 15)
         except ValueError:
             minutes = 0
         if not 1 <= minutes <= 180:
-            return HttpResponse.json(400, {"message": "'minutes' must be an integer 1-180"})
+            return json_error(400, "'minutes' must be an integer 1-180")
         return await _off_loop(lambda: metrics(minutes), "metrics")
 
-    return [route]
+    return [
+        web.get(CONSOLE_PATH, page, allow_head=False),
+        web.get(CONFIG_PATH, page_config, allow_head=False),
+        web.get(CONSOLE_PATH + "/{name}", page_file, allow_head=False),
+        web.get(SESSIONS_PATH, sessions, allow_head=False),
+        web.get(LOGS_PATH, logs, allow_head=False),
+        web.get(METRICS_PATH, widgets, allow_head=False),
+    ]
 
 
-def _same_origin(request: HttpRequest) -> bool:
-    """A page of this very server (its own fetches), never another site's."""
-    host = request.headers.get("host", "")
-    return request.headers.get("origin", "") in (f"http://{host}",)
-
-
-def _param(request: HttpRequest, name: str) -> str | None:
-    values = request.query.get(name)
+def _param(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, None)
     value = values[-1].strip() if values else ""
     return value or None
 
 
-def _file(name: str, content_type: str) -> HttpResponse:
-    return HttpResponse(200, static_file(name), {"Content-Type": content_type, **_NO_STORE})
+def _file(name: str, content_type: str) -> web.Response:
+    return web.Response(body=static_file(name), headers={"Content-Type": content_type, **_NO_STORE})
 
 
 def _page_config(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def _page_config(info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _logs(ring: LogRing, request: HttpRequest) -> HttpResponse:
+def _logs(ring: LogRing, request: web.Request) -> web.Response:
     try:
         query = LogQuery(
             since=int(_param(request, "since") or 0),
@@ -127,15 +127,15 @@ def _logs(ring: LogRing, request: HttpRequest) -> HttpResponse:
             limit=int(_param(request, "limit") or 200),
         )
     except ValueError as error:
-        return HttpResponse.json(400, {"message": f"bad log query: {error}"})
-    return HttpResponse.json(200, ring.query(query), _NO_STORE)
+        return json_error(400, f"bad log query: {error}")
+    return web.json_response(ring.query(query), headers=_NO_STORE)
 
 
-async def _off_loop(read: Callable[[], Any], what: str) -> HttpResponse:
+async def _off_loop(read: Callable[[], Any], what: str) -> web.Response:
     loop = asyncio.get_running_loop()
     try:
         doc = await loop.run_in_executor(None, read)
     except Exception as error:  # embedded AWS down or slow: say so, keep serving
         console.say(f"! console {what} read failed: {error!r}")
-        return HttpResponse.json(503, {"message": f"could not read {what}: {error}"}, _NO_STORE)
-    return HttpResponse.json(200, doc, _NO_STORE)
+        return json_error(503, f"could not read {what}: {error}", _NO_STORE)
+    return web.json_response(doc, headers=_NO_STORE)

@@ -13,6 +13,7 @@ the program's own defaults (the settings model's) apply, which a test keeps equa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from collections.abc import Iterable, Mapping
@@ -225,6 +226,15 @@ def project_key(key: str) -> str:
     return key if ":" in key else f"{PROJECT}:{key}"
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks need a current event loop; an earlier test's ``asyncio.run`` in the
+    same worker leaves none (it unsets the loop when it finishes)."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
@@ -247,6 +257,7 @@ def run_program(
 
     mocks = RecordingMocks(region)
     monitor = RecordingMonitor(mocks)
+    _ensure_event_loop()
     # A fresh root stack, config and mocked engine for every run.
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(dict(config), [project_key(k) for k in secret_keys])

@@ -8,6 +8,7 @@ The fixture's teardown SIGTERMs the stack and checks a clean exit and a clean st
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import subprocess
@@ -422,6 +423,65 @@ def test_token_command_without_a_stack_says_so(unused_port):
     assert result.returncode == 1
     assert "no local stack is running on port" in result.stderr
     assert result.stdout == ""
+
+
+def _local_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path", ["/_local/token?user=mallory", "/_local/info"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "evil.example:{port}"},
+        {"Host": "evil.example"},
+        {"Host": "localhost.evil.example:{port}"},
+        {"Host": "127.0.0.1.nip.io:{port}"},
+        {"Host": "localhost:{port}", "Sec-Fetch-Site": "cross-site"},
+        {"Host": "localhost:{port}", "Sec-Fetch-Site": "same-site"},
+        {"Host": "localhost:{port}", "Origin": "http://evil.example"},
+        {"Host": "localhost:{port}", "Origin": "http://localhost:1"},
+    ],
+    ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()),
+)
+def test_local_endpoints_refuse_foreign_hosts_and_sites(stack, path, headers):
+    """DNS rebinding (a foreign Host on 127.0.0.1) and cross-site requests get no token."""
+    sent = {name: value.format(port=stack.port) for name, value in headers.items()}
+    status, doc = _local_get(stack.port, path, sent)
+    assert status == 403, doc
+    assert "token" not in doc and "websocketUrl" not in doc
+    assert doc["message"].startswith("local tools only")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "localhost:{port}"},
+        {"Host": "127.0.0.1:{port}"},
+        {"Host": "127.8.9.10:{port}"},
+        {"Host": "[::1]:{port}"},
+        {"Host": "LocalHost:{port}", "Sec-Fetch-Site": "same-origin"},
+        {"Host": "localhost:{port}", "Sec-Fetch-Site": "none"},
+        {"Host": "localhost:{port}", "Origin": "http://localhost:{port}"},
+    ],
+    ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()),
+)
+def test_local_endpoints_serve_loopback_tools(stack, headers):
+    sent = {name: value.format(port=stack.port) for name, value in headers.items()}
+    status, doc = _local_get(stack.port, "/_local/token?user=alice", sent)
+    assert status == 200, doc
+    assert jwt.decode(doc["token"], options={"verify_signature": False})["sub"] == "alice"
+    status, info = _local_get(stack.port, "/_local/info", sent)
+    assert status == 200 and info["websocketUrl"] == stack.url
+    # The JWKS is public key material: served whatever the Host, as Cognito's is.
+    status, jwks = _local_get(stack.port, "/.well-known/jwks.json", {"Host": "evil.example"})
+    assert status == 200 and jwks["keys"]
 
 
 def _read_until(process: subprocess.Popen, needle: str, timeout: float) -> str:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -450,3 +451,145 @@ def test_plain_http_keep_alive_and_unknown_routes():
             ]
 
     run(scenario())
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, limit_s: float) -> bytes:
+    """Everything the server sends until it closes the connection (bounded)."""
+    received = b""
+    with contextlib.suppress(ConnectionError):
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), limit_s)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def test_slowloris_request_heads_are_cut_off():
+    """A head trickled byte by byte, or never sent, does not hold a connection open."""
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins, head_timeout_s=1.0) as gateway:
+            silent_reader, _silent = await asyncio.open_connection("127.0.0.1", gateway.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            started = time.monotonic()
+            writer.write(b"GET /test HTTP/1.1\r\nHost: x\r\n")
+
+            async def trickle() -> None:
+                with contextlib.suppress(ConnectionError):
+                    for n in range(40):  # would take 8 s to finish the head
+                        writer.write(f"X-Slow-{n}: y\r\n".encode())
+                        await writer.drain()
+                        await asyncio.sleep(0.2)
+
+            trickling = asyncio.create_task(trickle())
+            assert await _read_until_closed(reader, 5) == b""
+            assert time.monotonic() - started < 5
+            trickling.cancel()
+            assert await _read_until_closed(silent_reader, 5) == b""
+            # Keep-alive: after a response the next head has the same deadline.
+            keep_reader, keep_writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            keep_writer.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.1\r\n")
+            answered = await _read_until_closed(keep_reader, 5)
+            assert answered.startswith(b"HTTP/1.1 404") and answered.count(b"HTTP/1.1") == 1
+            assert stand_ins.events["$connect"] == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /test HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"GET /test HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(300)),
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["long-field", "many-fields", "long-request-line"],
+)
+def test_oversized_request_heads_are_refused(head):
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(head + b"Upgrade: websocket\r\n\r\n")
+            answer = await _read_until_closed(reader, 5)
+            assert answer.split(b" ")[1] in (b"400", b"431"), answer[:80]
+            writer.close()
+
+    run(scenario())
+    assert stand_ins.events["$connect"] == []
+
+
+def test_http_errors_are_json():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+
+            def requests() -> list[tuple[int, str, dict]]:
+                conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+                results = []
+                for method, path, headers in [
+                    ("GET", "/elsewhere", {}),
+                    ("GET", "/elsewhere", {"Upgrade": "websocket", "Connection": "Upgrade"}),
+                    ("GET", "/test", {"Upgrade": "websocket", "Connection": "Upgrade"}),
+                    ("POST", "/test/@connections/AAAAAAAAAAAAAAA=", {}),
+                ]:
+                    body = b"x" * (129 * 1024) if method == "POST" else None
+                    conn.request(method, path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    doc = json.loads(response.read())
+                    results.append((response.status, response.getheader("Content-Type"), doc))
+                    if response.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+                conn.close()
+                return results
+
+            results = await asyncio.to_thread(requests)
+            statuses = [status for status, _, _ in results]
+            assert statuses == [404, 404, 400, 413]
+            assert all(kind == "application/json; charset=utf-8" for _, kind, _ in results)
+            assert "no stage at '/elsewhere'" in results[1][2]["message"]
+            assert gateway.websocket_url in results[1][2]["message"]
+
+    run(scenario())
+    assert stand_ins.events["$connect"] == []
+
+
+def test_every_route_under_local_is_loopback_only():
+    """A route added later (the console, say) is guarded by its path alone: one line to add."""
+    stand_ins = StandIns()
+    invoker = LambdaInvoker("test", "us-east-1", workers=4, resolve=stand_ins.resolve)
+    gateway = Gateway(GatewayOptions(stage="test", port=0, announce=False), invoker)
+
+    async def probe(_request: web.Request) -> web.Response:
+        return web.json_response({"probed": True})
+
+    gateway.app.router.add_get("/_local/probe", probe)
+
+    async def scenario() -> list[int]:
+        await gateway.start()
+        try:
+
+            def statuses() -> list[int]:
+                results = []
+                for headers in (
+                    {"Host": f"127.0.0.1:{gateway.port}"},
+                    {"Host": f"evil.example:{gateway.port}"},
+                    {"Host": f"localhost:{gateway.port}", "Sec-Fetch-Site": "cross-site"},
+                ):
+                    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+                    conn.request("GET", "/_local/probe", headers=headers)
+                    results.append(conn.getresponse().status)
+                    conn.close()
+                return results
+
+            return await asyncio.to_thread(statuses)
+        finally:
+            await gateway.shutdown(timeout_s=5)
+            invoker.shutdown()
+
+    assert run(scenario()) == [200, 403, 403]

@@ -21,7 +21,7 @@ from local.events import (
     scheduled_event,
 )
 from local.gateway import select_route
-from local.http import BadRequest, is_websocket_upgrade, parse_head
+from local.loopback import host_of, is_loopback_host
 from local.stack import function_environment
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED
@@ -150,15 +150,26 @@ def test_function_environment_renders_every_contract(tmp_path):
     assert env["AWS_DEFAULT_REGION"] == config.region
 
 
-def test_http_head_parsing():
-    head = b"GET /dev?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade"
-    assert is_websocket_upgrade(head)
-    assert not is_websocket_upgrade(b"POST /dev/@connections/abc= HTTP/1.1\r\nHost: a")
-    assert not is_websocket_upgrade(b"garbage")
-    method, target, version, headers = parse_head(b"DELETE /x HTTP/1.1\r\nA: 1\r\nA: 2")
-    assert (method, target, version, headers) == ("DELETE", "/x", "HTTP/1.1", {"a": "1, 2"})
-    with pytest.raises(BadRequest):
-        parse_head(b"GET /x\r\n")
+@pytest.mark.parametrize(
+    ("authority", "loopback"),
+    [
+        ("localhost:8080", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1:8080", True),
+        ("127.1.2.3", True),
+        ("[::1]:8080", True),
+        ("[::1]", True),
+        ("evil.example:8080", False),
+        ("localhost.evil.example:8080", False),
+        ("128.0.0.1:8080", False),
+        ("0.0.0.0:8080", False),
+        ("[::2]:8080", False),
+        ("", False),
+        ("127.0.0.1.evil.example", False),
+    ],
+)
+def test_loopback_hosts(authority, loopback):
+    assert is_loopback_host(host_of(authority)) is loopback
 
 
 def test_connection_paths():

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import threading
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from local.http import HttpRequest
 from local.log_tap import StdoutTap
+from local.web import build_app
 from local.webconsole.log_ring import LogQuery, LogRing
 from local.webconsole.routes import STATIC_FILES, console_routes
 
@@ -113,19 +115,34 @@ def test_ring_refuses_a_bad_query(query):
 # --------------------------------------------------------------------------- routes
 
 
-def call(path: str, method: str = "GET", headers=None, query=None, metrics=None):
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def call(path: str, method: str = "GET", headers=None, query=None, metrics=None) -> Reply:
+    """One request through the gateway's HTTP app (middlewares included) with the console."""
     ring = LogRing()
     ring.add_line(line("ERROR", "createSession", session="calm-otter-101"))
-    (route,) = console_routes(ring, lambda: {"stack": "dev", "websocketUrl": "ws://x/dev"}, metrics)
-    request = HttpRequest(
-        method=method,
-        path=path,
-        query=query or {},
-        headers={"host": "127.0.0.1:8080", **(headers or {})},
-        body=b"",
-        peer="127.0.0.1",
+    app = build_app(lambda request: f"no route for {request.method} {request.path}")
+    app.add_routes(
+        console_routes(ring, lambda: {"stack": "dev", "websocketUrl": "ws://x/dev"}, metrics)
     )
-    return asyncio.run(route(request))
+    params = [(name, value) for name, values in (query or {}).items() for value in values]
+
+    async def send() -> Reply:
+        async with TestClient(TestServer(app)) as client:
+            response = await client.request(
+                method,
+                path,
+                params=params,
+                headers={"Host": "127.0.0.1:8080", **(headers or {})},
+            )
+            return Reply(response.status, dict(response.headers), await response.read())
+
+    return asyncio.run(send())
 
 
 def test_page_and_its_files_are_served_and_nothing_else_of_the_package():
@@ -136,7 +153,8 @@ def test_page_and_its_files_are_served_and_nothing_else_of_the_package():
         assert call(f"/_local/console/{name}").status == 200
     assert call("/_local/console/../routes.py").status == 404
     assert call("/_local/console/console.html").status == 404
-    assert call("/somewhere/else") is None  # other routes' business
+    elsewhere = call("/somewhere/else")  # other routes' business
+    assert elsewhere.status == 404 and b"no route for GET /somewhere/else" in elsewhere.body
 
 
 def test_config_names_the_websocket_url_and_the_languages():
