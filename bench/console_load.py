@@ -26,14 +26,14 @@ LISTENER_LANGUAGES = ("es", "fr", "de")
 
 
 async def _live_session(url: str, token: str) -> list[Any]:
-    from websockets.asyncio.client import connect
+    from local.client import connect_service
 
-    speaker = await connect(f"{url}?token={token}", open_timeout=30)
+    speaker = await connect_service(url, token, open_timeout=30)
     await speaker.send('{"action": "createSession", "sourceLanguage": "en"}')
     session_id = json.loads(await asyncio.wait_for(speaker.recv(), 30))["sessionId"]
     sockets = [speaker]
     for lang in LISTENER_LANGUAGES:
-        listener = await connect(url, open_timeout=30)
+        listener = await connect_service(url, open_timeout=30)
         await listener.send(
             json.dumps({"action": "joinSession", "sessionId": session_id, "targetLanguage": lang})
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.fanout_model import connections_client
 from bench.report import Section, fmt_ms, fmt_percentiles, percentile
+from local.client import PUSH_TYPES, MessageReader, connect_service
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "dev"
@@ -38,7 +39,6 @@ STACK_OVERRIDES = (
     "heartbeatsPerMinute=100000",
     "sessionsPerHour=1000",
 )
-PUSH_TYPES = frozenset({"sessionEnded", "connectionRefreshRequired", "connectionWarning"})
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 45.0
 REQUEST_TIMEOUT_S = 30.0
@@ -156,32 +156,22 @@ class Client:
         # (arrival perf_counter, message) of every sessionEnded received.
         self.ended: list[tuple[float, dict[str, Any]]] = []
         self.unexpected = 0
-        self._reader = asyncio.create_task(self._read())
+        self._reader = MessageReader(ws, self._deliver, self._closed)
 
-    async def _read(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+    def _deliver(self, arrived: float, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind in PUSH_TYPES:
+            if kind == "sessionEnded":
+                self.ended.append((arrived, message))
+                self.signal.set()
+        elif self._pending is not None and not self._pending.done():
+            self._pending.set_result((arrived, message))
+        else:
+            self.unexpected += 1
 
-        try:
-            async for raw in self.ws:
-                arrived = time.perf_counter()
-                try:
-                    message = json.loads(raw)
-                except ValueError:
-                    message = {"type": "notJson"}
-                kind = message.get("type") if isinstance(message, dict) else None
-                if kind in PUSH_TYPES:
-                    if kind == "sessionEnded":
-                        self.ended.append((arrived, message))
-                        self.signal.set()
-                elif self._pending is not None and not self._pending.done():
-                    self._pending.set_result((arrived, message))
-                else:
-                    self.unexpected += 1
-        except ConnectionClosed:
-            pass
-        finally:
-            if self._pending is not None and not self._pending.done():
-                self._pending.set_exception(ConnectionError("connection closed"))
+    def _closed(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(ConnectionError("connection closed"))
 
     async def request(
         self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S
@@ -197,15 +187,11 @@ class Client:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(), 10)
-        self._reader.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader
+        await self._reader.stop()
 
 
 async def open_client(url: str, signal: asyncio.Event | None = None) -> Client:
-    from websockets.asyncio.client import connect
-
-    ws = await connect(
+    ws = await connect_service(
         url,
         open_timeout=CONNECT_TIMEOUT_S,
         close_timeout=5,

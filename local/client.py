@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -133,11 +133,71 @@ def _body_text(body: bytes) -> str:
     return text[:300]
 
 
+# --- The core every client of the service shares (this CLI, bench/, tests/) ---------------
+
+# Server messages that arrive unasked, between a request and its reply.
+PUSH_TYPES = frozenset({"sessionEnded", "connectionRefreshRequired", "connectionWarning"})
+
+
+async def connect_service(url: str, token: str | None = None, **options: Any) -> ClientConnection:
+    """A WebSocket to the service, ``token`` as the query parameter; failures as raised."""
+    settings: dict[str, Any] = {"open_timeout": OPEN_TIMEOUT_S, "max_size": None, **options}
+    return await connect(_with_token(url, token), **settings)
+
+
+def parse_frame(frame: str | bytes) -> dict[str, Any]:
+    """A server frame as a message; a frame that is not a JSON object gets a type saying so."""
+    try:
+        doc = json.loads(frame)
+    except ValueError:
+        return {"type": "(not JSON)", "raw": str(frame)[:200]}
+    return doc if isinstance(doc, dict) else {"type": "(not an object)", "raw": doc}
+
+
+class MessageReader:
+    """Reads one connection in the background: each message, parsed, goes to ``deliver``
+    with its arrival time (``time.perf_counter()``); ``closed`` is set when the connection
+    ends, cleanly or not, and ``on_close`` runs then."""
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        deliver: Callable[[float, dict[str, Any]], Awaitable[None] | None],
+        on_close: Callable[[], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.closed = asyncio.Event()
+        self._deliver = deliver
+        self._on_close = on_close
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                outcome = self._deliver(time.perf_counter(), parse_frame(frame))
+                if outcome is not None:
+                    await outcome
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            if self._on_close is not None:
+                outcome = self._on_close()
+                if outcome is not None:
+                    await outcome
+
+    async def stop(self) -> None:
+        """Stop reading (the connection itself is the caller's to close)."""
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+
 async def open_connection(url: str, token: str | None = None) -> ClientConnection:
     """Connect, turning every failure into a ClientError that says what happened."""
     shown = _without_query(url)
     try:
-        return await connect(_with_token(url, token), open_timeout=OPEN_TIMEOUT_S, max_size=None)
+        return await connect_service(url, token)
     except InvalidStatus as error:
         status = error.response.status_code
         body = _body_text(error.response.body or b"")
@@ -184,28 +244,19 @@ class Conversation:
         self.pending: ClientConnection | None = None
         self.refresh: dict[str, Any] = {}
         self.stop = asyncio.Event()
-        self._readers: set[asyncio.Task[None]] = set()
+        self._readers: list[MessageReader] = []
 
     async def open(self) -> ClientConnection:
         ws = await open_connection(self.url, self.token)
-        task = asyncio.create_task(self._read(ws))
-        self._readers.add(task)
-        task.add_done_callback(self._readers.discard)
-        return ws
 
-    async def _read(self, ws: ClientConnection) -> None:
-        try:
-            async for message in ws:
-                try:
-                    doc = json.loads(message)
-                except ValueError:
-                    doc = {"type": "(not JSON)", "raw": str(message)[:200]}
-                if not isinstance(doc, dict):
-                    doc = {"type": "(not an object)", "raw": doc}
-                await self.queue.put((ws, doc))
-        except ConnectionClosed:
-            pass
-        await self.queue.put((ws, Closed(ws.close_code, ws.close_reason or "")))
+        def deliver(_arrived: float, doc: dict[str, Any]) -> Awaitable[None]:
+            return self.queue.put((ws, doc))
+
+        def closed() -> Awaitable[None]:
+            return self.queue.put((ws, Closed(ws.close_code, ws.close_reason or "")))
+
+        self._readers.append(MessageReader(ws, deliver, closed))
+        return ws
 
     async def next_message(self, timeout: float | None = None) -> tuple[Any, Any] | None:
         """The next (connection, message) or None when the user asked to stop."""
@@ -319,8 +370,8 @@ class Conversation:
             if ws is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), 5)
-        for task in list(self._readers):
-            task.cancel()
+        for reader in self._readers:
+            await reader.stop()
 
 
 def _closed(doc: Closed) -> str:

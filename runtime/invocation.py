@@ -226,6 +226,26 @@ def _record_success(inv: Invocation, latency: MetricSpec | None) -> None:
     log.bind(durationMs=inv.elapsed_ms(), status=200).info(f"{inv.operation} succeeded")
 
 
+def _serve(
+    event: dict[str, Any],
+    context: Any,
+    operation: str,
+    latency: MetricSpec | None,
+    respond: Callable[[Invocation], dict[str, Any]],
+) -> dict[str, Any]:
+    """One request in the frame: ``respond``'s response, or the structured error response."""
+    inv, token = _begin(event, context, operation)
+    try:
+        try:
+            response = respond(inv)
+        except Exception as error:
+            return _error_response(inv, error)
+        _record_success(inv, latency)
+        return response
+    finally:
+        _finish(inv, token)
+
+
 def message_route(
     *, latency: MetricSpec | None = None
 ) -> Callable[
@@ -244,16 +264,13 @@ def message_route(
 
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-            inv, token = _begin(event, context, operation)
-            try:
-                try:
-                    reply = fn(inv, parse_message(event.get("body")))
-                except Exception as error:
-                    return _error_response(inv, error)
-                _record_success(inv, latency)
-                return {"statusCode": 200, "body": encode(reply)}
-            finally:
-                _finish(inv, token)
+            def reply(inv: Invocation) -> dict[str, Any]:
+                return {
+                    "statusCode": 200,
+                    "body": encode(fn(inv, parse_message(event.get("body")))),
+                }
+
+            return _serve(event, context, operation, latency, reply)
 
         return handler
 
@@ -274,16 +291,11 @@ def connection_event(
 
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-            inv, token = _begin(event, context, operation)
-            try:
-                try:
-                    fn(inv)
-                except Exception as error:
-                    return _error_response(inv, error)
-                _record_success(inv, latency)
+            def accept(inv: Invocation) -> dict[str, Any]:
+                fn(inv)
                 return {"statusCode": 200}
-            finally:
-                _finish(inv, token)
+
+            return _serve(event, context, operation, latency, accept)
 
         return handler
 

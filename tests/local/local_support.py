@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
+from local.client import connect_service
 from local.process import StackProcess
 
 RAW_CONNECTION_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9]{15}=")
@@ -68,14 +69,13 @@ def management_client(endpoint: str) -> Any:
 
 
 async def open_ws(url: str, token: str | None = None, **kwargs: Any) -> ClientConnection:
-    target = f"{url}?token={token}" if token else url
-    return await connect(target, open_timeout=30, max_size=None, **kwargs)
+    return await connect_service(url, token, **{"open_timeout": 30, **kwargs})
 
 
 async def request(ws: ClientConnection, payload: Any, timeout: float = REPLY_TIMEOUT) -> dict:
     """Send a frame (dict → JSON) and return the next message, parsed."""
     await ws.send(payload if isinstance(payload, str | bytes) else json.dumps(payload))
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return await next_message(ws, timeout)
 
 
 async def next_message(ws: ClientConnection, timeout: float = REPLY_TIMEOUT) -> dict:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
+from local.client import MessageReader
 from tests.local.local_support import aws_client, launch, open_ws, session_item, wait_for
 
 HEARTBEAT_TIMEOUT_S = 10
@@ -60,22 +60,13 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.closed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
+        self._reader = MessageReader(ws, lambda _arrived, message: self.inbox.put_nowait(message))
+        self.closed = self._reader.closed
         self._beats: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, token: str | None = None) -> Client:
         return cls(await open_ws(url, token))
-
-    async def _read(self) -> None:
-        try:
-            async for frame in self.ws:
-                await self.inbox.put(json.loads(frame))
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed.set()
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
