@@ -74,8 +74,7 @@ class Timings:
         self.first_error = self.first_error or f"{type(error).__name__}: {error}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Measurements (clients on this process's event loop)
+# --- Measurements (clients on this process's event loop) -----------------------------------------
 
 
 async def _connect(url: str):
@@ -183,8 +182,7 @@ async def _own_connection_id(ws) -> str:
     return str(reply["connectionId"])
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes
+# --- Processes -----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -245,8 +243,7 @@ def local_stack(notes: list[str]) -> Iterator[object]:
                 notes.append(f"the local stack exited with {code}")
 
 
-# ---------------------------------------------------------------------------------------------
-# The section
+# --- The section ---------------------------------------------------------------------------------
 
 
 async def _measure_gateway(port: int, plan: GatewayPlan) -> dict[str, Timings]:

@@ -52,8 +52,7 @@ SETTLE_TIMEOUT_S = 45.0
 WARMUP_LISTENERS = 3
 
 
-# ---------------------------------------------------------------------------------------------
-# Results
+# --- Results -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -100,8 +99,7 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------------------------
-# The stack subprocess
+# --- The stack subprocess ------------------------------------------------------------------------
 
 
 def raise_nofile_limit(wanted: int) -> int:
@@ -141,8 +139,7 @@ def running_stack(log_dir: Path, notes: list[str]) -> Iterator[Any]:
                 notes.append(f"the local stack exited with {code}")
 
 
-# ---------------------------------------------------------------------------------------------
-# Clients
+# --- Clients -------------------------------------------------------------------------------------
 
 
 class Client:
@@ -217,8 +214,7 @@ def _reply_kind(reply: dict[str, Any]) -> str:
     return f"unexpected {reply.get('type')}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Scenarios
+# --- Scenarios -----------------------------------------------------------------------------------
 
 
 async def _connect_many(
@@ -658,8 +654,7 @@ def measure(plan: LoadPlan) -> tuple[list[ScenarioResult], list[str]]:
     return results, notes
 
 
-# ---------------------------------------------------------------------------------------------
-# Table
+# --- Table ---------------------------------------------------------------------------------------
 
 
 def _fan_out_cell(fan_out: FanOut | None) -> str:

@@ -41,8 +41,7 @@ class Section:
         self.rows.append(Row(measurement, result, reference, status))
 
 
-# ---------------------------------------------------------------------------------------------
-# Numbers
+# --- Numbers -------------------------------------------------------------------------------------
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -102,8 +101,7 @@ def fmt_percentiles(
     return " · ".join(parts)
 
 
-# ---------------------------------------------------------------------------------------------
-# The table
+# --- The table -----------------------------------------------------------------------------------
 
 
 def _cell(text: str) -> str:
@@ -130,8 +128,7 @@ def render_notes(sections: Sequence[Section]) -> str:
     return "\n".join(notes)
 
 
-# ---------------------------------------------------------------------------------------------
-# The machine
+# --- The machine ---------------------------------------------------------------------------------
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

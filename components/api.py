@@ -148,7 +148,7 @@ class SessionApi(pulumi.ComponentResource):
             }
         )
 
-    # --- data -------------------------------------------------------------------------------
+    # --- data ------------------------------------------------------------------------------------
 
     def _tables(self) -> dict[str, aws.dynamodb.Table]:
         return {table.logical_name: self._table(table) for table in TABLES}
@@ -199,7 +199,7 @@ class SessionApi(pulumi.ComponentResource):
         # The provider marks `result` secret; say so here too, so it never depends on that.
         return pulumi.Output.secret(generated.result)
 
-    # --- auth -------------------------------------------------------------------------------
+    # --- auth ------------------------------------------------------------------------------------
 
     def _auth(
         self,
@@ -285,7 +285,7 @@ class SessionApi(pulumi.ComponentResource):
         )
         return pool, client
 
-    # --- functions --------------------------------------------------------------------------
+    # --- functions -------------------------------------------------------------------------------
 
     def _api(self) -> aws.apigatewayv2.Api:
         return aws.apigatewayv2.Api(
@@ -348,7 +348,7 @@ class SessionApi(pulumi.ComponentResource):
             for function in ROUTES
         }
 
-    # --- triggers ---------------------------------------------------------------------------
+    # --- triggers --------------------------------------------------------------------------------
 
     def _websocket_routes(
         self,
@@ -441,7 +441,7 @@ class SessionApi(pulumi.ComponentResource):
             rules[function.name] = rule
         return rules, targets, permissions
 
-    # --- stage ------------------------------------------------------------------------------
+    # --- stage -----------------------------------------------------------------------------------
 
     def _account_logging(self) -> tuple[aws.iam.Role, aws.apigateway.Account]:
         """The region-wide role API Gateway needs to write any CloudWatch logs.

@@ -133,7 +133,7 @@ def _body_text(body: bytes) -> str:
     return text[:300]
 
 
-# --- The core every client of the service shares (this CLI, bench/, tests/) ---------------
+# --- The core every client of the service shares (this CLI, bench/, tests/) ----------------------
 
 # Server messages that arrive unasked, between a request and its reply.
 PUSH_TYPES = frozenset({"sessionEnded", "connectionRefreshRequired", "connectionWarning"})

@@ -13,7 +13,7 @@ from bench import __main__ as bench_main
 from bench import calls, cold_start, fanout_model, gateway, load, package_size, report
 from bench.report import Section
 
-# ------------------------------------------------------------------------------- percentiles
+# --- percentiles ---------------------------------------------------------------------------------
 
 
 def test_nearest_rank_percentiles_of_1_to_100():
@@ -50,7 +50,7 @@ def test_median():
         report.median([])
 
 
-# ------------------------------------------------------------------------------- formatting
+# --- formatting ----------------------------------------------------------------------------------
 
 
 def test_formatting_helpers():
@@ -106,7 +106,7 @@ def test_cpu_model_from_cpuinfo(tmp_path: Path):
     assert report.cpu_model(cpuinfo) == "Test CPU 9000"
 
 
-# ------------------------------------------------------------------------------- AWS calls
+# --- AWS calls -----------------------------------------------------------------------------------
 
 
 def test_call_budgets():
@@ -139,7 +139,7 @@ def test_calls_section_marks_over_budget_and_missing_operations():
     assert first.result == "4 calls"
 
 
-# ------------------------------------------------------------------------------- cold start
+# --- cold start ----------------------------------------------------------------------------------
 
 
 def test_parse_importtime_charges_time_to_what_our_code_imported():
@@ -176,7 +176,7 @@ def test_handler_modules_come_from_the_route_table():
     assert len(modules) == len(set(modules))
 
 
-# ------------------------------------------------------------------------------- package size
+# --- package size --------------------------------------------------------------------------------
 
 
 def test_measure_archive(tmp_path: Path):
@@ -194,7 +194,7 @@ def test_measure_archive(tmp_path: Path):
     assert size.by_top_level["runtime"][0] == 150
 
 
-# ------------------------------------------------------------------------------- fan-out
+# --- fan-out -------------------------------------------------------------------------------------
 
 
 def test_modelled_fan_out_delivers_everything():
@@ -234,7 +234,7 @@ def test_iter_sizes():
         list(load.iter_sizes("0"))
 
 
-# ------------------------------------------------------------------------------- gateway latency
+# --- gateway latency -----------------------------------------------------------------------------
 
 
 def test_gateway_rows_measure_every_sample_against_the_echo_gateway():

@@ -93,7 +93,7 @@ def _has_role(role: str | None) -> ServiceError:
     )
 
 
-# ---------------------------------------------------------------------------- speaker
+# --- speaker -------------------------------------------------------------------------------------
 
 
 def _refresh_speaker(inv: Invocation, session_id: str) -> None:
@@ -151,7 +151,7 @@ def _already_speaker(inv: Invocation, session_id: str, record: dict[str, Any]) -
     raise _has_role(record.get("role"))
 
 
-# ---------------------------------------------------------------------------- listener
+# --- listener ------------------------------------------------------------------------------------
 
 
 def _refresh_listener(inv: Invocation, session_id: str, target_language: str) -> None:

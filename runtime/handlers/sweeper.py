@@ -80,7 +80,7 @@ class Sweep:
     # Sessions this pass ended (it told their listeners itself).
     ended_here: set[str] = field(default_factory=set)
 
-    # ------------------------------------------------------------------ time and failures
+    # --- time and failures -----------------------------------------------------------------------
 
     def out_of_time(self) -> bool:
         remaining = getattr(self.inv.context, "get_remaining_time_in_millis", None)
@@ -98,7 +98,7 @@ class Sweep:
         )
         self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=f"sweeper.{step}")
 
-    # ------------------------------------------------------------------ 1. silent connections
+    # --- 1. silent connections -------------------------------------------------------------------
 
     def close_silent_connections(self) -> None:
         cutoff = now_ms() - config().heartbeatTimeoutSeconds * 1000
@@ -135,7 +135,7 @@ class Sweep:
             self.ended_here.add(session_id)
             self.notify_and_remove_listeners(session_id, SPEAKER_DISCONNECTED, speaker=None)
 
-    # ------------------------------------------------------------------ 2. dead sessions
+    # --- 2. dead sessions ------------------------------------------------------------------------
 
     def end_session(self, session: dict[str, Any], speaker_present: bool) -> bool:
         """End a session whose speaker is gone or whose time is up; False if it was not ours
@@ -170,7 +170,7 @@ class Sweep:
         # Gone or not, the listeners' records go: the session is over either way.
         store.delete_connections(listeners)
 
-    # ------------------------------------------------------------------ 3. counts
+    # --- 3. counts -------------------------------------------------------------------------------
 
     def check_listener_count(self, session: dict[str, Any]) -> _Drift | None:
         records = store.count_listeners(session["sessionId"])
@@ -203,7 +203,7 @@ class Sweep:
                 "active-sessions counter drifted from the active sessions; corrected"
             )
 
-    # ------------------------------------------------------------------ 4. orphans
+    # --- 4. orphans ------------------------------------------------------------------------------
 
     def end_orphans(self, active: set[str]) -> None:
         """Tell and remove the role holders of sessions that ended without telling them."""
@@ -258,7 +258,7 @@ class Sweep:
             details={"orphans": len(ids), "reason": reason, **result.counts()},
         ).info("orphaned connections of an ended session told and removed")
 
-    # ------------------------------------------------------------------ the pass
+    # --- the pass --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         self.close_silent_connections()

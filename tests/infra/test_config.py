@@ -23,7 +23,7 @@ def project_file() -> dict:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
 
 
-# --- the files ----------------------------------------------------------------------------------
+# --- the files -----------------------------------------------------------------------------------
 
 
 def test_project_file_runs_python_with_uv():
@@ -72,7 +72,7 @@ def test_prod_sets_an_alarm_email():
     assert stack_file_config("prod")[f"{PROJECT}:alarmEmail"]
 
 
-# --- invalid values stop the program with the key and the allowed range ---------------------------
+# --- invalid values stop the program with the key and the allowed range --------------------------
 
 
 def invalid_values(setting: Setting) -> list[str]:
@@ -133,7 +133,7 @@ def test_an_issuer_without_audience_is_rejected():
         run_program("dev", {"authIssuer": "https://issuer.example.com"})
 
 
-# --- edits reach the resources --------------------------------------------------------------------
+# --- edits reach the resources -------------------------------------------------------------------
 
 
 def alarm_on(run: ProgramRun, metric: str):

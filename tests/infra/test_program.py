@@ -50,7 +50,7 @@ def topic_arn(run: ProgramRun) -> str:
     return run.one("aws:sns/topic:Topic")["arn"]
 
 
-# --- routes and triggers ------------------------------------------------------------------------
+# --- routes and triggers -------------------------------------------------------------------------
 
 
 def test_every_route_reaches_its_function_through_integration_and_permission(stack_run):
@@ -136,7 +136,7 @@ def test_stage_is_named_after_the_stack_with_json_access_logs_and_throttling(sta
     assert run.one("aws:apigateway/account:Account").urn in stage.dependencies
 
 
-# --- functions ------------------------------------------------------------------------------------
+# --- functions -----------------------------------------------------------------------------------
 
 
 def test_every_function_of_the_route_table_is_deployed_as_configured(stack_run):
@@ -269,7 +269,7 @@ def test_connection_managers_may_post_and_delete_only_on_their_own_stage(dev):
             assert grants == []
 
 
-# --- data -----------------------------------------------------------------------------------------
+# --- data ----------------------------------------------------------------------------------------
 
 
 def test_tables_are_rendered_from_the_table_definitions(stack_run):
@@ -297,7 +297,7 @@ def test_point_in_time_recovery_only_in_prod(dev, prod):
     assert all(t["pointInTimeRecovery"]["enabled"] for t in prod.of_type(TABLE))
 
 
-# --- monitoring -----------------------------------------------------------------------------------
+# --- monitoring ----------------------------------------------------------------------------------
 
 
 def custom_alarms(run: ProgramRun) -> dict[str, Resource]:
@@ -443,7 +443,7 @@ def test_saved_queries_cover_every_function_log_group(stack_run):
     assert "pct(durationMs, 95)" in latency and "by function, operation" in latency
 
 
-# --- structure and outputs ---------------------------------------------------------------------
+# --- structure and outputs -----------------------------------------------------------------------
 
 
 def test_every_resource_is_a_child_of_a_component(stack_run):

@@ -25,7 +25,7 @@ def line(level="INFO", operation="joinSession", session=None, correlation="c0ffe
     return json.dumps(record)
 
 
-# --------------------------------------------------------------------------- stdout tap
+# --- stdout tap ----------------------------------------------------------------------------------
 
 
 def test_tap_writes_through_and_publishes_complete_lines_only():
@@ -71,7 +71,7 @@ def test_a_failing_subscriber_never_breaks_logging_nor_the_others(capsys):
     assert capsys.readouterr().err.count("consumer bug") == 1  # reported once, not per line
 
 
-# --------------------------------------------------------------------------- log ring
+# --- log ring ------------------------------------------------------------------------------------
 
 
 def test_ring_keeps_json_objects_only_drops_the_emf_block_and_is_bounded():
@@ -112,7 +112,7 @@ def test_ring_refuses_a_bad_query(query):
         LogQuery(**query)
 
 
-# --------------------------------------------------------------------------- routes
+# --- routes --------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -198,7 +198,7 @@ def test_metrics_reads_off_the_loop_and_a_failure_is_a_503_with_the_reason():
     assert failed.status == 503 and b"embedded AWS is down" in failed.body
 
 
-# --------------------------------------------------------------------------- the browser
+# --- the browser ---------------------------------------------------------------------------------
 
 
 def test_without_chromium_the_browser_test_skips_locally_and_fails_under_ci(monkeypatch):

@@ -86,7 +86,7 @@ def refresh(
     return reply(refresh_connection.handler(event, LambdaContext()))
 
 
-# ---------------------------------------------------------------------------- faults
+# --- faults --------------------------------------------------------------------------------------
 
 
 class _Raw:
@@ -207,7 +207,7 @@ def faults(client: Any) -> Iterator[Faults]:
         client.meta.events.unregister("before-send", unique_id=unique)
 
 
-# ---------------------------------------------------------------------------- invariants
+# --- invariants ----------------------------------------------------------------------------------
 
 
 def _scan(client: Any, table: str) -> list[dict[str, Any]]:
@@ -260,7 +260,7 @@ def assert_consistent() -> None:
     assert not problems, problems
 
 
-# ---------------------------------------------------------------------------- direct writes
+# --- direct writes -------------------------------------------------------------------------------
 # Only for states no handler can produce on demand: time passing, a crash between two writes.
 
 
@@ -314,7 +314,7 @@ def delete_record(connection_id: str) -> None:
     )
 
 
-# ---------------------------------------------------------------------------- a moto to stop
+# --- a moto to stop ------------------------------------------------------------------------------
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_every_scenario_is_printed_in_the_bench_table(harness) -> None:
     }
 
 
-# ---------------------------------------------------------------------------- the counter
+# --- the counter ---------------------------------------------------------------------------------
 
 
 def test_counter_counts_calls_from_every_thread_and_stops_when_detached(aws) -> None:

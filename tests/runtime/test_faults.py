@@ -66,7 +66,7 @@ def _error_lines(out: str, code: str) -> list[dict[str, Any]]:
     return [line for line in log_lines(out) if line.get("errorCode") == code]
 
 
-# ---------------------------------------------------------------------------- retry budget
+# --- retry budget --------------------------------------------------------------------------------
 
 
 def test_the_worst_case_retry_time_fits_every_function_timeout(runtime_env) -> None:
@@ -216,7 +216,7 @@ def test_a_speaker_disconnect_that_fails_half_way_is_repaired_by_the_sweeper(
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- DynamoDB down
+# --- DynamoDB down -------------------------------------------------------------------------------
 
 
 def test_dynamodb_going_down_mid_session_fails_requests_cleanly(
@@ -262,7 +262,7 @@ def test_dynamodb_going_down_mid_session_fails_requests_cleanly(
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- identity provider
+# --- identity provider ---------------------------------------------------------------------------
 
 
 def test_an_unreachable_jwks_refuses_speakers_clearly_and_listeners_still_join(
@@ -293,7 +293,7 @@ def test_an_unreachable_jwks_refuses_speakers_clearly_and_listeners_still_join(
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- rate limits
+# --- rate limits ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", [THROTTLED, "ResourceNotFoundException"])
@@ -314,7 +314,7 @@ def test_an_unavailable_rate_limits_table_fails_open(issuer, connections, capsys
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- metrics
+# --- metrics -------------------------------------------------------------------------------------
 
 
 def test_a_failing_put_metric_data_never_fails_the_request(issuer, connections, capsys) -> None:
@@ -346,7 +346,7 @@ def test_an_unreachable_cloudwatch_never_fails_the_request(
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- fan-out
+# --- fan-out -------------------------------------------------------------------------------------
 
 
 def test_gone_and_failing_listeners_do_not_stop_the_session_ending(

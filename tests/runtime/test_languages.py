@@ -27,7 +27,7 @@ def _raw() -> dict[str, object]:
     return json.loads(text)
 
 
-# --- the shipped lists -----------------------------------------------------------------------
+# --- the shipped lists ---------------------------------------------------------------------------
 
 
 def test_lists_are_frozensets_of_two_letter_codes() -> None:
@@ -71,7 +71,7 @@ def test_well_known_languages() -> None:
         assert code not in SOURCE_LANGUAGES, code
 
 
-# --- validate_language -----------------------------------------------------------------------
+# --- validate_language ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_supported_list_in_details_is_a_fresh_sorted_list() -> None:
     json.dumps(info.value.details)  # travels in an error reply
 
 
-# --- the wrappers ----------------------------------------------------------------------------
+# --- the wrappers --------------------------------------------------------------------------------
 
 
 def test_source_wrapper() -> None:
@@ -209,7 +209,7 @@ def test_every_target_code_validates(code: str) -> None:
     assert validate_target_language(code) == code
 
 
-# --- properties ------------------------------------------------------------------------------
+# --- properties ----------------------------------------------------------------------------------
 
 
 def _expected_outcome(value: str, supported: frozenset[str]) -> str:

@@ -44,7 +44,7 @@ def _complete(message: dict, session_id: str, role: str) -> None:
     assert abs(message["timestamp"] - time.time() * 1000) < 60_000
 
 
-# ---------------------------------------------------------------------------- speaker
+# --- speaker -------------------------------------------------------------------------------------
 
 
 def test_speaker_refresh_swaps_the_connection_and_extends_the_ttl(issuer) -> None:
@@ -154,7 +154,7 @@ def test_speaker_refresh_costs_two_calls(issuer) -> None:
     ]
 
 
-# ---------------------------------------------------------------------------- listener
+# --- listener ------------------------------------------------------------------------------------
 
 
 def test_listener_refresh_counts_the_new_connection_until_the_old_one_leaves(issuer) -> None:
@@ -254,7 +254,7 @@ def test_listener_refresh_costs_one_call(issuer) -> None:
     assert calls.names == ["dynamodb.TransactWriteItems"]  # budget: 2 with a metric
 
 
-# ---------------------------------------------------------------------------- validation
+# --- validation ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,7 @@ def test_malformed_requests_are_rejected_before_any_aws_call(issuer, body, code,
     assert [n for n in calls.names if n.startswith("dynamodb")] == []
 
 
-# ---------------------------------------------------------------------------- lifetime
+# --- lifetime ------------------------------------------------------------------------------------
 
 
 def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections) -> None:

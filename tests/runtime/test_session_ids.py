@@ -59,7 +59,7 @@ def _reference_is_valid(value: str) -> bool:
     )
 
 
-# --- the shipped data ------------------------------------------------------------------------
+# --- the shipped data ----------------------------------------------------------------------------
 
 
 def test_constants() -> None:
@@ -123,7 +123,7 @@ def test_longest_possible_id_fits_the_length_limit() -> None:
     assert is_valid_session_id(longest)
 
 
-# --- the filters -----------------------------------------------------------------------------
+# --- the filters ---------------------------------------------------------------------------------
 
 
 def test_filter_words_drops_blocked_malformed_and_duplicate_words() -> None:
@@ -158,7 +158,7 @@ def test_generator_gives_up_when_every_pair_is_blocked(monkeypatch: pytest.Monke
         generate_session_id(random.Random(1))
 
 
-# --- generation ------------------------------------------------------------------------------
+# --- generation ----------------------------------------------------------------------------------
 
 
 def _assert_well_formed(session_id: str) -> None:
@@ -227,7 +227,7 @@ def test_default_rng_is_used_when_rng_is_none(monkeypatch: pytest.MonkeyPatch) -
     assert [generate_session_id(), generate_session_id(None)] == expected
 
 
-# --- validation ------------------------------------------------------------------------------
+# --- validation ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def _disconnect(connection_id: str) -> None:
     assert disconnect.handler(disconnect_event(connection_id), LambdaContext())["statusCode"] == 200
 
 
-# ---------------------------------------------------------------------------- silent connections
+# --- silent connections --------------------------------------------------------------------------
 
 
 def test_silent_connections_are_closed_and_their_disconnect_cleans_up(issuer, connections) -> None:
@@ -112,7 +112,7 @@ def test_a_silent_speaker_already_gone_ends_the_session(issuer, connections) -> 
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- dead sessions
+# --- dead sessions -------------------------------------------------------------------------------
 
 
 def test_a_session_whose_speaker_record_is_missing_is_ended(issuer, connections) -> None:
@@ -180,7 +180,7 @@ def test_a_listener_whose_session_ended_elsewhere_is_not_double_counted(
     assert_consistent()
 
 
-# ---------------------------------------------------------------------------- counts
+# --- counts --------------------------------------------------------------------------------------
 
 
 def test_listener_count_drift_is_corrected_within_one_pass(issuer, connections) -> None:
@@ -253,7 +253,7 @@ def test_a_correction_loses_to_a_concurrent_change(issuer) -> None:
     assert snapshot()[2] == 1
 
 
-# ---------------------------------------------------------------------------- cost and failures
+# --- cost and failures ---------------------------------------------------------------------------
 
 
 def test_the_pass_costs_a_bounded_number_of_calls(issuer, connections) -> None:
@@ -316,7 +316,7 @@ def test_the_pass_stops_starting_work_when_time_runs_out(issuer, connections) ->
     assert connections.deletes == []
 
 
-# ---------------------------------------------------------------------------- orphans
+# --- orphans -------------------------------------------------------------------------------------
 
 
 def _ended_ago(session_id: str, seconds: int) -> None:
