@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from local import console
 from local.events import LambdaContext, function_name, log_stream_name
+from local.faults import running_function
 from runtime.routes import Function
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -39,11 +40,15 @@ class LambdaInvoker:
         region: str,
         workers: int = DEFAULT_WORKERS,
         resolve: Callable[[Function], Handler] | None = None,
+        observe: Callable[[Function, float, bool], None] | None = None,
     ) -> None:
         self.stage = stage
         self.region = region
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._resolve = resolve or resolve_handler
+        # Told of every invocation: (function, duration in seconds, failed?), as Lambda's
+        # Invocations / Errors / Duration metrics are.
+        self.observe = observe
         self._streams: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -61,7 +66,8 @@ class LambdaInvoker:
         loop.call_soon_threadsafe(_resolve_future, started)
         handler = self._resolve(function)
         context = LambdaContext(function, self.stage, self.region, self._log_stream(function))
-        return handler(event, context)
+        with running_function(function.name):
+            return handler(event, context)
 
     async def invoke(self, function: Function, event: dict[str, Any]) -> Any:
         """Run ``function`` on the pool; its return value, or None if it failed.
@@ -76,22 +82,34 @@ class LambdaInvoker:
             future = loop.run_in_executor(self.executor, self._call, function, event, started, loop)
             await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
             began = time.monotonic()
-            return await asyncio.wait_for(asyncio.shield(future), timeout=function.timeout_s)
+            result = await asyncio.wait_for(asyncio.shield(future), timeout=function.timeout_s)
         except TimeoutError:
+            self._observe(function, time.monotonic() - began, failed=True)
             console.say(
                 f"! {function_name(self.stage, function)} timed out after {function.timeout_s}s "
                 "(Lambda would have stopped it; its thread is left to finish)"
             )
         except Exception as error:  # the handler's bug, reported like Lambda's Errors metric
             elapsed = time.monotonic() - began
+            self._observe(function, elapsed, failed=True)
             console.say(
                 f"! {function_name(self.stage, function)} raised {type(error).__name__}: "
                 f"{error} after {elapsed:.2f}s"
             )
+        else:
+            self._observe(function, time.monotonic() - began, failed=False)
+            return result
         finally:
             if not started.done():
                 started.cancel()
         return None
+
+    def _observe(self, function: Function, duration_s: float, failed: bool) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(function, duration_s, failed)
+            except Exception as error:  # metrics must never fail an invocation
+                console.say(f"! invocation metrics failed: {error!r}")
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
