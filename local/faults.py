@@ -77,7 +77,7 @@ class Fault:
             return False
         if self.functions and function not in self.functions:
             return False
-        return self.probability >= 1.0 or random.random() < self.probability  # noqa: S311
+        return self.probability >= 1.0 or random.random() < self.probability
 
     def describe(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -112,7 +112,9 @@ def parse_fault(doc: Any, fault_id: int) -> Fault:
              "probability", "durationSeconds"}  # fmt: skip
     unknown = sorted(set(doc) - known)
     if unknown:
-        raise FaultError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise FaultError(
+            f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     service, kind = doc.get("service"), doc.get("kind")
     if service not in SERVICES:
         raise FaultError(f"'service' must be one of {', '.join(SERVICES)}")
@@ -176,12 +178,14 @@ class FaultInjector:
         """Apply the faults to every request ``client`` sends from now on."""
         client.meta.events.register("before-send", self._before_send)
 
-    def add(self, doc: Any) -> Fault:
-        fault = parse_fault(doc, next(self._ids))
+    def add(self, *docs: Any) -> list[Fault]:
+        """Add the faults described by ``docs`` (all or none: FaultError names the bad one)."""
+        faults = [parse_fault(doc, next(self._ids)) for doc in docs]
         with self._lock:
-            self._faults.append(fault)
-        console.say(f"fault +   {json.dumps(fault.describe())}")
-        return fault
+            self._faults.extend(faults)
+        for fault in faults:
+            console.say(f"fault +   {json.dumps(fault.describe())}")
+        return faults
 
     def clear(self) -> int:
         with self._lock:

@@ -63,7 +63,9 @@ class LambdaMetrics:
             pending, self._pending = self._pending, []
         for start in range(0, len(pending), _MAX_DATUMS):
             try:
-                self._put(Namespace=LAMBDA_NAMESPACE, MetricData=pending[start : start + _MAX_DATUMS])
+                self._put(
+                    Namespace=LAMBDA_NAMESPACE, MetricData=pending[start : start + _MAX_DATUMS]
+                )
             except Exception as error:  # embedded AWS trouble must not stop the stack
                 console.say(f"! could not publish AWS/Lambda metrics: {error!r}")
 

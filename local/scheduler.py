@@ -45,8 +45,14 @@ class Scheduler:
             await asyncio.wait(self._running, timeout=65)
 
     async def _loop(self) -> None:
+        # Fixed rate, like EventBridge's rate(): ticks stay one interval apart however long
+        # each run takes, so a gauge reported every tick lands once in every alarm period.
+        loop = asyncio.get_running_loop()
+        first = loop.time()
+        ticks = 0
         while True:
-            await asyncio.sleep(self.interval_s)
+            ticks += 1
+            await asyncio.sleep(max(0.0, first + ticks * self.interval_s - loop.time()))
             if not self._running:
                 task = asyncio.create_task(self.run_once())
                 self._running.add(task)

@@ -24,6 +24,7 @@ from local.config import LocalConfig
 from local.control import control_routes
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.monitoring import LocalMonitoring
 from local.scheduler import Scheduler
 from local.tokens import DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
 from local.webconsole.log_ring import LogRing
@@ -56,6 +57,8 @@ class StackOptions:
     workers: int = DEFAULT_WORKERS
     announce: bool = True
     stop_on_stdin_eof: bool = False
+    # Alarm periods pass this many times faster (60: a 5-minute period lasts 5 s).
+    alarm_time_scale: float = 1.0
 
 
 def function_environment(
@@ -109,6 +112,7 @@ class LocalStack:
         self.gateway: Gateway | None = None
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
+        self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
@@ -118,6 +122,7 @@ class LocalStack:
         cfg, opts = self.config, self.options
         stage = cfg.stack
         loop = asyncio.get_running_loop()
+        self.monitoring.watch_metrics()  # before any boto3 client is created
         self.aws.spawn()  # moto imports in its own process meanwhile
         gateway_options = GatewayOptions(
             stage=stage,
@@ -151,6 +156,7 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
+        self.monitoring.start(self.aws, self.invoker)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
             console.say(f"! handler not importable yet: {line}")
@@ -160,6 +166,7 @@ class LocalStack:
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
         gateway.app.add_routes(control_routes(self.issuer, self.info))
+        gateway.app.add_routes(self.monitoring.routes())
         gateway.app.add_routes(console_routes(self.log_ring, self.info))
         await gateway.start()
         self.gateway = gateway
@@ -181,6 +188,7 @@ class LocalStack:
             await self.scheduler.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.invoker.shutdown)
+        await self.monitoring.stop()
         await loop.run_in_executor(None, self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
@@ -204,6 +212,7 @@ class LocalStack:
             "maxConnectionSeconds": self.options.max_connection_s,
             "scheduleIntervalSeconds": self.options.schedule_interval_s,
             "pid": os.getpid(),
+            **self.monitoring.info(),
         }
 
     def banner(self) -> list[str]:
@@ -226,6 +235,14 @@ class LocalStack:
             f"  limits        idle {opts.idle_timeout_s:g}s, max connection "
             f"{opts.max_connection_s:g}s, message 128 KB, schedule every "
             f"{opts.schedule_interval_s:g}s",
+            f"  alarms        {info['alarms']} evaluated"
+            + (
+                f", time ×{opts.alarm_time_scale:g} (a 5-minute period lasts "
+                f"{300 / opts.alarm_time_scale:g}s)"
+                if opts.alarm_time_scale != 1
+                else ""
+            )
+            + f": http://{opts.host}:{port}/_local/alarms",
             f"  speaker token (user '{BANNER_USER}', valid {DEFAULT_TTL_S // 60} min):",
             token,
             f"  try:  python -m local speak --url {info['websocketUrl']}",

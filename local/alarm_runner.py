@@ -1,0 +1,50 @@
+"""Runs the alarm evaluator on the local stack's event loop and acts on its transitions.
+
+Every ``tick`` the evaluator recomputes the alarms from the metric store (in memory, cheap);
+each transition is announced on stderr at once and published to the SNS alarm topic by one
+worker thread, so notifications leave in the order the transitions happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+from local import console
+from local.alarm_evaluator import AlarmEvaluator
+from local.alarm_notifier import AlarmNotifier
+
+
+class AlarmRunner:
+    def __init__(self, evaluator: AlarmEvaluator, notifier: AlarmNotifier) -> None:
+        self.evaluator = evaluator
+        self.notifier = notifier
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-sns")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._publisher.shutdown, True)
+
+    def evaluate_now(self) -> None:
+        loop = asyncio.get_running_loop()
+        for transition in self.evaluator.evaluate():
+            self.notifier.announce(transition)
+            loop.run_in_executor(self._publisher, self.notifier.publish, transition)
+
+    async def _loop(self) -> None:
+        tick = self.evaluator.tick_s()
+        while True:
+            try:
+                self.evaluate_now()
+            except Exception as error:  # a bug here must not stop the stack
+                console.say(f"! alarm evaluation failed: {error!r}")
+            await asyncio.sleep(tick)

@@ -1,0 +1,109 @@
+"""The local stack's monitoring: metrics seen, alarms evaluated, faults injected.
+
+* Every ``PutMetricData`` this process sends to the embedded CloudWatch (the functions' own
+  with ``metricsTransport: api``, the EMF extraction's, the AWS/Lambda metrics) is also
+  recorded, raw, in a ``MetricStore`` — moto keeps no percentiles.
+* The invoker reports each invocation as AWS/Lambda ``Invocations``/``Errors``/``Duration``.
+* An ``AlarmEvaluator`` evaluates every alarm of the stack (``runtime.alarms``) on the store,
+  at ``alarm_time_scale``; transitions go to stderr and to the embedded SNS alarm topic.
+* A ``FaultInjector`` sits on the runtime's boto3 clients for the fire drills.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import boto3
+from aiohttp import web
+
+from local import console
+from local.alarm_evaluator import AlarmEvaluator
+from local.alarm_notifier import AlarmNotifier
+from local.alarm_runner import AlarmRunner
+from local.aws import EmbeddedAws
+from local.config import LocalConfig
+from local.events import function_name
+from local.faults import FaultInjector
+from local.invoker import LambdaInvoker
+from local.lambda_metrics import LambdaMetrics
+from local.metric_store import MetricStore
+from local.monitoring_routes import monitoring_routes
+from runtime.alarms import stack_alarms
+from runtime.routes import ROUTES
+from runtime.settings import PROJECT
+
+PUT_METRIC_DATA_EVENT = "provide-client-params.cloudwatch.PutMetricData"
+
+
+def alarm_topic_name(stack: str) -> str:
+    """The same name the Pulumi program gives the alarm topic."""
+    return f"{PROJECT}-{stack}-alarms"
+
+
+class LocalMonitoring:
+    def __init__(self, config: LocalConfig, time_scale: float = 1.0) -> None:
+        self.config = config
+        self.time_scale = time_scale
+        self.store = MetricStore()
+        self.faults = FaultInjector()
+        self.evaluator: AlarmEvaluator | None = None
+        self.runner: AlarmRunner | None = None
+        self.lambda_metrics: LambdaMetrics | None = None
+        self.topic_arn: str | None = None
+
+    def watch_metrics(self) -> None:
+        """Record every PutMetricData of this process: call before any boto3 client exists
+        (clients copy the session's event handlers when they are created)."""
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register(PUT_METRIC_DATA_EVENT, self._capture)
+
+    def _capture(self, params: dict[str, Any], **_: Any) -> None:
+        try:
+            self.store.add_metric_data(params["Namespace"], params.get("MetricData") or ())
+        except Exception as error:  # a malformed request is moto's to refuse, not ours
+            console.say(f"! could not record metric data: {error!r}")
+
+    def start(self, aws: EmbeddedAws, invoker: LambdaInvoker) -> None:
+        """Once the environment is set and the tables exist: topic, hooks, evaluator."""
+        stack = self.config.stack
+        self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
+        from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
+
+        for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
+            self.faults.install(client)
+        self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
+        self.lambda_metrics.start()
+        invoker.observe = self.lambda_metrics.observe
+        names = [function_name(stack, f) for f in ROUTES]
+        self.evaluator = AlarmEvaluator(
+            stack_alarms(self.config.settings, names), self.store, time_scale=self.time_scale
+        )
+        notifier = AlarmNotifier(
+            self.config.region,
+            self.topic_arn,
+            aws.client("sns").publish,
+            time_scale=self.time_scale,
+            configured_at=time.time(),
+        )
+        self.runner = AlarmRunner(self.evaluator, notifier)
+        self.runner.start()
+
+    def routes(self) -> list[web.RouteDef]:
+        assert self.evaluator is not None, "start() first"
+        return monitoring_routes(self.evaluator, self.faults)
+
+    async def stop(self) -> None:
+        self.faults.clear()
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.lambda_metrics is not None:
+            self.lambda_metrics.stop()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "alarmTimeScale": self.time_scale,
+            "alarmTopicArn": self.topic_arn,
+            "alarms": len(self.evaluator.alarms) if self.evaluator else 0,
+        }
