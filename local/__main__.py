@@ -4,6 +4,7 @@ python -m local [--stack dev] [--port 8080] [--aws-port 4566] [--set KEY=VALUE .
 python -m local token --user NAME [--port 8080]
 python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
 python -m local listen SESSION_ID --lang es [--url URL]
+python -m local drill --list | NAME [--port 8080]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from local import console
 
-COMMANDS = ("token", "speak", "listen")
+COMMANDS = ("token", "speak", "listen", "drill")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -149,6 +150,12 @@ def token_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def drill_main(argv: Sequence[str]) -> int:
+    from local import drills
+
+    return drills.main(argv)
+
+
 def _client(name: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from local import client
@@ -164,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "token": token_main,
         "speak": _client("speak"),
         "listen": _client("listen"),
+        "drill": drill_main,
     }
     if argv and argv[0] in handlers:
         return handlers[argv[0]](argv[1:])

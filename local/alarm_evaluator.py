@@ -220,10 +220,15 @@ def decide(alarm: StackAlarm, points: Sequence[Datapoint], current: str) -> tupl
             f"{_plural(len(points), 'period')} and {_plural(missing, 'missing datapoint')} "
             f"{'was' if missing == 1 else 'were'} treated as [{treated}]."
         )
+    good = len(points) - breaching
+    treated = (
+        f"; {_plural(missing, 'missing datapoint')} treated as [NonBreaching]" if missing else ""
+    )
     return OK, (
-        f"Threshold Crossed: {_plural(len(present), 'datapoint')} [{shown}] "
-        f"{'was' if len(present) == 1 else 'were'} not {words} the threshold "
-        f"({float(alarm.threshold)})."
+        f"Threshold Crossed: {good} out of the last {len(points)} datapoints [{shown}] "
+        f"{'was' if good == 1 else 'were'} not {words} the threshold ({float(alarm.threshold)})"
+        f"{treated} (minimum {_plural(len(points) - alarm.datapoints_to_alarm + 1, 'datapoint')}"
+        " for ALARM -> OK transition)."
     )
 
 

@@ -193,11 +193,14 @@ class MessageReader:
             await self._task
 
 
-async def open_connection(url: str, token: str | None = None) -> ClientConnection:
-    """Connect, turning every failure into a ClientError that says what happened."""
+async def open_connection(url: str, token: str | None = None, **options: Any) -> ClientConnection:
+    """Connect, turning every failure into a ClientError that says what happened.
+
+    ``options`` go to the socket's creation (``local_addr`` picks the source address).
+    """
     shown = _without_query(url)
     try:
-        return await connect_service(url, token)
+        return await connect_service(url, token, **options)
     except InvalidStatus as error:
         status = error.response.status_code
         body = _body_text(error.response.body or b"")

@@ -1,0 +1,151 @@
+"""Fire drills end to end: each drives a real local stack until its alarm fires and clears.
+
+One stack (alarm time ×60) serves every drill in turn; each drill cleans up after itself
+(faults cleared, clients closed). The alarm topic has an SQS queue subscribed, so the
+notifications CloudWatch would send are read back as a subscriber receives them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from local.drills import DRILLS
+from local.process import project_root
+from runtime.alarms import stack_alarms
+from runtime.routes import ROUTES
+from runtime.settings import PROJECT, parse_settings
+from tests.local.local_support import aws_client, launch
+
+pytestmark = pytest.mark.slow
+
+MAX_ACTIVE_SESSIONS = 20  # the active-sessions drill opens 18 sessions, not 90
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    yield from launch(
+        tmp_path_factory.mktemp("drills"),
+        "drills",
+        "--alarm-time-scale",
+        "60",
+        "--set",
+        f"maxActiveSessions={MAX_ACTIVE_SESSIONS}",
+        "--quiet",
+    )
+
+
+@pytest.fixture(scope="module")
+def alarm_queue(stack) -> str:
+    """An SQS queue subscribed to the stack's alarm topic (raw delivery: the message itself)."""
+    sqs, sns = aws_client(stack, "sqs"), aws_client(stack, "sns")
+    url = sqs.create_queue(QueueName="alarm-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=stack.info["alarmTopicArn"],
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return url
+
+
+def get(stack, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def notifications(stack, queue_url: str, alarm_name: str) -> list[dict[str, Any]]:
+    sqs = aws_client(stack, "sqs")
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in batch.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            doc = json.loads(message["Body"])
+            if doc["AlarmName"] == alarm_name:
+                found.append(doc)
+        states = [d["NewStateValue"] for d in found]
+        if "ALARM" in states and "OK" in states[states.index("ALARM") :]:
+            break
+    return found
+
+
+def test_every_alarm_of_the_stack_is_served_with_its_state(stack):
+    alarms = get(stack, "/_local/alarms")
+    settings = parse_settings("dev", {"maxActiveSessions": MAX_ACTIVE_SESSIONS})
+    expected = stack_alarms(settings, [f"{PROJECT}-dev-{f.name}" for f in ROUTES])
+    assert [a["name"] for a in alarms] == [a.name for a in expected]
+    for alarm, definition in zip(alarms, expected, strict=True):
+        assert alarm["state"] in ("OK", "ALARM", "INSUFFICIENT_DATA")
+        assert alarm["reason"] and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", alarm["updatedAt"])
+        assert alarm["threshold"] == definition.threshold
+        assert alarm["periodRealSeconds"] == definition.period / 60
+
+
+def test_bad_faults_are_refused_with_the_reason(stack):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.port}/_local/faults",
+        data=json.dumps({"service": "dynamodb", "kind": "melt"}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert "'kind' must be one of error, slow" in refused.value.read().decode()
+    assert get(stack, "/_local/faults") == []
+
+
+@pytest.mark.parametrize("name", sorted(DRILLS))
+def test_the_drill_fires_its_alarm_and_clears_it(stack, alarm_queue, name):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "drill", name, "--port", str(stack.port)],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    print(f"\n{output}\n(drill {name} took {time.monotonic() - started:.1f}s)")
+    assert result.returncode == 0, output
+    target = re.search(r"alarm (\S+):", output).group(1)
+    assert re.search(rf"\* {re.escape(target)}: OK -> ALARM", output), output
+    assert re.search(rf"\* {re.escape(target)}: ALARM -> OK", output), output
+    assert f"drill {name}: PASSED" in output
+    # The same transitions reached the alarm topic's subscriber, as CloudWatch sends them.
+    sent = notifications(stack, alarm_queue, target)
+    states = [d["NewStateValue"] for d in sent]
+    assert "ALARM" in states and "OK" in states[states.index("ALARM") :], sent
+    fired = sent[states.index("ALARM")]
+    assert fired["OldStateValue"] == "OK"
+    assert fired["NewStateReason"].startswith("Threshold Crossed:")
+    assert fired["Trigger"]["Period"] in (60, 300)
+    trigger_keys = {"MetricName", "Namespace", "StatisticType", "Dimensions", "EvaluationPeriods",
+                    "ComparisonOperator", "Threshold", "TreatMissingData"}  # fmt: skip
+    assert trigger_keys <= set(fired["Trigger"])
+    assert get(stack, "/_local/faults") == []
+
+
+def test_drill_list_names_every_drill():
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "drill", "--list"],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert [line.split()[0] for line in result.stdout.splitlines()] == list(DRILLS)
