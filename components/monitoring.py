@@ -42,7 +42,7 @@ from runtime.settings import PROJECT, StackSettings
 ALARM_TOPIC_TYPE = "session-management:components:AlarmTopic"
 COMPONENT_TYPE = "session-management:components:Monitoring"
 
-# --- the topic -------------------------------------------------------------------------------
+# --- the topic -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Monitoring(pulumi.ComponentResource):
             }
         )
 
-    # --- alarms ---------------------------------------------------------------------------------
+    # --- alarms ----------------------------------------------------------------------------------
 
     def _alarms(self) -> dict[str, aws.cloudwatch.MetricAlarm]:
         return {spec.slug: self._alarm(spec) for spec in ALARMS}
@@ -169,7 +169,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    # --- dashboard ------------------------------------------------------------------------------
+    # --- dashboard -------------------------------------------------------------------------------
 
     def _dashboard(self) -> aws.cloudwatch.Dashboard:
         api = self._args.api
@@ -198,7 +198,7 @@ class Monitoring(pulumi.ComponentResource):
             "dashboard", dashboard_name=self._prefix, dashboard_body=body, opts=self._child
         )
 
-    # --- queries --------------------------------------------------------------------------------
+    # --- queries ---------------------------------------------------------------------------------
 
     def _queries(self) -> dict[str, aws.cloudwatch.QueryDefinition]:
         log_groups = [f.log_group.name for f in self._args.api.functions.values()]
@@ -249,7 +249,7 @@ QUERIES: dict[str, str] = {
 }
 
 
-# --- dashboard body (pure, so tests can inspect it) --------------------------------------------
+# --- dashboard body (pure, so tests can inspect it) ----------------------------------------------
 
 
 def dashboard_body(

@@ -44,7 +44,7 @@ class DrillFailed(Exception):
     """The drill could not run (no stack, no such alarm…): exit 2."""
 
 
-# --- the running stack ---------------------------------------------------------------------
+# --- the running stack ---------------------------------------------------------------------------
 
 
 class Stack:

@@ -112,7 +112,7 @@ class MetricStore:
             series.popleft()
 
 
-# --- statistics, as CloudWatch computes them ------------------------------------------------------
+# --- statistics, as CloudWatch computes them -----------------------------------------------------
 
 STATISTICS = ("SampleCount", "Sum", "Average", "Minimum", "Maximum")
 

@@ -42,7 +42,7 @@ def evaluator(*alarms: StackAlarm, scale: float = 1.0) -> tuple[AlarmEvaluator, 
     return AlarmEvaluator(alarms, store, time_scale=scale, origin=T0, clock=clock), store
 
 
-# --- statistics ---------------------------------------------------------------------------------
+# --- statistics ----------------------------------------------------------------------------------
 
 
 def test_statistics_over_raw_values():
@@ -103,7 +103,7 @@ def test_the_store_drops_values_older_than_its_retention():
     assert [s.value for s in store.samples(NS, "M", STAGE, 0, T0 * 2)] == [2]
 
 
-# --- alarm semantics ------------------------------------------------------------------------------
+# --- alarm semantics -----------------------------------------------------------------------------
 
 
 def test_a_new_alarm_is_insufficient_data_then_ok_without_data_when_missing_is_not_breaching():
@@ -239,7 +239,7 @@ def test_every_stack_alarm_is_evaluated_including_each_functions_errors():
     assert set(states.values()) == {OK}
 
 
-# --- notifications --------------------------------------------------------------------------------
+# --- notifications -------------------------------------------------------------------------------
 
 
 def test_the_sns_message_has_cloudwatchs_shape():
