@@ -139,6 +139,28 @@ def test_the_drill_fires_its_alarm_and_clears_it(stack, alarm_queue, name):
     assert get(stack, "/_local/faults") == []
 
 
+def test_every_invocation_reaches_the_embedded_cloudwatch_as_lambda_metrics(stack):
+    cloudwatch = aws_client(stack, "cloudwatch")
+    reporter = f"{PROJECT}-dev-metrics-reporter"  # runs every second at time ×60
+    time.sleep(2)  # at least one scheduled run, published within a second
+    for name in ("Invocations", "Errors", "Duration"):
+        metrics = cloudwatch.list_metrics(Namespace="AWS/Lambda", MetricName=name)["Metrics"]
+        assert {"Name": "FunctionName", "Value": reporter} in [
+            d for m in metrics for d in m["Dimensions"]
+        ], name
+    now = time.time()
+    invocations = cloudwatch.get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName="Invocations",
+        Dimensions=[{"Name": "FunctionName", "Value": reporter}],
+        StartTime=now - 600,
+        EndTime=now + 60,
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert sum(p["Sum"] for p in invocations) >= 1
+
+
 def test_drill_list_names_every_drill():
     result = subprocess.run(
         [sys.executable, "-m", "local", "drill", "--list"],

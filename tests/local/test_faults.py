@@ -1,0 +1,139 @@
+"""Fault injection on a real botocore client, and the invoker's Lambda Errors accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from local.faults import FaultError, FaultInjector, parse_fault, running_function
+from local.invoker import LambdaInvoker
+from runtime.routes import ROUTES
+
+HEARTBEAT = next(f for f in ROUTES if f.route_key == "heartbeat")
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def dynamodb(endpoint: str) -> Any:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 3}),  # type: ignore[arg-type]
+    )
+    injector = FaultInjector()
+    injector.install(client)
+    client.injector = injector
+    return client
+
+
+def test_an_error_fault_fails_every_attempt_with_the_given_code(dynamodb):
+    dynamodb.list_tables()  # healthy first
+    (fault,) = dynamodb.injector.add({"service": "dynamodb", "kind": "error"})
+    with pytest.raises(ClientError) as failed:
+        dynamodb.list_tables()
+    assert failed.value.response["Error"]["Code"] == "InternalServerError"
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert fault.hits == 3  # botocore retried: every attempt met the fault
+    assert dynamodb.injector.clear() == 1
+    dynamodb.list_tables()
+
+
+def test_faults_limited_to_operations_and_functions(dynamodb):
+    dynamodb.injector.add(
+        {"service": "dynamodb", "kind": "error", "operations": ["DescribeLimits"]},
+        {"service": "dynamodb", "kind": "error", "functions": ["heartbeat"],
+         "errorCode": "ServiceUnavailable", "status": 503},
+    )  # fmt: skip
+    dynamodb.list_tables()  # neither the operation nor a function thread
+    with pytest.raises(ClientError):
+        dynamodb.describe_limits()
+    with running_function("heartbeat"), pytest.raises(ClientError) as failed:
+        dynamodb.list_tables()
+    assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
+    with running_function("join-session"):
+        dynamodb.list_tables()
+    dynamodb.injector.clear()
+
+
+def test_a_slow_fault_holds_calls_until_it_is_cleared(dynamodb):
+    dynamodb.injector.add({"service": "dynamodb", "kind": "slow", "delayMs": 60_000})
+    took: list[float] = []
+
+    def call() -> None:
+        began = time.monotonic()
+        dynamodb.list_tables()
+        took.append(time.monotonic() - began)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(0.5)
+    assert worker.is_alive() and not took  # held
+    dynamodb.injector.clear()
+    worker.join(10)
+    assert took and 0.4 < took[0] < 10
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "a fault is a JSON object"),
+        ({"service": "s3", "kind": "error"}, "'service' must be one of"),
+        ({"service": "dynamodb", "kind": "slow"}, "'delayMs' is required"),
+        ({"service": "dynamodb", "kind": "error", "probability": 0}, "'probability'"),
+        ({"service": "dynamodb", "kind": "error", "functions": "heartbeat"}, "list of names"),
+        ({"service": "dynamodb", "kind": "error", "colour": "red"}, "unknown field(s) colour"),
+    ],
+)
+def test_bad_faults_say_what_is_wrong(doc, message):
+    with pytest.raises(FaultError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_fault(doc, 1)
+
+
+def test_the_invoker_counts_exceptions_and_timeouts_as_errors():
+    seen: list[tuple[str, bool]] = []
+
+    def handler_for(function: Any) -> Any:
+        def handler(event: dict[str, Any], context: Any) -> Any:
+            if event["do"] == "raise":
+                raise RuntimeError("boom")
+            if event["do"] == "hang":
+                time.sleep(1.5)
+            return {"statusCode": 200}
+
+        return handler
+
+    quick = dataclasses.replace(HEARTBEAT, timeout_s=1)
+    invoker = LambdaInvoker(
+        "dev", "us-east-1", 4, resolve=handler_for, observe=lambda f, s, e: seen.append((f.name, e))
+    )
+
+    async def run() -> list[Any]:
+        return [await invoker.invoke(quick, {"do": d}) for d in ("ok", "raise", "hang")]
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        invoker.shutdown()
+    assert results == [{"statusCode": 200}, None, None]
+    assert seen == [("heartbeat", False), ("heartbeat", True), ("heartbeat", True)]
