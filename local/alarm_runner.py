@@ -43,8 +43,9 @@ class AlarmRunner:
     async def _loop(self) -> None:
         tick = self.evaluator.tick_s()
         while True:
+            # Sleep first: the startup banner comes before the first transitions.
+            await asyncio.sleep(tick)
             try:
                 self.evaluate_now()
             except Exception as error:  # a bug here must not stop the stack
                 console.say(f"! alarm evaluation failed: {error!r}")
-            await asyncio.sleep(tick)
