@@ -6,11 +6,14 @@ STACK ?= dev
 PORT ?= 8080
 AWS_PORT ?= 4566
 PYTEST_ARGS ?=
+# Extra flags for the local stack, e.g. make dev ARGS="--set maxListenersPerSession=2"
+ARGS ?=
 
 .PHONY: help setup uv-on-path dev test lint format bench clean
 
 help:
-	@echo "make dev    - run the whole service locally (ws://127.0.0.1:$(PORT)/$(STACK))"
+	@echo "make dev    - run the whole service locally (ws://127.0.0.1:$(PORT)/$(STACK));"
+	@echo "              STACK=, PORT=, AWS_PORT=, ARGS=\"--set KEY=VALUE ...\""
 	@echo "make test   - lint, format check and the full test suite"
 	@echo "make bench  - benchmarks; writes docs/benchmarks.md"
 
@@ -34,8 +37,14 @@ uv-on-path:
 		fi; \
 	}
 
+# On a terminal, `set -m` runs the stack as its own job that owns the terminal, so Ctrl-C
+# reaches the stack alone: it shuts down and exits 0, and so does make (a make that gets
+# SIGINT itself always dies of it, status 130). The trailing `exit` keeps bash from exec-ing
+# the stack in its own place, which would skip the job control.
 dev: setup
-	@$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT)
+	@if [ -t 0 ]; then set -m; fi; \
+	$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT) $(ARGS); \
+	exit $$?
 
 lint: setup
 	$(UV) run --frozen ruff check .

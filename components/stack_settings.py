@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import pulumi
 
-from runtime.settings import BY_KEY, PROJECT, SETTINGS, SettingsError, StackSettings, parse_settings
+from runtime.settings import (
+    BY_KEY,
+    PROJECT,
+    SETTINGS,
+    SettingsError,
+    StackSettings,
+    check_aws_keys,
+    parse_settings,
+)
 
 IP_HASH_KEY = BY_KEY["ipHashKey"]
 
@@ -34,14 +42,14 @@ def _full_key(key: str) -> str:
     return f"{PROJECT}:{key}"
 
 
-def _configured_project_keys() -> set[str]:
-    """Every project-namespaced key the stack sets, so typos can be rejected by the model.
+def _configured_keys(namespace: str) -> set[str]:
+    """Every key of ``namespace`` the stack sets, so typos can be rejected by name.
 
     ``pulumi.Config`` only answers for keys it is asked about; the runtime's config map (set
     by the language host, or by ``set_all_config`` in tests) and ``PULUMI_CONFIG`` hold them all.
     """
     names = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
-    prefix = f"{PROJECT}:"
+    prefix = f"{namespace}:"
     return {name[len(prefix) :] for name in names if name.startswith(prefix)}
 
 
@@ -79,7 +87,7 @@ def load_stack_settings(stack: str | None = None) -> StackConfig:
     stack = stack or pulumi.get_stack()
     config = pulumi.Config(PROJECT)
     raw: dict[str, str] = {
-        key: "" for key in _configured_project_keys() if key not in BY_KEY
+        key: "" for key in _configured_keys(PROJECT) if key not in BY_KEY
     }  # unknown keys: parse_settings rejects them by name
     for setting in SETTINGS:
         if setting.secret:
@@ -88,6 +96,7 @@ def load_stack_settings(stack: str | None = None) -> StackConfig:
         if value is not None:
             raw[setting.key] = value
     try:
+        check_aws_keys(_configured_keys("aws"))
         settings = parse_settings(stack, raw)
         _check_auth(settings)
         ip_hash_key = _ip_hash_key(config)

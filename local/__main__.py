@@ -2,9 +2,12 @@
 
 python -m local [--stack dev] [--port 8080] [--aws-port 4566] [--set KEY=VALUE ...]
 python -m local token --user NAME [--port 8080]
+python -m local connections [--port 8080] [--json]
 python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
 python -m local listen SESSION_ID --lang es [--url URL]
 python -m local drill --list | NAME [--port 8080]
+
+From the project folder, outside the venv: ``uv run python -m local …``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from local import console
 
-COMMANDS = ("token", "speak", "listen", "drill")
+COMMANDS = ("token", "connections", "speak", "listen", "drill")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -102,11 +105,18 @@ def _configure_logging() -> None:
 
 
 def serve_main(argv: Sequence[str]) -> int:
+    from local.aws import EmbeddedAwsError
     from local.config import load_config
     from local.stack import StackOptions, serve_until_signalled
     from runtime.settings import SettingsError
 
     args = serve_parser().parse_args(argv)
+    if args.port == args.aws_port != 0:
+        console.say(
+            f"error: --port and --aws-port are both {args.port}; the gateway and the embedded "
+            "AWS need a port each: give them different ones (or 0 for any free port)"
+        )
+        return 2
     try:
         config = load_config(args.stack, args.overrides)
     except SettingsError as error:
@@ -126,7 +136,7 @@ def serve_main(argv: Sequence[str]) -> int:
     )
     try:
         return asyncio.run(serve_until_signalled(config, options))
-    except OSError as error:  # a port in use, mostly
+    except (OSError, EmbeddedAwsError) as error:  # a port in use, mostly: one line, no trace
         console.say(f"error: {error}")
         return 1
 
@@ -156,6 +166,29 @@ def drill_main(argv: Sequence[str]) -> int:
     return drills.main(argv)
 
 
+def connections_main(argv: Sequence[str]) -> int:
+    from local.connections_table import print_connections
+    from local.tokens import NoLocalStack, fetch_connections, fetch_info
+
+    parser = argparse.ArgumentParser(
+        prog="python -m local connections",
+        description="List the open connections of the local stack running on --port: "
+        "connection ID, role, session, language, user and age, for trying "
+        "@connections (post_to_connection) by hand.",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    args = parser.parse_args(argv)
+    try:
+        info = fetch_info(args.port)
+        connections = fetch_connections(args.port)
+    except NoLocalStack as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print_connections(connections, info, as_json=args.json)
+    return 0
+
+
 def _client(name: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from local import client
@@ -169,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers: dict[str, Callable[[Sequence[str]], int]] = {
         "token": token_main,
+        "connections": connections_main,
         "speak": _client("speak"),
         "listen": _client("listen"),
         "drill": drill_main,

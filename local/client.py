@@ -8,6 +8,11 @@ One line per event on stdout, with a timestamp; problems on stderr with what wen
 exit. Both roles heartbeat (every 30 s by default) and follow ``connectionRefreshRequired``:
 a new connection is opened, ``refreshConnection`` sent on it, and the old one closed once
 the server confirms (best effort: on an error reply the current connection is kept).
+
+Heartbeats stay within the stack's ``heartbeatsPerMinute``: an interval the stack would
+refuse is refused up front (the local stack's own setting, read from ``/_local/info``; for a
+deployed URL the setting's default), and a ``retryAfter`` in any error reply holds the next
+heartbeat back until it has passed.
 """
 
 from __future__ import annotations
@@ -30,10 +35,16 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from local.tokens import NoLocalStack, fetch_token
+from local.tokens import NoLocalStack, fetch_info, fetch_token
+from runtime.settings import BY_KEY
 
-DEFAULT_URL = "ws://127.0.0.1:8080/dev"
+DEFAULT_PORT = 8080
+DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_PORT}/dev"
+# How hints spell the CLI: runs from the project folder, inside or outside the venv.
+CLI = "uv run python -m local"
 REPLY_TIMEOUT_S = 15.0
+# A retryAfter longer than this is the server's mistake; wait this long at most.
+MAX_RETRY_AFTER_S = 3600.0
 OPEN_TIMEOUT_S = 15.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -73,7 +84,7 @@ def describe(doc: dict[str, Any]) -> str:
     if kind == "sessionCreated":
         expires = doc.get("expiresAt")
         until = (
-            f", expires {datetime.fromtimestamp(expires / 1000):%H:%M}"
+            f", expires {datetime.fromtimestamp(expires / 1000):%Y-%m-%d %H:%M}"
             if isinstance(expires, int | float)
             else ""
         )
@@ -111,7 +122,7 @@ def _handshake_hint(status: int) -> str:
     if status == 401:
         return (
             " — the token was rejected (expired, foreign or malformed); "
-            "for a local stack: python -m local token --user NAME --port PORT"
+            f"for a local stack: {CLI} token --user NAME --port PORT"
         )
     if status == 429:
         return " — too many connection attempts from this address; wait a minute"
@@ -247,6 +258,8 @@ class Conversation:
         self.pending: ClientConnection | None = None
         self.refresh: dict[str, Any] = {}
         self.stop = asyncio.Event()
+        # No heartbeat before this (time.monotonic()): the server's last retryAfter.
+        self.quiet_until = 0.0
         self._readers: list[MessageReader] = []
 
     async def open(self) -> ClientConnection:
@@ -304,12 +317,23 @@ class Conversation:
             return
         if kind == "error":
             fail(describe(doc))
+            self._honour_retry_after(doc)
         else:
             _emit_doc(doc)
+
+    def _honour_retry_after(self, doc: dict[str, Any]) -> None:
+        retry_after = (doc.get("details") or {}).get("retryAfter")
+        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+            wait = min(max(0.0, float(retry_after)), MAX_RETRY_AFTER_S)
+            self.quiet_until = max(self.quiet_until, time.monotonic() + wait)
+            emit("waiting", f"no heartbeat for {wait:g} s, as the server asked (retryAfter)")
 
     async def heartbeats(self) -> None:
         while not self.stop.is_set():
             await asyncio.sleep(self.heartbeat_s)
+            held = self.quiet_until - time.monotonic()
+            if held > 0:
+                await asyncio.sleep(held)
             if self.current is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self.current.send(json.dumps({"action": "heartbeat"}))
@@ -389,9 +413,10 @@ def _emit_doc(doc: dict[str, Any]) -> None:
 
 def _session_banner(session_id: str, url: str) -> None:
     line = "=" * 64
+    url_flag = "" if url == DEFAULT_URL else f" --url {url}"
     sys.stdout.write(
         f"{line}\n  SESSION ID   {session_id}\n"
-        f"  listeners:   python -m local listen {session_id} --lang es --url {url}\n{line}\n"
+        f"  listeners:   {CLI} listen {session_id} --lang es{url_flag}\n{line}\n"
     )
     sys.stdout.flush()
 
@@ -486,10 +511,40 @@ def _user() -> str:
         return "developer"
 
 
+def heartbeat_limit(url: str) -> tuple[int, str]:
+    """Heartbeats a minute the stack at ``url`` allows, and where that number comes from."""
+    default = int(BY_KEY["heartbeatsPerMinute"].default)
+    if _is_local(url):
+        port = urllib.parse.urlsplit(url).port or 80
+        try:
+            settings = fetch_info(port).get("settings") or {}
+        except NoLocalStack:
+            return default, "the default"  # connecting will explain what is wrong
+        limit = settings.get("heartbeatsPerMinute")
+        if isinstance(limit, int) and limit > 0:
+            return limit, f"the local stack's heartbeatsPerMinute on port {port}"
+    return default, "the default heartbeatsPerMinute (a deployed stack may set its own)"
+
+
+def check_heartbeat(interval_s: float, url: str) -> str | None:
+    """Why ``--heartbeat interval_s`` would be refused by the stack, or None if it is fine."""
+    if interval_s <= 0:
+        return "--heartbeat must be > 0"
+    limit, source = heartbeat_limit(url)
+    shortest = 60 / limit
+    if interval_s < shortest:
+        return (
+            f"--heartbeat {interval_s:g} is too often: {source} is {limit} a minute per "
+            f"connection, so send one every {shortest:g} s or more (the default, 30, is safe)"
+        )
+    return None
+
+
 def main(command: str, argv: Sequence[str]) -> int:
     args = parser(command).parse_args(argv)
-    if args.heartbeat <= 0:
-        fail("--heartbeat must be > 0")
+    problem = check_heartbeat(args.heartbeat, args.url)
+    if problem:
+        fail(problem)
         return 2
     try:
         return asyncio.run(speak(args) if command == "speak" else listen(args))

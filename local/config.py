@@ -3,7 +3,9 @@
 Precedence, lowest first: the project's ``config:`` block in ``Pulumi.yaml`` (``default`` or
 ``value`` of each key), then ``Pulumi.<stack>.yaml`` (``session-management:key: value``), then
 ``--set KEY=VALUE``. Project keys are validated by ``runtime.settings.parse_settings``, the same
-model the Pulumi program uses; ``aws:region`` picks the region; other provider keys are ignored.
+model the Pulumi program uses; ``aws:region`` picks the region; other keys the AWS provider
+reads are accepted and ignored, and any other ``aws:`` key is rejected by name, as ``pulumi up``
+rejects it.
 Encrypted (``secure:``) values cannot be decrypted without Pulumi, so they are skipped with a
 note and the setting keeps its default.
 """
@@ -19,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from runtime.settings import PROJECT, SettingsError, StackSettings, parse_settings
+from runtime.settings import PROJECT, SettingsError, StackSettings, check_aws_keys, parse_settings
 
 DEFAULT_REGION = "us-east-1"
 REGION_KEY = "aws:region"
@@ -151,8 +153,11 @@ def _apply(
     if ns in ("", namespace, PROJECT):
         raw[name] = value
         return region
-    if ns == "aws" or ns == "pulumi":
-        return region  # provider/engine settings with no local meaning
+    if ns == "aws":
+        check_aws_keys([name])  # a typo such as aws:regon is refused, not ignored
+        return region  # a provider setting with no local meaning
+    if ns == "pulumi":
+        return region  # engine settings with no local meaning
     where = source.name if source else "--set"
     notes.append(f"ignored {key} from {where}: not a {namespace} key")
     return region

@@ -1,4 +1,5 @@
-"""Local-only HTTP routes beside @connections: the JWKS, token minting and stack info.
+"""Local-only HTTP routes beside @connections: the JWKS, token minting, stack info and the
+open connections (with role and session, for trying @connections by hand).
 
 The gateway listens on 127.0.0.1 only, and every path under ``/_local/`` is guarded by
 ``local.loopback`` (loopback Host, no request from another site), so neither a web page nor
@@ -8,19 +9,29 @@ key material, served to anyone (as Cognito does).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from local.tokens import DEFAULT_TTL_S, INFO_PATH, JWKS_PATH, MAX_TTL_S, TOKEN_PATH, TokenIssuer
+from local.tokens import (
+    CONNECTIONS_PATH,
+    DEFAULT_TTL_S,
+    INFO_PATH,
+    JWKS_PATH,
+    MAX_TTL_S,
+    TOKEN_PATH,
+    TokenIssuer,
+)
 from local.web import json_error
 
 
 def control_routes(
-    issuer: TokenIssuer, info: Callable[[], Mapping[str, Any]]
+    issuer: TokenIssuer,
+    info: Callable[[], Mapping[str, Any]],
+    connections: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
 ) -> list[web.RouteDef]:
-    """Routes for ``/.well-known/jwks.json``, ``/_local/token`` and ``/_local/info``."""
+    """Routes for the JWKS, ``/_local/token``, ``/_local/info`` and ``/_local/connections``."""
 
     async def jwks(_request: web.Request) -> web.Response:
         return web.json_response(issuer.jwks())
@@ -31,10 +42,16 @@ def control_routes(
     async def token(request: web.Request) -> web.Response:
         return _mint(issuer, request)
 
+    async def open_connections(_request: web.Request) -> web.Response:
+        if connections is None:
+            return json_error(503, "the gateway is not serving yet")
+        return web.json_response({"connections": await connections()})
+
     return [
         web.get(JWKS_PATH, jwks, allow_head=False),
         web.get(INFO_PATH, stack_info, allow_head=False),
         web.get(TOKEN_PATH, token, allow_head=False),
+        web.get(CONNECTIONS_PATH, open_connections, allow_head=False),
     ]
 
 

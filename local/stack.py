@@ -14,23 +14,25 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from local import console, log_tap
 from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
+from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
 from local.config import LocalConfig
 from local.control import control_routes
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.live_connections import live_connections
 from local.monitoring import LocalMonitoring
 from local.scheduler import Scheduler
-from local.tokens import DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
+from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
 from local.webconsole.log_ring import LogRing
 from local.webconsole.routes import CONSOLE_PATH, console_routes
 from runtime.routes import ROUTES
-from runtime.settings import BY_KEY
+from runtime.settings import BY_KEY, SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
@@ -165,7 +167,9 @@ class LocalStack:
         gateway.label = connection_hash
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
-        gateway.app.add_routes(control_routes(self.issuer, self.info))
+        gateway.app.add_routes(
+            control_routes(self.issuer, self.info, lambda: live_connections(gateway))
+        )
         gateway.app.add_routes(self.monitoring.routes())
         gateway.app.add_routes(console_routes(self.log_ring, self.info))
         await gateway.start()
@@ -211,25 +215,33 @@ class LocalStack:
             "idleTimeoutSeconds": self.options.idle_timeout_s,
             "maxConnectionSeconds": self.options.max_connection_s,
             "scheduleIntervalSeconds": self.options.schedule_interval_s,
+            "connectionsPath": CONNECTIONS_PATH,
+            # The stack's settings as the functions see them (secrets left out).
+            "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
 
-    def banner(self) -> list[str]:
+    def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None
         info = self.info()
         took = time.monotonic() - self.started_at
+        state = f"up {took / 60:.0f} min" if again else f"ready in {took:.1f}s"
+        # Flags the CLI needs only when this is not its default stack (ws://127.0.0.1:8080/dev).
+        url = "" if info["websocketUrl"] == DEFAULT_URL else f" --url {info['websocketUrl']}"
         port = self.gateway.port
+        port_flag = "" if port == DEFAULT_PORT else f" --port {port}"
         token = self.issuer.mint(BANNER_USER, DEFAULT_TTL_S)
         tables = ", ".join(info["tables"].values())
         opts = self.options
         return [
             "",
-            f"session-management local stack '{info['stack']}' ready in {took:.1f}s "
+            f"session-management local stack '{info['stack']}' {state} "
             f"(config: {', '.join(self.config.sources) or 'model defaults'})",
             f"  console       {info['consoleUrl']}  (dashboard, alarms, sessions, logs, try-it)",
             f"  WebSocket     {info['websocketUrl']}",
-            f"  @connections  {info['connectionsUrl']}/@connections/{{connectionId}}",
+            f"  @connections  {info['connectionsUrl']}  (boto3 apigatewaymanagementapi "
+            f"endpoint_url, region {info['region']})",
             f"  AWS endpoint  {info['awsEndpoint']}  (region {info['region']}; tables {tables})",
             f"  JWKS          {info['jwksUrl']}",
             f"  limits        idle {opts.idle_timeout_s:g}s, max connection "
@@ -245,25 +257,42 @@ class LocalStack:
             + f": http://{opts.host}:{port}/_local/alarms",
             f"  speaker token (user '{BANNER_USER}', valid {DEFAULT_TTL_S // 60} min):",
             token,
-            f"  try:  python -m local speak --url {info['websocketUrl']}",
-            f"        python -m local listen SESSION_ID --lang es --url {info['websocketUrl']}",
-            f"        python -m local token --user NAME --port {port}",
-            "stdout carries the functions' JSON log lines; Ctrl-C stops.",
+            f"  try:  {CLI} speak{url}",
+            f"        {CLI} listen SESSION_ID --lang es{url}",
+            f"        {CLI} connections{port_flag}   (open connection IDs, roles, sessions)",
+            f"        {CLI} token --user NAME{port_flag}",
+            "stdout carries the functions' JSON log lines; Enter shows this again "
+            "(with a fresh token); Ctrl-C stops.",
             "",
         ]
 
 
-def _stop_on_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Block on stdin; when it closes (the launcher is gone), stop like on SIGTERM.
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(_STDIN_FD)
+    except OSError:
+        return False
+
+
+def _watch_stdin(
+    loop: asyncio.AbstractEventLoop,
+    stop: asyncio.Event,
+    on_line: Callable[[], None],
+    stop_on_eof: bool,
+) -> None:
+    """Block on stdin: each line (Enter) calls ``on_line``; at EOF (the launcher is gone)
+    stop like on SIGTERM when ``stop_on_eof``.
 
     Raw ``os.read`` on the descriptor: a daemon thread blocked inside the buffered
     ``sys.stdin`` would abort the interpreter at exit (its lock is held).
     """
-    with contextlib.suppress(OSError):
-        while os.read(_STDIN_FD, 4096):
-            pass
-    with contextlib.suppress(RuntimeError):  # the loop may already be closed
-        loop.call_soon_threadsafe(stop.set)
+    with contextlib.suppress(OSError, RuntimeError):  # the loop may already be closed
+        while chunk := os.read(_STDIN_FD, 4096):
+            if b"\n" in chunk:
+                loop.call_soon_threadsafe(on_line)
+    if stop_on_eof:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
 
 
 async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
@@ -284,17 +313,30 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    if options.stop_on_stdin_eof:
-        threading.Thread(target=_stop_on_eof, args=(loop, stop), daemon=True).start()
+    stack = LocalStack(config, options)
+    ready = asyncio.Event()
+
+    def show_banner_again() -> None:
+        if ready.is_set() and not stop.is_set():
+            console.block(stack.banner(again=True))
+
+    if options.stop_on_stdin_eof or _stdin_is_terminal():
+        # In the background (make dev &), reading the terminal fails instead of stopping us.
+        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+        threading.Thread(
+            target=_watch_stdin,
+            args=(loop, stop, show_banner_again, options.stop_on_stdin_eof),
+            daemon=True,
+        ).start()
     for note in config.notes:
         console.say(f"note: {note}")
-    stack = LocalStack(config, options)
     try:
         await stack.start()
     except BaseException:
         await stack.stop()
         raise
     console.block(stack.banner())
+    ready.set()
     await stop.wait()
     await stack.stop()
     console.say("stopped")

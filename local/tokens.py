@@ -24,6 +24,7 @@ DEFAULT_TTL_S = 3600
 MAX_TTL_S = 24 * 3600
 TOKEN_PATH = "/_local/token"  # noqa: S105 (a URL path, not a secret)
 INFO_PATH = "/_local/info"
+CONNECTIONS_PATH = "/_local/connections"
 JWKS_PATH = "/.well-known/jwks.json"
 
 
@@ -78,6 +79,12 @@ def fetch_info(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
     return _get_json(f"http://{host}:{port}{INFO_PATH}", port)
 
 
+def fetch_connections(port: int, host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """The running local stack's open connections, each with its role and session."""
+    doc = _get_json(f"http://{host}:{port}{CONNECTIONS_PATH}", port)
+    return list(doc.get("connections") or [])
+
+
 def _get_json(url: str, port: int) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1)
@@ -95,7 +102,7 @@ def _get_json(url: str, port: int) -> dict[str, Any]:
         reason = getattr(error, "reason", error)
         raise NoLocalStack(
             f"no local stack is running on port {port} ({reason}); start one with `make dev` "
-            f"or `python -m local --port {port}`"
+            f"or `uv run python -m local --port {port}`"
         ) from None
     except ValueError:
         raise NoLocalStack(f"port {port} did not answer with JSON: not a local stack") from None

@@ -9,13 +9,55 @@ limit. Settings reach the functions as environment variables named after the key
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 PROJECT = "session-management"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+# Keys the Pulumi AWS provider (pulumi-aws 7.x, as locked) reads from the `aws:` namespace; a
+# stack config key outside this set is a typo (`aws:regon`) and is rejected by name. A test
+# keeps this equal to the installed provider's own list (pulumi_aws/config/vars.py).
+AWS_PROVIDER_KEYS = frozenset(
+    {
+        "accessKey",
+        "allowedAccountIds",
+        "assumeRoleWithWebIdentity",
+        "assumeRoles",
+        "customCaBundle",
+        "defaultTags",
+        "ec2MetadataServiceEndpoint",
+        "ec2MetadataServiceEndpointMode",
+        "endpoints",
+        "forbiddenAccountIds",
+        "httpProxy",
+        "httpsProxy",
+        "ignoreTags",
+        "insecure",
+        "maxRetries",
+        "noProxy",
+        "profile",
+        "region",
+        "retryMode",
+        "s3UsEast1RegionalEndpoint",
+        "s3UsePathStyle",
+        "secretKey",
+        "sharedConfigFiles",
+        "sharedCredentialsFiles",
+        "skipCredentialsValidation",
+        "skipMetadataApiCheck",
+        "skipRegionValidation",
+        "skipRequestingAccountId",
+        "stsRegion",
+        "tagPolicyCompliance",
+        "token",
+        "tokenBucketRateLimiterCapacity",
+        "useDualstackEndpoint",
+        "useFipsEndpoint",
+        "userAgents",
+    }
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -48,7 +90,7 @@ class Setting:
     def allowed(self) -> str:
         """Human description of the allowed values, used in error messages and docs."""
         if self.choices:
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(self.choices) + " (any case)"
         if self.kind is bool:
             return "true or false"
         if self.kind is str:
@@ -292,6 +334,16 @@ class StackSettings:
                 value = self.values[s.key]
                 env[s.env] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
+
+
+def check_aws_keys(keys: Iterable[str]) -> None:
+    """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
+    unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
+    if unknown:
+        raise SettingsError(
+            f"unknown config key(s) {', '.join(f'aws:{k}' for k in unknown)}; the AWS provider "
+            f"reads only: {', '.join(sorted(AWS_PROVIDER_KEYS))}"
+        )
 
 
 def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:

@@ -171,6 +171,10 @@ def _refresh_listener(inv: Invocation, session_id: str, target_language: str) ->
             session = conflict.items["session"]
             if not session or not session.get("isActive"):
                 raise _not_found(session_id) from None
+            if _already_listener(conflict.items.get("role"), inv.connection_id, session_id):
+                # A repeat of the refresh that took the last place: done, not full.
+                log.info("listener refresh redelivered; already done")
+                return
             raise ServiceError(
                 ErrorCode.SESSION_FULL,
                 f"Session '{session_id}' has too many listeners changing connections right now; "
@@ -185,3 +189,13 @@ def _refresh_listener(inv: Invocation, session_id: str, target_language: str) ->
             return
         raise _has_role(old.get("role")) from None
     log.info("listener moved to a new connection")
+
+
+def _already_listener(reported: dict[str, Any] | None, connection_id: str, session_id: str) -> bool:
+    """Whether this connection already is a listener of the session (a redelivery).
+
+    Uses the record the cancelled transaction reported when it did, else reads it: one
+    GetItem, only on the way to a SESSION_FULL answer.
+    """
+    record = reported if reported is not None else store.get_connection(connection_id) or {}
+    return record.get("role") == store.LISTENER and record.get("sessionId") == session_id

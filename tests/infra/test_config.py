@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pulumi
@@ -11,7 +12,14 @@ import yaml
 
 from components.function import log_retention_days
 from runtime.routes import ROUTES
-from runtime.settings import BY_KEY, PROJECT, SETTINGS, Setting, parse_settings
+from runtime.settings import (
+    AWS_PROVIDER_KEYS,
+    BY_KEY,
+    PROJECT,
+    SETTINGS,
+    Setting,
+    parse_settings,
+)
 from tests.infra.harness import ROOT, ProgramRun, policy_document, run_program, stack_file_config
 
 PULUMI_TYPES = {int: "integer", bool: "boolean", str: "string", float: "string"}
@@ -111,6 +119,29 @@ def test_each_invalid_value_fails_with_a_clear_message(setting: Setting, value: 
 def test_a_misspelt_key_is_rejected_by_name():
     with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions"):
         run_program("dev", {"maxActiveSesions": "250"})
+
+
+def test_a_misspelt_aws_key_is_rejected_by_name():
+    with pytest.raises(pulumi.RunError, match="aws:regon"):
+        run_program("dev", {"aws:regon": "us-east-1"})
+
+
+def test_aws_keys_the_provider_reads_are_accepted():
+    run = run_program("dev", {"aws:skipCredentialsValidation": "true", "aws:maxRetries": "5"})
+    assert run.of_type("aws:lambda/function:Function")
+
+
+def test_the_accepted_aws_keys_are_the_installed_providers():
+    import pulumi_aws
+
+    source = (Path(pulumi_aws.__file__).parent / "config" / "vars.py").read_text()
+    assert set(re.findall(r"__config__\.get\w*\('(\w+)'\)", source)) == AWS_PROVIDER_KEYS
+
+
+def test_log_level_in_any_case_reaches_the_functions_upper_case():
+    run = run_program("dev", {"logLevel": "debug"})
+    functions = run.of_type("aws:lambda/function:Function")
+    assert {f["environment"]["variables"]["LOG_LEVEL"] for f in functions} == {"DEBUG"}
 
 
 def test_prod_without_an_alarm_email_is_rejected():

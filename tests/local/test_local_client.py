@@ -162,3 +162,69 @@ def test_speaker_needs_a_token_for_a_deployed_url(capsys):
     code = client.main("speak", ["--url", "wss://example.invalid/prod"])
     assert code == 1
     assert "--token" in capsys.readouterr().err
+
+
+def test_heartbeats_wait_out_a_retry_after(capsys):
+    """After a RATE_LIMIT_EXCEEDED with retryAfter, no heartbeat until it has passed."""
+    beats: list[float] = []
+    refused_at: list[float] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        async for frame in ws:
+            action = json.loads(frame).get("action")
+            if action == "joinSession":
+                await ws.send(json.dumps({"type": "sessionJoined", "sessionId": "calm-lake-101"}))
+            elif action == "heartbeat":
+                beats.append(loop.time())
+                if len(beats) == 1:
+                    refused_at.append(loop.time())
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "code": "RATE_LIMIT_EXCEEDED",
+                                "status": 429,
+                                "message": "Too many heartbeat requests; retry in 2 s.",
+                                "details": {"retryAfter": 2, "limit": 4, "windowSeconds": 60},
+                            }
+                        )
+                    )
+                else:
+                    await ws.send(json.dumps({"type": "heartbeatAck"}))
+                if len(beats) == 3:
+                    await ws.send(
+                        json.dumps({"type": "sessionEnded", "sessionId": "calm-lake-101"})
+                    )
+
+    async def scenario() -> int:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            args = client.parser("listen").parse_args(
+                [
+                    "calm-lake-101",
+                    "--lang",
+                    "es",
+                    "--url",
+                    f"ws://127.0.0.1:{port}/dev",
+                    "--heartbeat",
+                    "0.2",
+                ]
+            )
+            return await asyncio.wait_for(client.listen(args), 30)
+
+    assert asyncio.run(scenario()) == 0
+    assert len(beats) == 3
+    # Every 0.2 s before the refusal; the next one only once retryAfter (2 s) had passed.
+    assert beats[1] - refused_at[0] >= 2.0
+    assert "no heartbeat for 2 s" in capsys.readouterr().out
+
+
+def test_a_heartbeat_interval_is_checked_against_the_stacks_limit(monkeypatch):
+    monkeypatch.setattr(client, "fetch_info", lambda port: {"settings": {"heartbeatsPerMinute": 6}})
+    assert client.check_heartbeat(10, "ws://127.0.0.1:8080/dev") is None
+    problem = client.check_heartbeat(9.5, "ws://127.0.0.1:8080/dev")
+    assert problem is not None and "6 a minute" in problem and "every 10 s or more" in problem
+    remote = client.check_heartbeat(14, "wss://abc.execute-api.us-east-1.amazonaws.com/dev")
+    assert remote is not None and "every 15 s or more" in remote
+    assert client.check_heartbeat(0, "ws://127.0.0.1:8080/dev") == "--heartbeat must be > 0"

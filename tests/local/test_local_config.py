@@ -171,3 +171,43 @@ def test_cli_exits_non_zero_with_the_message():
     assert result.returncode == 2
     assert "maxActiveSessions" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_misspelt_aws_key_is_rejected_by_name_on_the_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0", "--set", "aws:regon=us-east-1"],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert "aws:regon" in lines[0] and "region" in lines[0]
+    assert result.stdout == ""
+
+
+def test_aws_keys_the_provider_reads_are_accepted_and_others_refused(tmp_path):
+    write(tmp_path, "Pulumi.dev.yaml", "config:\n  aws:profile: someone\n  aws:regon: x\n")
+    with pytest.raises(SettingsError, match="aws:regon"):
+        load_config("dev", root=tmp_path, environ={})
+    accepted = load_config(
+        "dev",
+        ["aws:profile=ops", "aws:skipCredentialsValidation=true", "aws:defaultTags={}"],
+        root=tmp_path / "nowhere",
+        environ={},
+    )
+    assert accepted.region == "us-east-1"
+
+
+@pytest.mark.parametrize("written", ["debug", "Debug", " DEBUG "])
+def test_log_level_is_read_in_any_case(tmp_path, written):
+    config = load_config("dev", [f"logLevel={written}"], root=tmp_path, environ={})
+    assert config.settings.logLevel == "DEBUG"
+    assert config.settings.runtime_environment()["LOG_LEVEL"] == "DEBUG"
+
+
+def test_an_unknown_log_level_is_refused_naming_the_allowed_ones(tmp_path):
+    with pytest.raises(SettingsError, match=r"one of DEBUG, INFO, WARN, ERROR \(any case\)"):
+        load_config("dev", ["logLevel=verbose"], root=tmp_path, environ={})

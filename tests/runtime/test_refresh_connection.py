@@ -210,6 +210,25 @@ def test_listener_refresh_overshoot_is_bounded(issuer, monkeypatch) -> None:
     assert_consistent()
 
 
+def test_listener_refresh_redelivered_at_the_bound_still_answers_complete(
+    issuer, monkeypatch
+) -> None:
+    # docs/resilience.md rule 5: a repeated refresh is always answered complete, even when
+    # the refresh it repeats used up the last place of the slack.
+    cap = 2
+    set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
+    _, session_id = start_session(issuer, "alice")
+    for cid in [new_listener() for _ in range(cap)]:
+        assert join(cid, session_id)["type"] == "sessionJoined"
+    new = new_listener()
+    _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
+    assert _session(session_id)["listenerCount"] == cap + refresh_slack(cap)
+    for _ in range(2):
+        _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
+    assert _session(session_id)["listenerCount"] == cap + refresh_slack(cap)
+    assert_consistent()
+
+
 def test_listener_refresh_slack_is_small(issuer) -> None:
     assert refresh_slack(1) == 1
     assert refresh_slack(500) == 50

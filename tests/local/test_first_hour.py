@@ -1,0 +1,356 @@
+"""A newcomer's first hour (issue 14), through the commands as they are printed.
+
+The banner's hints are run exactly as printed (from the project folder, with ``uv run``);
+the @connections URL it prints goes to boto3 as ``endpoint_url`` unchanged; connection IDs
+come from ``python -m local connections``; the CLI refuses a heartbeat interval the stack
+would refuse; start-up problems are one clean line; ``make dev`` takes ``ARGS``, shows the
+banner again on Enter and exits 0 on Ctrl-C (on a real pseudo-terminal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from local_support import launch, listener, open_ws, request, speaker
+
+from local.config import project_root
+from local.tokens import fetch_info
+
+pytestmark = pytest.mark.slow
+CLI_TIMEOUT_S = 60
+PYTHON_CLI = [sys.executable, "-m", "local"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    yield from launch(
+        tmp_path_factory.mktemp("firsthour"),
+        "firsthour",
+        "--set",
+        "heartbeatsPerMinute=2",
+        "--set",
+        "connectionAttemptsPerMinute=1000",
+        "--set",
+        "listenerJoinsPerMinute=1000",
+    )
+
+
+def as_pasted(command: str) -> list[str]:
+    """A printed command line, split like a shell; ``uv`` as installed on this machine."""
+    words = shlex.split(command)
+    if words[0] == "uv" and shutil.which("uv") is None:
+        words = [sys.executable, "-m", "uv", *words[1:]]
+    return words
+
+
+def banner_field(stack, label: str) -> str:
+    match = re.search(rf"^  {re.escape(label)}\s+(\S+)", stack.stderr(), re.MULTILINE)
+    assert match, f"no {label!r} line in the banner:\n{stack.stderr()}"
+    return match.group(1)
+
+
+def banner_commands(stack) -> list[str]:
+    """The banner's ``try:`` lines, without their trailing comments."""
+    lines = stack.stderr().split("  try:", 1)[1].splitlines()
+    commands = []
+    for line in lines:
+        if not line.strip().startswith("uv run"):
+            break
+        commands.append(line.strip().split("   (")[0])
+    return commands
+
+
+def read_until(process: subprocess.Popen, needle: str, timeout: float = 60) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"no {needle!r} within {timeout}s; got:\n{''.join(seen)}")
+
+
+def test_banner_hints_run_as_printed_and_its_endpoint_url_reaches_a_listener(stack):
+    commands = banner_commands(stack)
+    assert [c.split()[:5] for c in commands] == [
+        ["uv", "run", "python", "-m", "local"] for _ in commands
+    ]
+    speak_line = next(c for c in commands if " speak" in c)
+    connections_line = next(c for c in commands if " connections" in c)
+    endpoint_url = banner_field(stack, "@connections")
+    assert "{" not in endpoint_url and "@connections" not in endpoint_url  # not a template
+
+    common = {"cwd": project_root(), "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    speak = subprocess.Popen(as_pasted(speak_line), text=True, **common)
+    listen = None
+    try:
+        printed = read_until(speak, "listeners:")
+        assert re.search(r"expires \d{4}-\d{2}-\d{2} \d{2}:\d{2}", printed), printed
+        listen_line = printed.split("listeners:")[1].strip()
+        assert listen_line.startswith("uv run python -m local listen ")
+        session_id = listen_line.split()[6]
+        listen = subprocess.Popen(as_pasted(listen_line), text=True, **common)
+        read_until(listen, "sessionJoined")
+
+        table = subprocess.run(
+            as_pasted(connections_line), capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+        )
+        assert table.returncode == 0, table.stderr
+        rows = [line.split() for line in table.stdout.splitlines() if session_id in line]
+        roles = {row[1]: row[0] for row in rows if row[1] in ("speaker", "listener")}
+        assert set(roles) == {"speaker", "listener"}, table.stdout
+        assert f'endpoint_url="{endpoint_url}"' in table.stdout
+
+        api = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=endpoint_url,
+            region_name=stack.info["region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        api.post_to_connection(ConnectionId=roles["listener"], Data=b'{"type": "hello"}')
+        read_until(listen, "hello")
+
+        speak.send_signal(signal.SIGINT)
+        assert speak.wait(30) == 0, speak.stderr.read()
+        assert "speakerDisconnected" in read_until(listen, "sessionEnded")
+        assert listen.wait(30) == 0
+    finally:
+        for process in (speak, listen):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def test_connections_lists_each_connection_with_its_role_and_session(stack):
+    import asyncio
+
+    async def scenario() -> None:
+        spk, session_id = await speaker(stack.url, stack.token("lister"))
+        lst, joined = await listener(stack.url, session_id, "de")
+        assert joined["type"] == "sessionJoined"
+        bare = await open_ws(stack.url)
+        await request(bare, {"action": "heartbeat"})
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [*PYTHON_CLI, "connections", "--port", str(stack.port), "--json"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
+        assert result.returncode == 0, result.stderr
+        listed = json.loads(result.stdout)
+        mine = {c["role"]: c for c in listed if c["sessionId"] == session_id}
+        assert mine["speaker"]["userId"] == "lister"
+        assert mine["listener"]["targetLanguage"] == "de"
+        assert any(c["role"] is None for c in listed)  # connected, no role yet
+        assert all(re.fullmatch(r"[A-Za-z0-9]{15}=", c["connectionId"]) for c in listed)
+        for ws in (spk, lst, bare):
+            await ws.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_local_endpoints_refuse_browsers(stack):
+    import urllib.error
+    import urllib.request
+
+    for path in ("/_local/connections", "/_local/info", "/_local/token?user=x"):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{stack.port}{path}", headers={"Origin": "http://evil.example"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 403
+
+
+def test_a_heartbeat_interval_the_stack_would_refuse_is_refused_up_front(stack):
+    assert fetch_info(stack.port)["settings"]["heartbeatsPerMinute"] == 2
+    result = subprocess.run(
+        [
+            *PYTHON_CLI,
+            "listen",
+            "golden-eagle-427",
+            "--lang",
+            "es",
+            "--url",
+            stack.url,
+            "--heartbeat",
+            "5",
+        ],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    assert result.returncode == 2
+    assert "--heartbeat 5 is too often" in result.stderr
+    assert "2 a minute" in result.stderr and "every 30 s or more" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_deployed_url_is_held_to_the_default_heartbeat_limit():
+    result = subprocess.run(
+        [
+            *PYTHON_CLI,
+            "speak",
+            "--url",
+            "wss://abc123.execute-api.us-east-1.amazonaws.com/dev",
+            "--token",
+            "x",
+            "--heartbeat",
+            "10",
+        ],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    assert result.returncode == 2
+    assert "--heartbeat 10 is too often" in result.stderr
+    assert "every 15 s or more" in result.stderr
+
+
+# --- start-up problems ---------------------------------------------------------------------
+
+
+def start_stack(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*PYTHON_CLI, *args],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # no traceback
+    assert "error:" in lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--port", "--aws-port"])
+def test_a_busy_port_is_one_clean_line_naming_its_flag(flag):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = "--aws-port" if flag == "--port" else "--port"
+        result = start_stack(flag, str(port), other, "0")
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert str(port) in line and f"Pick another with {flag}" in line
+
+
+def test_one_port_for_both_flags_names_the_two_flags(unused_port):
+    result = start_stack("--port", str(unused_port), "--aws-port", str(unused_port))
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--port and --aws-port are both" in line and str(unused_port) in line
+
+
+# --- make dev on a terminal ----------------------------------------------------------------
+
+
+class Terminal:
+    """``make dev`` on a pseudo-terminal of its own, as a user's shell would run it."""
+
+    def __init__(self, *make_args: str) -> None:
+        self.master, slave = os.openpty()
+        # The child makes the terminal its controlling one, then becomes make.
+        become_make = (
+            "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+            "os.execvp('make', ['make', *sys.argv[1:]])"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", become_make, "-s", "dev", *make_args],
+            cwd=project_root(),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.output = ""
+
+    def read_until(self, needle: str, timeout: float = 120, start: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output[start:] and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536).decode(errors="replace")
+                except OSError:  # the other side closed
+                    break
+        assert needle in self.output[start:], f"no {needle!r}:\n{self.output[-4000:]}"
+        return self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536).decode(errors="replace")
+                except OSError:
+                    time.sleep(0.1)
+        return self.process.wait(5)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        os.close(self.master)
+
+
+def test_make_dev_takes_args_shows_the_banner_again_and_exits_0_on_ctrl_c():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    terminal = Terminal("PORT=0", "AWS_PORT=0", "ARGS=--set maxListenersPerSession=2")
+    try:
+        shown = terminal.read_until("Ctrl-C stops.")
+        port = int(re.search(r"WebSocket\s+ws://127\.0\.0\.1:(\d+)/dev", shown).group(1))
+        assert fetch_info(port)["settings"]["maxListenersPerSession"] == 2
+        assert "--set maxListenersPerSession" in shown  # the banner names where config came from
+
+        mark = len(terminal.output)
+        terminal.type(b"\n")
+        again = terminal.read_until("Ctrl-C stops.", 30, start=mark)[mark:]
+        assert re.search(r"local stack 'dev' up \d+ min", again)
+        assert "speaker token" in again
+
+        terminal.type(b"\x03")  # Ctrl-C: the terminal signals its foreground job
+        assert terminal.wait(90) == 0, terminal.output[-3000:]
+        assert "stopped" in terminal.output
+        assert "Interrupt" not in terminal.output  # make did not die of the signal
+    finally:
+        terminal.close()
+
+
+def test_the_readme_documents_make_dev_args():
+    readme = (Path(project_root()) / "README.md").read_text()
+    assert 'make dev ARGS="--set maxListenersPerSession=2"' in readme
