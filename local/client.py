@@ -12,7 +12,8 @@ the server confirms (best effort: on an error reply the current connection is ke
 Heartbeats stay within the stack's ``heartbeatsPerMinute``: an interval the stack would
 refuse is refused up front (the local stack's own setting, read from ``/_local/info``; for a
 deployed URL the setting's default), and a ``retryAfter`` in any error reply holds the next
-heartbeat back until it has passed.
+heartbeat back until it has passed; a refresh refused with one is sent again (on a new
+connection) once it has passed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ CLI = "uv run python -m local"
 REPLY_TIMEOUT_S = 15.0
 # A retryAfter longer than this is the server's mistake; wait this long at most.
 MAX_RETRY_AFTER_S = 3600.0
+# A refresh refused with a retryAfter is tried again this many times in a row at most.
+MAX_REFRESH_RETRIES = 10
 OPEN_TIMEOUT_S = 15.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -260,6 +263,8 @@ class Conversation:
         self.stop = asyncio.Event()
         # No heartbeat before this (time.monotonic()): the server's last retryAfter.
         self.quiet_until = 0.0
+        self._refresh_retries = 0
+        self._timers: set[asyncio.Task[None]] = set()
         self._readers: list[MessageReader] = []
 
     async def open(self) -> ClientConnection:
@@ -322,9 +327,8 @@ class Conversation:
             _emit_doc(doc)
 
     def _honour_retry_after(self, doc: dict[str, Any]) -> None:
-        retry_after = (doc.get("details") or {}).get("retryAfter")
-        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
-            wait = min(max(0.0, float(retry_after)), MAX_RETRY_AFTER_S)
+        wait = retry_after(doc)
+        if wait is not None:
             self.quiet_until = max(self.quiet_until, time.monotonic() + wait)
             emit("waiting", f"no heartbeat for {wait:g} s, as the server asked (retryAfter)")
 
@@ -381,24 +385,48 @@ class Conversation:
         new, self.pending = self.pending, None
         assert new is not None
         if doc.get("type") == "error":
+            wait = retry_after(doc)
+            again = wait is not None and self._refresh_retries < MAX_REFRESH_RETRIES
             fail(
                 f"refresh refused: {doc.get('code')} ({doc.get('status')}): {doc.get('message')}"
                 " — keeping the current connection"
+                + (f"; refreshing again in {wait:g} s (retryAfter)" if again else "")
             )
             await new.close()
+            if again and wait is not None:
+                self._refresh_retries += 1
+                task = asyncio.create_task(self._refresh_later(wait))
+                self._timers.add(task)
+                task.add_done_callback(self._timers.discard)
             return
+        self._refresh_retries = 0
         old, self.current = self.current, new
         emit("refreshed", "now on the new connection")
         if old is not None:
             await old.close()
 
+    async def _refresh_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        if not self.stop.is_set() and self.pending is None:
+            await self._start_refresh()
+
     async def close_all(self) -> None:
+        for task in list(self._timers):
+            task.cancel()
         for ws in (self.pending, self.current):
             if ws is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), 5)
         for reader in self._readers:
             await reader.stop()
+
+
+def retry_after(doc: dict[str, Any]) -> float | None:
+    """An error reply's ``details.retryAfter`` in seconds (bounded), or None."""
+    value = (doc.get("details") or {}).get("retryAfter")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return min(max(0.0, float(value)), MAX_RETRY_AFTER_S)
+    return None
 
 
 def _closed(doc: Closed) -> str:

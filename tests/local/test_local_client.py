@@ -228,3 +228,70 @@ def test_a_heartbeat_interval_is_checked_against_the_stacks_limit(monkeypatch):
     remote = client.check_heartbeat(14, "wss://abc.execute-api.us-east-1.amazonaws.com/dev")
     assert remote is not None and "every 15 s or more" in remote
     assert client.check_heartbeat(0, "ws://127.0.0.1:8080/dev") == "--heartbeat must be > 0"
+
+
+def test_a_refresh_refused_with_retry_after_is_sent_again_once_it_has_passed(capsys):
+    refreshes: list[tuple[int, float]] = []
+    sockets: list[ServerConnection] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        sockets.append(ws)
+        number = len(sockets)
+        loop = asyncio.get_running_loop()
+        async for frame in ws:
+            action = json.loads(frame).get("action")
+            if action == "joinSession":
+                await ws.send(json.dumps({"type": "sessionJoined", "sessionId": "calm-lake-101"}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "connectionRefreshRequired",
+                            "sessionId": "calm-lake-101",
+                            "role": "listener",
+                        }
+                    )
+                )
+            elif action == "refreshConnection":
+                refreshes.append((number, loop.time()))
+                if len(refreshes) == 1:
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "error",
+                                "code": "SESSION_FULL",
+                                "status": 503,
+                                "message": "Session 'calm-lake-101' has too many listeners "
+                                "changing connections right now; keep the current connection "
+                                "and retry in 1 s.",
+                                "details": {"retryAfter": 1, "maxListeners": 2},
+                            }
+                        )
+                    )
+                    continue
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "connectionRefreshComplete",
+                            "sessionId": "calm-lake-101",
+                            "role": "listener",
+                        }
+                    )
+                )
+                await asyncio.sleep(0.1)
+                await ws.send(json.dumps({"type": "sessionEnded", "sessionId": "calm-lake-101"}))
+
+    async def scenario() -> int:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            return await asyncio.wait_for(
+                client.listen(listen_args(f"ws://127.0.0.1:{port}/dev")), 30
+            )
+
+    assert asyncio.run(scenario()) == 0
+    # The first refresh on connection 2 was refused; the second, on a new connection 3,
+    # went out only after retryAfter and completed.
+    assert [n for n, _ in refreshes] == [2, 3]
+    assert refreshes[1][1] - refreshes[0][1] >= 1.0
+    captured = capsys.readouterr()
+    assert "refreshing again in 1 s (retryAfter)" in captured.err
+    assert "refreshed" in captured.out
