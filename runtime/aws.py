@@ -1,8 +1,9 @@
 """boto3 clients, created once per process and shared by every invocation.
 
 botocore's ``standard`` retry mode retries throttling and transient errors with backoff;
-short timeouts keep the worst case (attempts × timeouts + backoff) inside a function's
-timeout, so a failing dependency becomes SERVICE_UNAVAILABLE rather than a Lambda timeout.
+short timeouts bound each attempt, and ``runtime.budget`` refuses an attempt the
+invocation's remaining time cannot hold, so a failing or hanging dependency becomes
+SERVICE_UNAVAILABLE within the function's timeout rather than a Lambda timeout.
 boto3 clients are thread-safe; the fan-out shares one across its worker threads.
 """
 
@@ -14,37 +15,48 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime import budget
 from runtime.config import config
 
 # total_max_attempts counts the first attempt; botocore reads "max_attempts" in a client
 # Config as *retries* (4 attempts, up to 7 s of throttling backoff per call: two such calls
 # in a row would outlast a 10 s function). 3 attempts: ≤ 3 s of backoff per call.
 RETRIES = {"mode": "standard", "total_max_attempts": 3}
+CONNECT_TIMEOUT_S = 1
+READ_TIMEOUT_S = 2
 CLIENT_CONFIG = Config(
     retries=RETRIES,  # type: ignore[arg-type]
-    connect_timeout=1,
-    read_timeout=2,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
     max_pool_connections=50,
 )
 
 
+def _within_budget(client: Any) -> Any:
+    check = functools.partial(budget.check_attempt, CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+    client.meta.events.register("before-send", check)
+    return client
+
+
 @functools.cache
 def dynamodb() -> Any:
-    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+    return _within_budget(boto3.client("dynamodb", config=CLIENT_CONFIG))
 
 
 @functools.cache
 def cloudwatch() -> Any:
-    return boto3.client("cloudwatch", config=CLIENT_CONFIG)
+    return _within_budget(boto3.client("cloudwatch", config=CLIENT_CONFIG))
 
 
 @functools.cache
 def connections() -> Any:
     """The @connections API of this stage's WebSocket API."""
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=config().connections_endpoint or None,
-        config=CLIENT_CONFIG,
+    return _within_budget(
+        boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=config().connections_endpoint or None,
+            config=CLIENT_CONFIG,
+        )
     )
 
 

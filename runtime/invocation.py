@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime import aws, routes
+from runtime import aws, budget, routes
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import connection_hash, ip_hash
@@ -124,7 +124,11 @@ def _context_name(context: Any) -> str:
     return getattr(context, "function_name", None) or "unknown"
 
 
-def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocation, Any]:
+def _begin(
+    event: dict[str, Any], context: Any, operation: str, *, budgeted: bool = True
+) -> tuple[Invocation, Any]:
+    """Start an invocation; ``budgeted``: AWS call attempts must fit its remaining time
+    (request paths; scheduled jobs watch their own time and step aside instead)."""
     cfg = config()
     logs.configure(cfg.logLevel)
     request_id = getattr(context, "aws_request_id", None) or (
@@ -149,14 +153,16 @@ def _begin(event: dict[str, Any], context: Any, operation: str) -> tuple[Invocat
         redact=(inv.connection_id, inv.source_ip or ""),
     )
     _warm_functions.add(_context_name(context))
-    return inv, token
+    return inv, (token, budget.start(context if budgeted else None))
 
 
-def _finish(inv: Invocation, token: Any) -> None:
+def _finish(inv: Invocation, tokens: tuple[Any, Any]) -> None:
+    log_token, budget_token = tokens
     try:
         publish_metrics(inv.metrics)
     finally:
-        logs.end_invocation(token)
+        budget.end(budget_token)
+        logs.end_invocation(log_token)
 
 
 def publish_metrics(metrics: MetricsBuffer) -> None:
@@ -316,7 +322,7 @@ def scheduled_job() -> Callable[
 
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-            inv, token = _begin(event or {}, context, operation)
+            inv, token = _begin(event or {}, context, operation, budgeted=False)
             try:
                 try:
                     summary = fn(inv)
