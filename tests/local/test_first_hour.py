@@ -9,6 +9,7 @@ banner again on Enter and exits 0 on Ctrl-C (on a real pseudo-terminal).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -36,7 +37,7 @@ PYTHON_CLI = [sys.executable, "-m", "local"]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    yield from launch(
+    for running in launch(
         tmp_path_factory.mktemp("firsthour"),
         "firsthour",
         "--set",
@@ -45,7 +46,17 @@ def stack(tmp_path_factory):
         "connectionAttemptsPerMinute=1000",
         "--set",
         "listenerJoinsPerMinute=1000",
-    )
+    ):
+        # One connection first, so the functions have logged whichever of this module's tests
+        # a pytest-xdist worker runs (the teardown checks every stdout line).
+        asyncio.run(_heartbeat_once(running.url))
+        yield running
+
+
+async def _heartbeat_once(url: str) -> None:
+    ws = await open_ws(url)
+    assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
+    await ws.close()
 
 
 def as_pasted(command: str) -> list[str]:
@@ -139,8 +150,6 @@ def test_banner_hints_run_as_printed_and_its_endpoint_url_reaches_a_listener(sta
 
 
 def test_connections_lists_each_connection_with_its_role_and_session(stack):
-    import asyncio
-
     async def scenario() -> None:
         spk, session_id = await speaker(stack.url, stack.token("lister"))
         lst, joined = await listener(stack.url, session_id, "de")
