@@ -1,11 +1,18 @@
 """Fault injection for the local stack: make the functions' AWS calls fail or slow down.
 
 Faults are botocore ``before-send`` hooks on the runtime's own clients (``runtime.aws``), so
-the handlers run unchanged and meet a failure exactly where a real one would reach them: an
-``error`` fault answers the call with an HTTP error response (a DynamoDB 500
-``InternalServerError`` by default), which botocore retries and then raises; a ``slow`` fault
-holds the call before it is sent. The local stack's own calls (tables, TTL, metrics) are not
-affected. ``POST /_local/faults`` sets them (see ``parse_fault``); ``DELETE`` clears them.
+the handlers run unchanged and meet a failure exactly where a real one would reach them:
+
+* ``error``: the call is answered with an HTTP error response (a DynamoDB 500
+  ``InternalServerError`` by default), which botocore retries and then raises;
+* ``slow``: the attempt takes ``delayMs`` longer; past the client's read timeout it fails
+  with a ``ReadTimeoutError`` after that timeout, as a hung dependency does;
+* ``crash``: the function dies during the call, as when Lambda's runtime exits (out of
+  memory, a native crash): the handler gets no chance to answer and Lambda counts an Error.
+  Only calls made on a function's own thread are affected.
+
+The local stack's own calls (tables, TTL, metrics) are not affected. ``POST /_local/faults``
+sets them (see ``parse_fault``); ``DELETE`` clears them.
 
 A fault may be limited to some operations (``GetItem``…) and to some functions of the route
 table (by name, ``join-session``): the invoker tells which function a worker thread runs.
@@ -14,6 +21,7 @@ table (by name, ``join-session``): the invoker tells which function a worker thr
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import random
@@ -24,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 
 from local import console
 
-KINDS = ("error", "slow")
+KINDS = ("error", "slow", "crash")
 SERVICES = ("dynamodb", "apigatewaymanagementapi", "cloudwatch")
 MAX_DELAY_MS = 120_000
 MAX_DURATION_S = 3600.0
@@ -48,6 +57,10 @@ def running_function(name: str) -> Iterator[None]:
 
 def current_function() -> str | None:
     return getattr(_current, "function", None)
+
+
+class FunctionCrash(BaseException):
+    """The function's runtime died during a call (a BaseException: no handler catches it)."""
 
 
 class FaultError(ValueError):
@@ -176,7 +189,10 @@ class FaultInjector:
 
     def install(self, client: Any) -> None:
         """Apply the faults to every request ``client`` sends from now on."""
-        client.meta.events.register("before-send", self._before_send)
+        read_timeout = float(client.meta.config.read_timeout or 60)
+        client.meta.events.register(
+            "before-send", functools.partial(self._before_send, read_timeout_s=read_timeout)
+        )
 
     def add(self, *docs: Any) -> list[Fault]:
         """Add the faults described by ``docs`` (all or none: FaultError names the bad one)."""
@@ -216,7 +232,9 @@ class FaultInjector:
                 fault.hits += 1
             return found
 
-    def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+    def _before_send(
+        self, request: Any, event_name: str = "", read_timeout_s: float = 60.0, **_: Any
+    ) -> AWSResponse | None:
         # event_name: before-send.<service>.<Operation>
         parts = event_name.split(".")
         if len(parts) < 3:
@@ -224,7 +242,14 @@ class FaultInjector:
         service, operation = parts[1], parts[2]
         for fault in self._matching(service, operation):
             if fault.kind == "slow":
-                fault.cleared.wait(fault.delay_ms / 1000)
+                delay_s = fault.delay_ms / 1000
+                if fault.cleared.wait(min(delay_s, read_timeout_s)):
+                    continue  # cleared meanwhile: the call goes on
+                if delay_s > read_timeout_s:
+                    raise ReadTimeoutError(endpoint_url=request.url)
+            elif fault.kind == "crash":
+                if current_function() is not None:
+                    raise FunctionCrash(f"injected by the local stack (fault {fault.id})")
             else:
                 return _error_response(request, fault)
         return None

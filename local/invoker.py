@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from local import console
 from local.events import LambdaContext, function_name, log_stream_name
-from local.faults import running_function
+from local.faults import FunctionCrash, running_function
 from runtime.routes import Function
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -89,6 +89,9 @@ class LambdaInvoker:
                 f"! {function_name(self.stage, function)} timed out after {function.timeout_s}s "
                 "(Lambda would have stopped it; its thread is left to finish)"
             )
+        except FunctionCrash as crash:  # an injected runtime exit: no reply, one Error
+            self._observe(function, time.monotonic() - began, failed=True)
+            console.say(f"! {function_name(self.stage, function)} crashed: {crash}")
         except Exception as error:  # the handler's bug, reported like Lambda's Errors metric
             elapsed = time.monotonic() - began
             self._observe(function, elapsed, failed=True)

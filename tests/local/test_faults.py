@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from moto.server import ThreadedMotoServer
 
-from local.faults import FaultError, FaultInjector, parse_fault, running_function
+from local.faults import FaultError, FaultInjector, FunctionCrash, parse_fault, running_function
 from local.invoker import LambdaInvoker
 from runtime.routes import ROUTES
 
@@ -94,6 +94,33 @@ def test_a_slow_fault_holds_calls_until_it_is_cleared(dynamodb):
     assert took and 0.4 < took[0] < 10
 
 
+def test_a_call_slower_than_the_read_timeout_times_out_after_it(endpoint):
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(read_timeout=0.3, retries={"total_max_attempts": 2}),  # type: ignore[arg-type]
+    )
+    injector = FaultInjector()
+    injector.install(client)
+    (fault,) = injector.add({"service": "dynamodb", "kind": "slow", "delayMs": 5000})
+    began = time.monotonic()
+    with pytest.raises(ReadTimeoutError):
+        client.list_tables()
+    assert time.monotonic() - began < 3  # two attempts of 0.3 s (+ backoff), not 5 s
+    assert fault.hits == 2
+
+
+def test_a_crash_kills_only_a_functions_call(dynamodb):
+    dynamodb.injector.add({"service": "dynamodb", "kind": "crash"})
+    dynamodb.list_tables()  # not a function's thread: the stack's own calls go on
+    with running_function("heartbeat"), pytest.raises(FunctionCrash):
+        dynamodb.list_tables()
+    dynamodb.injector.clear()
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
@@ -110,7 +137,7 @@ def test_bad_faults_say_what_is_wrong(doc, message):
         parse_fault(doc, 1)
 
 
-def test_the_invoker_counts_exceptions_and_timeouts_as_errors():
+def test_the_invoker_counts_exceptions_timeouts_and_crashes_as_errors():
     seen: list[tuple[str, bool]] = []
 
     def handler_for(function: Any) -> Any:
@@ -119,6 +146,8 @@ def test_the_invoker_counts_exceptions_and_timeouts_as_errors():
                 raise RuntimeError("boom")
             if event["do"] == "hang":
                 time.sleep(1.5)
+            if event["do"] == "crash":
+                raise FunctionCrash("runtime exited")
             return {"statusCode": 200}
 
         return handler
@@ -129,11 +158,11 @@ def test_the_invoker_counts_exceptions_and_timeouts_as_errors():
     )
 
     async def run() -> list[Any]:
-        return [await invoker.invoke(quick, {"do": d}) for d in ("ok", "raise", "hang")]
+        return [await invoker.invoke(quick, {"do": d}) for d in ("ok", "raise", "hang", "crash")]
 
     try:
         results = asyncio.run(run())
     finally:
         invoker.shutdown()
-    assert results == [{"statusCode": 200}, None, None]
-    assert seen == [("heartbeat", False), ("heartbeat", True), ("heartbeat", True)]
+    assert results == [{"statusCode": 200}, None, None, None]
+    assert seen == [("heartbeat", False)] + [("heartbeat", True)] * 3
