@@ -8,10 +8,10 @@ values themselves, as CloudWatch does. A series is one metric with one exact dim
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +45,8 @@ class MetricStore:
     ) -> None:
         self.retention_s = retention_s
         self.clock = clock
-        self._series: dict[SeriesKey, deque[Sample]] = {}
+        # Each series sorted by timestamp (values arrive nearly in order: appends, mostly).
+        self._series: dict[SeriesKey, list[Sample]] = {}
         self._lock = threading.Lock()
 
     def add(
@@ -70,11 +71,13 @@ class MetricStore:
             return
         key = series_key(namespace, metric, dimensions)
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = deque(maxlen=MAX_SAMPLES_PER_SERIES)
-            series.extend(samples)
-            self._prune(series, at)
+            series = self._series.setdefault(key, [])
+            for sample in samples:
+                if not series or sample.timestamp >= series[-1].timestamp:
+                    series.append(sample)
+                else:
+                    bisect.insort_right(series, sample, key=_timestamp)
+            self._prune(series, self.clock())
 
     def add_metric_data(self, namespace: str, metric_data: Iterable[Mapping[str, Any]]) -> None:
         """Record a PutMetricData request's ``MetricData`` (Value or Values/Counts)."""
@@ -98,18 +101,26 @@ class MetricStore:
             series = self._series.get(series_key(namespace, metric, dimensions))
             if not series:
                 return []
-            # Samples arrive nearly in time order; a filter is simple and fast enough here.
-            return [s for s in series if start <= s.timestamp < end]
+            low = bisect.bisect_left(series, start, key=_timestamp)
+            high = bisect.bisect_left(series, end, lo=low, key=_timestamp)
+            return series[low:high]
 
     def series(self) -> list[SeriesKey]:
         """Every series seen (namespace, metric, dimensions)."""
         with self._lock:
             return list(self._series)
 
-    def _prune(self, series: deque[Sample], now: float) -> None:
-        horizon = now - self.retention_s
-        while series and series[0].timestamp < horizon:
-            series.popleft()
+    def _prune(self, series: list[Sample], now: float) -> None:
+        """Drop expired samples, and the oldest beyond the bound; in chunks, since each
+        deletion moves the whole list."""
+        expired = bisect.bisect_left(series, now - self.retention_s, key=_timestamp)
+        excess = len(series) - MAX_SAMPLES_PER_SERIES
+        if excess > 0 or expired > max(64, len(series) // 8):
+            del series[: max(expired, excess)]
+
+
+def _timestamp(sample: Sample) -> float:
+    return sample.timestamp
 
 
 # --- statistics, as CloudWatch computes them -----------------------------------------------------

@@ -97,10 +97,18 @@ def test_the_store_keeps_each_exact_dimension_set_apart_and_reads_put_metric_dat
 def test_the_store_drops_values_older_than_its_retention():
     clock = Clock()
     store = MetricStore(retention_s=60, clock=clock)
-    store.add(NS, "M", STAGE, [1], timestamp=T0)
+    store.add(NS, "M", STAGE, [1] * 100, timestamp=T0)
     clock.now = T0 + 120
     store.add(NS, "M", STAGE, [2])
     assert [s.value for s in store.samples(NS, "M", STAGE, 0, T0 * 2)] == [2]
+
+
+def test_the_store_keeps_late_values_in_time_order():
+    store = MetricStore(clock=Clock(T0 + 100))
+    for at in (T0 + 5, T0 + 1, T0 + 9, T0 + 3):  # a batch published late, out of order
+        store.add(NS, "M", STAGE, [at - T0], timestamp=at)
+    assert [s.value for s in store.samples(NS, "M", STAGE, T0 + 2, T0 + 9)] == [3, 5]
+    assert [s.value for s in store.samples(NS, "M", STAGE, T0, T0 + 10)] == [1, 3, 5, 9]
 
 
 # --- alarm semantics -----------------------------------------------------------------------------
