@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import socket
 import time
@@ -187,8 +188,10 @@ class Gateway:
         try:
             sock = socket.create_server((self.options.host, self.options.port))
         except OSError as error:
+            # create_server appends "(while attempting to bind on address …)": say it once.
+            why = os.strerror(error.errno) if error.errno else error.strerror
             raise OSError(
-                f"cannot listen on {self.options.host}:{self.options.port} ({error.strerror}): "
+                f"cannot listen on {self.options.host}:{self.options.port} ({why}): "
                 "is another local stack running? Pick another with --port"
             ) from None
         self._sock = sock

@@ -8,6 +8,7 @@ limit. Settings reach the functions as environment variables named after the key
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -340,9 +341,15 @@ def check_aws_keys(keys: Iterable[str]) -> None:
     """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
     unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
     if unknown:
+        close = [
+            f"aws:{match}"
+            for key in unknown
+            for match in difflib.get_close_matches(key, AWS_PROVIDER_KEYS, n=1)
+        ]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise SettingsError(
-            f"unknown config key(s) {', '.join(f'aws:{k}' for k in unknown)}; the AWS provider "
-            f"reads only: {', '.join(sorted(AWS_PROVIDER_KEYS))}"
+            f"unknown config key(s) {', '.join(f'aws:{k}' for k in unknown)}{hint}; the AWS "
+            f"provider reads only: {', '.join(sorted(AWS_PROVIDER_KEYS))}"
         )
 
 

@@ -270,6 +270,7 @@ def test_a_busy_port_is_one_clean_line_naming_its_flag(flag):
     assert result.returncode == 1
     line = one_error_line(result)
     assert str(port) in line and f"Pick another with {flag}" in line
+    assert "(Address already in use)" in line and "while attempting" not in line
 
 
 def test_one_port_for_both_flags_names_the_two_flags(unused_port):

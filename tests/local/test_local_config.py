@@ -184,7 +184,7 @@ def test_a_misspelt_aws_key_is_rejected_by_name_on_the_command_line():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr  # one line, no traceback
-    assert "aws:regon" in lines[0] and "region" in lines[0]
+    assert "aws:regon" in lines[0] and "(did you mean aws:region?)" in lines[0]
     assert result.stdout == ""
 
 
