@@ -15,7 +15,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from components.function import MonitoredFunction, MonitoredFunctionArgs, log_retention_days
+from components import naming
+from components.function import MonitoredFunction, MonitoredFunctionArgs
 from components.packaging import LambdaArchive
 from components.stack_settings import StackConfig
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
@@ -25,7 +26,6 @@ from runtime.tables import TABLES, Table
 COMPONENT_TYPE = "session-management:components:SessionApi"
 
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
-MAX_FUNCTION_NAME = 64  # also the limit of the EventBridge rules named after them
 # Two-way routes answer with the handler's return body through this route response.
 DEFAULT_ROUTE_RESPONSE_KEY = "$default"
 # API Gateway's default account-level limits; a stage limit above them has no effect.
@@ -68,6 +68,19 @@ def stage_throttling(settings: StackSettings) -> tuple[float, int]:
     return float(rate), burst
 
 
+def stateful_options(
+    settings: StackSettings, parent: pulumi.Resource | None, old_name: str | None = None
+) -> pulumi.ResourceOptions:
+    """Options of a resource that holds state or a public identity (tables, the user pool,
+    the API whose ID is the public URL): Pulumi ``protect`` when the stack's ``protect``
+    setting is on, so ``pulumi destroy`` or a replacement cannot delete it by mistake."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        protect=settings.protect,
+        aliases=[pulumi.Alias(name=old_name)] if old_name else None,
+    )
+
+
 def _stable_path(path: Path) -> str:
     """The archive's path relative to the project (Pulumi's working directory) if inside it.
 
@@ -96,6 +109,9 @@ class SessionApiArgs:
     config: StackConfig
     archive: LambdaArchive
     alarm_topic_arn: pulumi.Input[str]
+    # What every physical name starts with; default ``session-management-<stack>``. A second
+    # SessionApi in one program needs its own.
+    name_prefix: str | None = None
 
 
 class SessionApi(pulumi.ComponentResource):
@@ -112,13 +128,13 @@ class SessionApi(pulumi.ComponentResource):
         self, name: str, args: SessionApiArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
         self._args = args
         self.settings = args.config.settings
         self.stage_name = self.settings.stack
-        self.prefix = f"{PROJECT}-{self.stage_name}"
+        self.prefix = args.name_prefix or naming.name_prefix(self.stage_name)
         self.tags = {"project": PROJECT, "stack": self.stage_name}
-        self._child = pulumi.ResourceOptions(parent=self)
-        self.log_retention_days = log_retention_days(self.settings.dataRetentionHours)
+        self.log_retention_days = self.settings.logRetentionDays
         self.archive_sha256 = args.archive.sha256
 
         self.tables = self._tables()
@@ -148,16 +164,31 @@ class SessionApi(pulumi.ComponentResource):
             }
         )
 
+    # --- names -----------------------------------------------------------------------------------
+
+    def _child_name(self, name: str) -> str:
+        """A child's logical name, prefixed with this component's so two instances never
+        collide in one program."""
+        return f"{self._name}-{name}"
+
+    def _opts(self, name: str, **options: object) -> pulumi.ResourceOptions:
+        """A child's options; the alias keeps stacks deployed before the prefix in place."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            aliases=[pulumi.Alias(name=name)],
+            **options,  # type: ignore[arg-type]
+        )
+
     # --- data ------------------------------------------------------------------------------------
 
     def _tables(self) -> dict[str, aws.dynamodb.Table]:
         return {table.logical_name: self._table(table) for table in TABLES}
 
     def _table(self, table: Table) -> aws.dynamodb.Table:
-        production = self.settings.is_production
+        protect = self.settings.protect
         return aws.dynamodb.Table(
-            table.logical_name,
-            name=table.physical_name(self.stage_name),
+            self._child_name(table.logical_name),
+            name=naming.table_name(self.prefix, table.logical_name),
             billing_mode="PAY_PER_REQUEST",
             hash_key=table.hash_key,
             attributes=[
@@ -184,10 +215,10 @@ class SessionApi(pulumi.ComponentResource):
             ]
             or None,
             ttl=aws.dynamodb.TableTtlArgs(attribute_name=table.ttl_attribute, enabled=True),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=production),
-            deletion_protection_enabled=production,
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=protect),
+            deletion_protection_enabled=protect,
             tags=self.tags,
-            opts=self._child,
+            opts=stateful_options(self.settings, self, table.logical_name),
         )
 
     def _ip_hash_key(self) -> pulumi.Output[str]:
@@ -195,7 +226,12 @@ class SessionApi(pulumi.ComponentResource):
         configured = self._args.config.ip_hash_key
         if configured is not None:
             return pulumi.Output.secret(configured)
-        generated = random.RandomPassword("ip-hash-key", length=64, special=False, opts=self._child)
+        generated = random.RandomPassword(
+            self._child_name("ip-hash-key"),
+            length=64,
+            special=False,
+            opts=self._opts("ip-hash-key"),
+        )
         # The provider marks `result` secret; say so here too, so it never depends on that.
         return pulumi.Output.secret(generated.result)
 
@@ -233,10 +269,9 @@ class SessionApi(pulumi.ComponentResource):
         )
 
     def _cognito(self) -> tuple[aws.cognito.UserPool, aws.cognito.UserPoolClient]:
-        production = self.settings.is_production
         pool = aws.cognito.UserPool(
-            "speakers",
-            name=f"{self.prefix}-speakers",
+            self._child_name("speakers"),
+            name=naming.user_pool_name(self.prefix),
             username_attributes=["email"],
             auto_verified_attributes=["email"],
             admin_create_user_config=aws.cognito.UserPoolAdminCreateUserConfigArgs(
@@ -257,13 +292,13 @@ class SessionApi(pulumi.ComponentResource):
                     )
                 ]
             ),
-            deletion_protection="ACTIVE" if production else "INACTIVE",
+            deletion_protection="ACTIVE" if self.settings.protect else "INACTIVE",
             tags=self.tags,
-            opts=self._child,
+            opts=stateful_options(self.settings, self, "speakers"),
         )
         client = aws.cognito.UserPoolClient(
-            "speakers-client",
-            name=f"{self.prefix}-speaker-app",
+            self._child_name("speakers-client"),
+            name=naming.user_pool_client_name(self.prefix),
             user_pool_id=pool.id,
             generate_secret=False,
             explicit_auth_flows=[
@@ -281,7 +316,7 @@ class SessionApi(pulumi.ComponentResource):
                 access_token="minutes",  # noqa: S106
                 refresh_token="days",  # noqa: S106
             ),
-            opts=self._child,
+            opts=self._opts("speakers-client"),
         )
         return pool, client
 
@@ -289,13 +324,14 @@ class SessionApi(pulumi.ComponentResource):
 
     def _api(self) -> aws.apigatewayv2.Api:
         return aws.apigatewayv2.Api(
-            "websocket-api",
+            self._child_name("websocket-api"),
             name=self.prefix,
             description=f"Session management WebSocket API ({self.stage_name})",
             protocol_type="WEBSOCKET",
             route_selection_expression=ROUTE_SELECTION_EXPRESSION,
             tags=self.tags,
-            opts=self._child,
+            # Its ID is in the public URL every client has: replacing it breaks them all.
+            opts=stateful_options(self.settings, self, "websocket-api"),
         )
 
     def environment(self) -> dict[str, pulumi.Input[str]]:
@@ -310,15 +346,8 @@ class SessionApi(pulumi.ComponentResource):
         return env
 
     def function_name(self, function: Function) -> str:
-        name = f"{self.prefix}-{function.name}"
-        if len(name) > MAX_FUNCTION_NAME:
-            longest = max(len(f.name) for f in ROUTES)
-            raise pulumi.RunError(
-                f"function name {name!r} is longer than Lambda's {MAX_FUNCTION_NAME} characters: "
-                f"use a stack name of at most "
-                f"{MAX_FUNCTION_NAME - len(PROJECT) - longest - 2} characters"
-            )
-        return name
+        # The stack name was checked against every name it flows into (naming.check_stack_name).
+        return naming.function_name(self.prefix, function.name)
 
     def _functions(self) -> dict[str, MonitoredFunction]:
         archive = self._args.archive
@@ -327,7 +356,7 @@ class SessionApi(pulumi.ComponentResource):
         table_arns = {name: table.arn for name, table in self.tables.items()}
         return {
             function.name: MonitoredFunction(
-                function.name,
+                self._child_name(function.name),
                 MonitoredFunctionArgs(
                     function=function,
                     function_name=self.function_name(function),
@@ -343,7 +372,7 @@ class SessionApi(pulumi.ComponentResource):
                     errors_threshold=self.settings.functionErrorsPer5Min,
                     tags=self.tags,
                 ),
-                opts=self._child,
+                opts=self._opts(function.name),
             )
             for function in ROUTES
         }
@@ -363,16 +392,16 @@ class SessionApi(pulumi.ComponentResource):
             assert function.route_key  # WEBSOCKET_ROUTES only holds routed functions
             target = self.functions[function.name].function
             integration = aws.apigatewayv2.Integration(
-                f"{function.name}-integration",
+                self._child_name(f"{function.name}-integration"),
                 api_id=self.api.id,
                 integration_type="AWS_PROXY",
                 integration_method="POST",
                 integration_uri=target.invoke_arn,
                 description=f"{function.route_key} → {function.handler}",
-                opts=self._child,
+                opts=self._opts(f"{function.name}-integration"),
             )
             route = aws.apigatewayv2.Route(
-                f"{function.name}-route",
+                self._child_name(f"{function.name}-route"),
                 api_id=self.api.id,
                 route_key=function.route_key,
                 operation_name=function.operation,
@@ -380,26 +409,26 @@ class SessionApi(pulumi.ComponentResource):
                 route_response_selection_expression=(
                     DEFAULT_ROUTE_RESPONSE_KEY if function.replies else None
                 ),
-                opts=self._child,
+                opts=self._opts(f"{function.name}-route"),
             )
             if function.replies:
                 responses[function.name] = aws.apigatewayv2.RouteResponse(
-                    f"{function.name}-route-response",
+                    self._child_name(f"{function.name}-route-response"),
                     api_id=self.api.id,
                     route_id=route.id,
                     route_response_key=DEFAULT_ROUTE_RESPONSE_KEY,
-                    opts=self._child,
+                    opts=self._opts(f"{function.name}-route-response"),
                 )
             # Only this API's stage, only this route, may invoke the function.
             permissions[function.name] = aws.lambda_.Permission(
-                f"{function.name}-invoke",
+                self._child_name(f"{function.name}-invoke"),
                 action="lambda:InvokeFunction",
                 function=target.name,
                 principal="apigateway.amazonaws.com",
                 source_arn=pulumi.Output.concat(
                     self.api.execution_arn, "/", self.stage_name, "/", function.route_key
                 ),
-                opts=self._child,
+                opts=self._opts(f"{function.name}-invoke"),
             )
             integrations[function.name] = integration
             routes[function.name] = route
@@ -416,43 +445,50 @@ class SessionApi(pulumi.ComponentResource):
         for function in SCHEDULED:
             target = self.functions[function.name].function
             rule = aws.cloudwatch.EventRule(
-                f"{function.name}-schedule",
+                self._child_name(f"{function.name}-schedule"),
                 name=self.function_name(function),
                 description=f"Runs {function.handler} {function.schedule}",
                 schedule_expression=function.schedule,
                 tags=self.tags,
-                opts=self._child,
+                opts=self._opts(f"{function.name}-schedule"),
             )
             targets[function.name] = aws.cloudwatch.EventTarget(
-                f"{function.name}-target",
+                self._child_name(f"{function.name}-target"),
                 rule=rule.name,
                 arn=target.arn,
                 target_id=function.name,
-                opts=self._child,
+                # A missed run is not redelivered: the next scheduled run does its work.
+                retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                    maximum_retry_attempts=0,
+                    maximum_event_age_in_seconds=function.schedule_seconds,
+                ),
+                opts=self._opts(f"{function.name}-target"),
             )
             permissions[function.name] = aws.lambda_.Permission(
-                f"{function.name}-invoke",
+                self._child_name(f"{function.name}-invoke"),
                 action="lambda:InvokeFunction",
                 function=target.name,
                 principal="events.amazonaws.com",
                 source_arn=rule.arn,
-                opts=self._child,
+                opts=self._opts(f"{function.name}-invoke"),
             )
             rules[function.name] = rule
         return rules, targets, permissions
 
     # --- stage -----------------------------------------------------------------------------------
 
-    def _account_logging(self) -> tuple[aws.iam.Role, aws.apigateway.Account]:
+    def _account_logging(self) -> tuple[aws.iam.Role | None, aws.apigateway.Account | None]:
         """The region-wide role API Gateway needs to write any CloudWatch logs.
 
-        It is an account setting, not a per-stack one: every stack sets it to an equivalent
-        role, and both are retained on destroy so tearing one stack down never breaks
-        another stack's access logging.
+        There is one such setting per account and region, so exactly one stack manages it:
+        the one with ``apiGatewayAccountOwner`` on. Its role and the setting are retained on
+        destroy, so tearing the owner down never breaks another stack's logging.
         """
-        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        if not self.settings.apiGatewayAccountOwner:
+            return None, None
+        retained = {"retain_on_delete": True}
         role = aws.iam.Role(
-            "apigateway-logs-role",
+            self._child_name("apigateway-logs-role"),
             assume_role_policy=json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -465,47 +501,55 @@ class SessionApi(pulumi.ComponentResource):
                     ],
                 }
             ),
-            description="Lets API Gateway write access logs to CloudWatch Logs",
+            description="Lets API Gateway write logs to CloudWatch Logs (account setting)",
             tags=self.tags,
-            opts=retained,
+            opts=self._opts("apigateway-logs-role", **retained),
         )
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
         attachment = aws.iam.RolePolicyAttachment(
-            "apigateway-logs-policy",
+            self._child_name("apigateway-logs-policy"),
             role=role.name,
             policy_arn=pulumi.Output.concat(
                 "arn:", partition.partition, ":", API_GATEWAY_LOGS_POLICY
             ),
-            opts=retained,
+            opts=self._opts("apigateway-logs-policy", **retained),
         )
         account = aws.apigateway.Account(
-            "apigateway-account",
+            self._child_name("apigateway-account"),
             cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions.merge(
-                retained, pulumi.ResourceOptions(depends_on=[attachment])
-            ),
+            opts=self._opts("apigateway-account", depends_on=[attachment], **retained),
         )
         return role, account
 
-    def _stage(self) -> tuple[aws.cloudwatch.LogGroup, aws.apigatewayv2.Stage]:
-        access_logs = aws.cloudwatch.LogGroup(
-            "access-logs",
-            name=f"/aws/apigateway/{self.prefix}/access",
-            retention_in_days=self.log_retention_days,
-            tags=self.tags,
-            opts=self._child,
-        )
+    def _stage(self) -> tuple[aws.cloudwatch.LogGroup | None, aws.apigatewayv2.Stage]:
+        """The stage, with JSON access logs when this stack owns the account's logging role.
+
+        A WebSocket stage with access logs (or execution logging) fails to deploy while the
+        account has no CloudWatch role, and a stack that does not own that setting cannot
+        know it is set; so only the owner logs access, and nobody turns on execution logging.
+        """
+        access_logs = None
+        access_log_settings = None
+        if self.logging_account is not None:
+            access_logs = aws.cloudwatch.LogGroup(
+                self._child_name("access-logs"),
+                name=naming.access_log_group(self.prefix),
+                retention_in_days=self.log_retention_days,
+                tags=self.tags,
+                opts=self._opts("access-logs"),
+            )
+            access_log_settings = aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn,
+                format=json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":")),
+            )
         rate, burst = stage_throttling(self.settings)
         stage = aws.apigatewayv2.Stage(
-            "stage",
+            self._child_name("stage"),
             api_id=self.api.id,
             name=self.stage_name,
             description=f"{self.stage_name} stage, redeployed on every route change",
             auto_deploy=True,
-            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn,
-                format=json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":")),
-            ),
+            access_log_settings=access_log_settings,
             default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
                 throttling_rate_limit=rate,
                 throttling_burst_limit=burst,
@@ -515,10 +559,10 @@ class SessionApi(pulumi.ComponentResource):
             ),
             tags=self.tags,
             # The first automatic deployment should already contain every route.
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            opts=self._opts(
+                "stage",
                 depends_on=[
-                    self.logging_account,
+                    *([self.logging_account] if self.logging_account is not None else []),
                     *self.routes.values(),
                     *self.route_responses.values(),
                     *self.integrations.values(),

@@ -8,7 +8,6 @@ retention), the function itself and an alarm on its Errors metric.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +22,11 @@ COMPONENT_TYPE = "session-management:components:MonitoredFunction"
 
 LAMBDA_RUNTIME = "python3.12"
 ARCHITECTURE = "arm64"
-# The retention values CloudWatch Logs accepts, in days.
-VALID_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-    2922, 3288, 3653,
-)  # fmt: skip
+# A scheduled job runs at most once at a time, never retried: the next run does its work.
+SCHEDULED_CONCURRENCY = 1
+SCHEDULED_RETRIES = 0
+# Lambda's bounds for an async event's age; 60 s is also EventBridge's shortest schedule.
+MIN_EVENT_AGE_S, MAX_EVENT_AGE_S = 60, 21_600
 
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 # Actions that may target a table's indexes (``<table arn>/index/*``).
@@ -49,12 +48,6 @@ _ASSUME_ROLE_POLICY = json.dumps(
         ],
     }
 )
-
-
-def log_retention_days(hours: int) -> int:
-    """The smallest retention CloudWatch accepts that keeps logs for at least ``hours``."""
-    days = max(1, math.ceil(hours / 24))
-    return next((d for d in VALID_RETENTION_DAYS if d >= days), VALID_RETENTION_DAYS[-1])
 
 
 def function_policy(
@@ -156,12 +149,18 @@ class MonitoredFunctionArgs:
 
 
 class MonitoredFunction(pulumi.ComponentResource):
-    """A Lambda function with its role, least-privilege policy, log group and error alarm."""
+    """A Lambda function with its role, least-privilege policy, log group and error alarm.
+
+    A scheduled job also gets a reserved concurrency of one and an asynchronous-invocation
+    config without retries and with events older than its schedule dropped, so runs never
+    overlap (overlapping sweeps would send duplicate ``sessionEnded`` pushes).
+    """
 
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
     policy: aws.iam.RolePolicy
     function: aws.lambda_.Function
+    invoke_config: aws.lambda_.FunctionEventInvokeConfig | None
     errors_alarm: aws.cloudwatch.MetricAlarm
 
     def __init__(
@@ -177,6 +176,7 @@ class MonitoredFunction(pulumi.ComponentResource):
 
         self.role, self.log_group, self.policy = self._identity(child)
         self.function = self._function()
+        self.invoke_config = self._invoke_config(child)
         self.errors_alarm = self._errors_alarm(child)
 
         self.function_name = self.function.name
@@ -250,6 +250,9 @@ class MonitoredFunction(pulumi.ComponentResource):
             source_code_hash=args.source_code_hash,
             memory_size=args.function.memory_mb,
             timeout=args.function.timeout_s,
+            reserved_concurrent_executions=(
+                SCHEDULED_CONCURRENCY if args.function.schedule else None
+            ),
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment)),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(
                 mode="Active" if args.tracing else "PassThrough"
@@ -261,6 +264,27 @@ class MonitoredFunction(pulumi.ComponentResource):
             # The log group must exist first (else Lambda creates one without retention), and
             # the policy too, so the first invocation already has its permissions.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group, self.policy]),
+        )
+
+    def _invoke_config(
+        self, child: pulumi.ResourceOptions
+    ) -> aws.lambda_.FunctionEventInvokeConfig | None:
+        """Scheduled jobs: no retries, and an event is dropped once the next one is due."""
+        function = self._args.function
+        period = function.schedule_seconds
+        if period is None:
+            return None
+        if function.timeout_s >= period:
+            raise ValueError(
+                f"{function.name}: timeout {function.timeout_s}s must be shorter than its "
+                f"schedule ({period}s), or runs could overlap"
+            )
+        return aws.lambda_.FunctionEventInvokeConfig(
+            f"{self._name}-invoke-config",
+            function_name=self.function.name,
+            maximum_retry_attempts=SCHEDULED_RETRIES,
+            maximum_event_age_in_seconds=min(MAX_EVENT_AGE_S, max(MIN_EVENT_AGE_S, period)),
+            opts=child,
         )
 
     def _errors_alarm(self, child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:

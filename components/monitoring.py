@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components import naming
 from components.api import SessionApi
 from runtime.alarms import (
     ALARMS,
@@ -48,6 +49,13 @@ COMPONENT_TYPE = "session-management:components:Monitoring"
 @dataclass
 class AlarmTopicArgs:
     settings: StackSettings
+    # What the topic's name starts with; default ``session-management-<stack>``.
+    name_prefix: str | None = None
+
+
+def _child_options(parent: pulumi.Resource, name: str) -> pulumi.ResourceOptions:
+    """A child's options; the alias keeps stacks deployed before the name prefix in place."""
+    return pulumi.ResourceOptions(parent=parent, aliases=[pulumi.Alias(name=name)])
 
 
 class AlarmTopic(pulumi.ComponentResource):
@@ -65,29 +73,28 @@ class AlarmTopic(pulumi.ComponentResource):
     ) -> None:
         super().__init__(ALARM_TOPIC_TYPE, name, None, opts)
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self)
+        self._name = name
+        prefix = args.name_prefix or naming.name_prefix(settings.stack)
         self.topic = aws.sns.Topic(
-            "alarm-topic",
-            name=f"{PROJECT}-{settings.stack}-alarms",
+            f"{name}-alarm-topic",
+            name=naming.alarm_topic_name(prefix),
             tags={"project": PROJECT, "stack": settings.stack},
-            opts=child,
+            opts=_child_options(self, "alarm-topic"),
         )
-        self.email_subscription = self._email(settings, child)
+        self.email_subscription = self._email(settings)
         self.arn = self.topic.arn
         self.register_outputs({"topicArn": self.topic.arn})
 
-    def _email(
-        self, settings: StackSettings, child: pulumi.ResourceOptions
-    ) -> aws.sns.TopicSubscription | None:
+    def _email(self, settings: StackSettings) -> aws.sns.TopicSubscription | None:
         if not settings.alarmEmail:
             return None
         # The address receives a confirmation email; until it is confirmed, nothing arrives.
         return aws.sns.TopicSubscription(
-            "alarm-email",
+            f"{self._name}-alarm-email",
             topic=self.topic.arn,
             protocol="email",
             endpoint=settings.alarmEmail,
-            opts=child,
+            opts=_child_options(self, "alarm-email"),
         )
 
 
@@ -112,10 +119,11 @@ class Monitoring(pulumi.ComponentResource):
         self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
         self._args = args
         self._settings = args.settings
-        self._prefix = f"{PROJECT}-{args.settings.stack}"
-        self._child = pulumi.ResourceOptions(parent=self)
+        # Physical names follow the SessionApi they watch.
+        self._prefix = args.api.prefix
         self.region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
         self.alarms = self._alarms()
@@ -145,8 +153,9 @@ class Monitoring(pulumi.ComponentResource):
         alarm = resolve(spec, self._settings)
         topic = self._args.alarm_topic_arn
         return aws.cloudwatch.MetricAlarm(
-            spec.slug,
-            name=alarm.name,
+            f"{self._name}-{spec.slug}",
+            # alarm.name for the stack's own prefix; another SessionApi's prefix otherwise.
+            name=naming.alarm_name(self._prefix, spec.slug),
             alarm_description=alarm.description,
             namespace=alarm.namespace,
             metric_name=alarm.metric_name,
@@ -166,7 +175,7 @@ class Monitoring(pulumi.ComponentResource):
             alarm_actions=[topic],
             ok_actions=[topic],
             tags={"project": PROJECT, "stack": self._settings.stack},
-            opts=self._child,
+            opts=_child_options(self, spec.slug),
         )
 
     # --- dashboard -------------------------------------------------------------------------------
@@ -195,7 +204,10 @@ class Monitoring(pulumi.ComponentResource):
             )
         )
         return aws.cloudwatch.Dashboard(
-            "dashboard", dashboard_name=self._prefix, dashboard_body=body, opts=self._child
+            f"{self._name}-dashboard",
+            dashboard_name=naming.dashboard_name(self._prefix),
+            dashboard_body=body,
+            opts=_child_options(self, "dashboard"),
         )
 
     # --- queries ---------------------------------------------------------------------------------
@@ -204,11 +216,11 @@ class Monitoring(pulumi.ComponentResource):
         log_groups = [f.log_group.name for f in self._args.api.functions.values()]
         return {
             slug: aws.cloudwatch.QueryDefinition(
-                slug,
-                name=f"{PROJECT}/{self._settings.stack}/{slug}",
+                f"{self._name}-{slug}",
+                name=naming.query_name(self._args.api.prefix, slug),
                 log_group_names=log_groups,
                 query_string=query,
-                opts=self._child,
+                opts=_child_options(self, slug),
             )
             for slug, query in QUERIES.items()
         }

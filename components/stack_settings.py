@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.naming import check_stack_name
 from runtime.settings import (
     BY_KEY,
     PROJECT,
@@ -96,6 +97,7 @@ def load_stack_settings(stack: str | None = None) -> StackConfig:
         if value is not None:
             raw[setting.key] = value
     try:
+        check_stack_name(stack)
         check_aws_keys(_configured_keys("aws"))
         settings = parse_settings(stack, raw)
         _check_auth(settings)

@@ -29,6 +29,8 @@ BATCH_DELETE = ("dynamodb:BatchWriteItem",)
 # so transactional writers need no extra action beyond WRITE.
 
 SCHEDULE_EVERY_MINUTE = "rate(1 minute)"
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def _kebab(camel: str) -> str:
@@ -80,6 +82,16 @@ class Function:
     def is_action(self) -> bool:
         """A route a client selects by ``action`` (not one of API Gateway's ``$`` routes)."""
         return self.route_key is not None and not self.route_key.startswith("$")
+
+    @property
+    def schedule_seconds(self) -> int | None:
+        """Seconds between two scheduled runs (``rate(…)`` expressions), None if unscheduled."""
+        if self.schedule is None:
+            return None
+        match = _RATE.fullmatch(self.schedule)
+        if match is None:
+            raise ValueError(f"{self.name}: unsupported schedule {self.schedule!r}")
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
 
 
 ROUTES: tuple[Function, ...] = (
@@ -137,14 +149,16 @@ ROUTES: tuple[Function, ...] = (
     Function(
         schedule=SCHEDULE_EVERY_MINUTE,
         operation="metricsReporter",
-        timeout_s=60,
+        # Shorter than the schedule: a run never overlaps the next (at most one runs at once).
+        timeout_s=50,
         tables={SESSIONS.logical_name: QUERY},
     ),
     Function(
         schedule=SCHEDULE_EVERY_MINUTE,
         operation="sweeper",
         memory_mb=512,
-        timeout_s=60,
+        # Shorter than the schedule: a run never overlaps the next (at most one runs at once).
+        timeout_s=50,
         tables={
             # GetItem: the active-sessions counter and a drifting session, read consistently;
             # BatchGetItem: the sessions of possibly orphaned connection records, 100 per call.

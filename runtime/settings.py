@@ -59,6 +59,14 @@ AWS_PROVIDER_KEYS = frozenset(
         "userAgents",
     }
 )
+# The retention values CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+# CloudWatch namespaces: 1-255 of these characters, not starting with ':' and not in the
+# reserved AWS/ prefix (metrics there are refused, so every alarm would stay silent).
+METRICS_NAMESPACE_PATTERN = r"(?!AWS/)(?!:)[0-9A-Za-z._/#: -]{1,255}"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -77,7 +85,10 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
+    # A regular expression the whole (string) value must match, and how to say it.
+    pattern: str | None = None
+    pattern_description: str = ""
     secret: bool = False
     # False for keys that only shape infrastructure (alarm thresholds, email).
     runtime: bool = True
@@ -91,7 +102,10 @@ class Setting:
     def allowed(self) -> str:
         """Human description of the allowed values, used in error messages and docs."""
         if self.choices:
-            return "one of " + ", ".join(self.choices) + " (any case)"
+            listed = ", ".join(str(choice) for choice in self.choices)
+            return f"one of {listed}" + (" (any case)" if self.kind is str else "")
+        if self.pattern:
+            return self.pattern_description
         if self.kind is bool:
             return "true or false"
         if self.kind is str:
@@ -120,6 +134,8 @@ class Setting:
                 raise self._error(raw)
         if self.key == "alarmEmail" and value and not _EMAIL.match(value):
             raise self._error(raw)
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            raise self._error(raw)
         return value
 
     def _convert(self, raw: Any) -> Any:
@@ -142,7 +158,7 @@ class Setting:
                     raise ValueError(raw)
                 return float(str(raw).strip())
             text = str(raw).strip()
-            if self.choices:
+            if self.choices and self.kind is str:
                 text = text.upper()
             return text
         except (TypeError, ValueError):
@@ -164,7 +180,23 @@ SETTINGS: tuple[Setting, ...] = (
         "alarmEmail",
         str,
         "",
-        "Email address subscribed to the alarm topic (required in prod).",
+        "Email address subscribed to the alarm topic (required when protect is on).",
+        runtime=False,
+    ),
+    Setting(
+        "protect",
+        bool,
+        False,
+        "Production protection: table PITR and deletion protection, user pool deletion "
+        "protection, Pulumi protect on tables, user pool and WebSocket API; alarmEmail required.",
+        runtime=False,
+    ),
+    Setting(
+        "apiGatewayAccountOwner",
+        bool,
+        False,
+        "This stack manages API Gateway's account-level CloudWatch role (one stack per account "
+        "and region); stage access logs only where the role is known to be set.",
         runtime=False,
     ),
     Setting("maxActiveSessions", int, 100, "Active sessions allowed at once.", minimum=1),
@@ -173,9 +205,17 @@ SETTINGS: tuple[Setting, ...] = (
         "dataRetentionHours",
         int,
         12,
-        "DynamoDB TTL for records; log retention is the smallest CloudWatch value ≥ it.",
+        "DynamoDB TTL of session, connection and rate-limit records.",
         minimum=1,
         maximum=8760,
+    ),
+    Setting(
+        "logRetentionDays",
+        int,
+        14,
+        "Days CloudWatch keeps the functions' and the stage's logs (they hold no raw identifiers).",
+        choices=LOG_RETENTION_DAYS,
+        runtime=False,
     ),
     Setting("logLevel", str, "INFO", "Lowest level the functions log.", choices=LOG_LEVELS),
     Setting(
@@ -276,7 +316,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=10,
     ),
     Setting(
-        "metricsNamespace", str, "SessionManagement", "CloudWatch namespace of the custom metrics."
+        "metricsNamespace",
+        str,
+        "SessionManagement",
+        "CloudWatch namespace of the custom metrics.",
+        pattern=METRICS_NAMESPACE_PATTERN,
+        pattern_description=(
+            "1-255 of A-Z a-z 0-9 . - _ / # : and space, not starting with 'AWS/' or ':'"
+        ),
     ),
     Setting("tracing", bool, True, "X-Ray active tracing on every function.", runtime=False),
     Setting(
@@ -323,10 +370,6 @@ class StackSettings:
         except KeyError:
             raise AttributeError(key) from None
 
-    @property
-    def is_production(self) -> bool:
-        return self.stack == "prod"
-
     def runtime_environment(self) -> dict[str, str]:
         """The functions' environment variables for every runtime setting (secrets excluded)."""
         env: dict[str, str] = {"STAGE": self.stack}
@@ -372,9 +415,9 @@ def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
             f"config key '{PROJECT}:connectionWarningMinutes' must be ≥ connectionRefreshMinutes "
             f"({values['connectionRefreshMinutes']}); got {values['connectionWarningMinutes']}"
         )
-    if stack == "prod" and not values["alarmEmail"]:
+    if values["protect"] and not values["alarmEmail"]:
         raise SettingsError(
-            f"config key '{PROJECT}:alarmEmail' is required in the prod stack: "
+            f"config key '{PROJECT}:alarmEmail' is required when '{PROJECT}:protect' is on: "
             f"an email address for the alarm topic"
         )
     return StackSettings(stack=stack, values=values)

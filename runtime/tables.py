@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.settings import PROJECT
+
 
 @dataclass(frozen=True)
 class Index:
@@ -42,8 +44,10 @@ class Table:
     numbers: tuple[str, ...] = ()
 
     def physical_name(self, stage: str) -> str:
-        """The table's name in AWS and in the local stack, e.g. ``Sessions-dev``."""
-        return f"{self.logical_name}-{stage}"
+        """The table's name in AWS and in the local stack: project, stack, logical name
+        (``session-management-dev-Sessions``), so it cannot collide with another
+        application's tables in the same account."""
+        return f"{PROJECT}-{stage}-{self.logical_name}"
 
     @property
     def key_attributes(self) -> dict[str, str]:

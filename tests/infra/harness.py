@@ -242,11 +242,13 @@ def run_program(
     remove: Iterable[str] = (),
     secret_keys: Iterable[str] = (),
     use_stack_file: bool = True,
+    program: Path = PROGRAM,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` under mocks; raise whatever the program raises.
 
     ``overrides`` keys without a namespace are project keys (``maxActiveSessions``);
-    ``remove`` drops keys from the stack file's config.
+    ``remove`` drops keys from the stack file's config; ``program`` runs another file than
+    ``__main__.py`` (a test composition of the components).
     """
     config = stack_file_config(stack) if use_stack_file else {}
     for key in remove:
@@ -265,11 +267,11 @@ def run_program(
     root = pulumi_settings.get_root_resource()
     assert root is not None
 
-    def program() -> None:
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+    def run_file() -> None:
+        runpy.run_path(str(program), run_name="__main__")
 
     try:
-        _sync_await(run_pulumi_func(program))
+        _sync_await(run_pulumi_func(run_file))
         outputs = _sync_await(pulumi.Output.from_input(dict(root.outputs)).future())  # type: ignore[attr-defined]
     finally:
         pulumi_settings.ROOT.set(None)

@@ -10,7 +10,6 @@ import pulumi
 import pytest
 import yaml
 
-from components.function import log_retention_days
 from runtime.routes import ROUTES
 from runtime.settings import (
     AWS_PROVIDER_KEYS,
@@ -145,7 +144,7 @@ def test_log_level_in_any_case_reaches_the_functions_upper_case():
 
 
 def test_prod_without_an_alarm_email_is_rejected():
-    with pytest.raises(pulumi.RunError, match="alarmEmail' is required in the prod stack"):
+    with pytest.raises(pulumi.RunError, match=r"alarmEmail' is required when '.*protect' is on"):
         run_program("prod", remove=["alarmEmail"])
 
 
@@ -238,18 +237,13 @@ def test_alarm_email_adds_a_subscription_in_any_stack():
     assert subscription["endpoint"] == "oncall@example.org"
 
 
-@pytest.mark.parametrize(
-    ("hours", "days"), [(1, 1), (12, 1), (24, 1), (25, 3), (100, 5), (24 * 400, 400), (8760, 365)]
-)
-def test_log_retention_is_the_smallest_valid_value_covering_the_hours(hours: int, days: int):
-    assert log_retention_days(hours) == days
-
-
-def test_data_retention_reaches_every_log_group():
-    run = run_program("dev", {"dataRetentionHours": 100})
+def test_log_retention_reaches_every_log_group_and_no_longer_follows_data_retention():
+    run = run_program(
+        "dev", {"logRetentionDays": 90, "dataRetentionHours": 1, "apiGatewayAccountOwner": True}
+    )
     groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
     assert len(groups) == len(ROUTES) + 1  # the functions' and the stage's access logs
-    assert {g["retentionInDays"] for g in groups} == {5}
+    assert {g["retentionInDays"] for g in groups} == {90}
 
 
 def test_tracing_off_removes_xray_everywhere():
@@ -328,5 +322,9 @@ def test_inconsistent_auth_settings_are_rejected(overrides: dict[str, str], mess
 
 def test_a_stack_name_too_long_for_lambda_names_is_rejected():
     stack = "a-very-long-stack-name-for-lambda"
-    with pytest.raises(pulumi.RunError, match="longer than Lambda's 64 characters"):
+    with pytest.raises(pulumi.RunError) as failure:
         run_program(stack, use_stack_file=False)
+    message = str(failure.value)
+    assert f"stack name '{stack}' cannot be deployed" in message
+    assert "Lambda function name" in message and "(1-64 allowed)" in message
+    assert "Use a stack name of at most 26 letters, digits, '-' and '_'" in message

@@ -11,10 +11,9 @@ import math
 
 import pytest
 
-from components.function import VALID_RETENTION_DAYS
 from runtime import metric_names
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
-from runtime.settings import BY_KEY, PROJECT, parse_settings
+from runtime.settings import BY_KEY, LOG_RETENTION_DAYS, PROJECT, parse_settings
 from runtime.tables import TABLES
 from tests.infra.harness import ProgramRun, Resource, policy_document, stack_file_config
 from tests.infra.policy_checks import least_privilege_violations
@@ -116,23 +115,31 @@ def test_websocket_api_selects_routes_on_the_action_field(stack_run):
     assert api["routeSelectionExpression"] == "$request.body.action"
 
 
-def test_stage_is_named_after_the_stack_with_json_access_logs_and_throttling(stack_run):
+def test_stage_is_named_after_the_stack_with_throttling(stack_run):
     run = stack_run
     stage = run.one(STAGE_TYPE)
     assert stage["name"] == run.stack
     assert stage["autoDeploy"] is True
+    route_settings = stage["defaultRouteSettings"]
+    assert route_settings["throttlingRateLimit"] > 0
+    assert route_settings["throttlingBurstLimit"] > 0
+    # Execution logging needs the account's CloudWatch role: never turned on.
+    assert route_settings["loggingLevel"] == "OFF"
+    assert route_settings["dataTraceEnabled"] is False
+    routes = {r.urn for r in run.of_type("aws:apigatewayv2/route:Route")}
+    assert routes <= set(stage.dependencies)
+
+
+def test_the_account_owner_stage_has_json_access_logs(prod):
+    run = prod
+    stage = run.one(STAGE_TYPE)
     log_group = run.one(LOG_GROUP, arn=stage["accessLogSettings"]["destinationArn"])
-    assert log_group["retentionInDays"] in VALID_RETENTION_DAYS
+    assert log_group["retentionInDays"] == settings_of(run).logRetentionDays
     fields = json.loads(stage["accessLogSettings"]["format"])
     assert {"requestId", "routeKey", "status", "eventType"} <= set(fields)
     # Same rule as the functions' logs: no raw IP, no raw connection ID.
     assert not any("sourceIp" in v or "connectionId" in v for v in fields.values())
-    route_settings = stage["defaultRouteSettings"]
-    assert route_settings["throttlingRateLimit"] > 0
-    assert route_settings["throttlingBurstLimit"] > 0
-    # The first automatic deployment must contain every route and the logging role.
-    routes = {r.urn for r in run.of_type("aws:apigatewayv2/route:Route")}
-    assert routes <= set(stage.dependencies)
+    # The first automatic deployment must already have the account's logging role.
     assert run.one("aws:apigateway/account:Account").urn in stage.dependencies
 
 
@@ -192,16 +199,14 @@ def test_function_environment_carries_settings_tables_endpoint_key_and_auth(stac
     assert env["AUTH_JWKS_URL"] == f"{issuer}/.well-known/jwks.json"
 
 
-def test_every_function_has_its_log_group_with_the_smallest_valid_retention(stack_run):
+def test_every_function_has_its_log_group_with_the_stacks_retention(stack_run):
     run = stack_run
-    hours = settings_of(run).dataRetentionHours
+    days = settings_of(run).logRetentionDays
+    assert days in LOG_RETENTION_DAYS
     for function in ROUTES:
         resource = function_resource(run, function)
         log_group = run.one(LOG_GROUP, name=f"/aws/lambda/{resource['name']}")
-        days = log_group["retentionInDays"]
-        assert days in VALID_RETENTION_DAYS
-        assert days * 24 >= hours
-        assert all(d * 24 < hours for d in VALID_RETENTION_DAYS if d < days)
+        assert log_group["retentionInDays"] == days
         # Created before the function, and the function logs there.
         assert log_group.urn in resource.dependencies
         assert resource["loggingConfig"]["logGroup"] == log_group["name"]
@@ -235,7 +240,9 @@ def policy_violations(run: ProgramRun, function: Function) -> list[str]:
     return least_privilege_violations(
         policy_document(policies[0]),
         function,
-        table_arns={t["name"].rsplit("-", 1)[0]: t["arn"] for t in run.of_type(TABLE)},
+        table_arns={
+            t.logical_name: run.one(TABLE, name=t.physical_name(run.stack))["arn"] for t in TABLES
+        },
         log_group_arn=run.one(LOG_GROUP, name=f"/aws/lambda/{resource['name']}")["arn"],
         connections_arn=f"{api['executionArn']}/{run.stack}",
         namespace=settings.metricsNamespace,
@@ -274,7 +281,7 @@ def test_connection_managers_may_post_and_delete_only_on_their_own_stage(dev):
 
 def test_tables_are_rendered_from_the_table_definitions(stack_run):
     run = stack_run
-    production = run.stack == "prod"
+    production = settings_of(run).protect
     assert len(run.of_type(TABLE)) == len(TABLES)
     for table in TABLES:
         resource = run.one(TABLE, name=table.physical_name(run.stack))
@@ -436,7 +443,7 @@ def test_saved_queries_cover_every_function_log_group(stack_run):
     groups = {f"/aws/lambda/{function_resource(run, f)['name']}" for f in ROUTES}
     for query in queries.values():
         assert set(query["logGroupNames"]) == groups
-        assert query["name"].startswith(f"{PROJECT}/{run.stack}/")
+        assert query["name"].startswith(f"{PROJECT}-{run.stack}/")
     assert 'level = "ERROR"' in queries["errors-last-hour"]["queryString"]
     assert "correlationId" in queries["session-lifecycle"]["queryString"]
     latency = queries["latency-by-operation"]["queryString"]

@@ -140,9 +140,11 @@ def test_bad_stack_name(tmp_path):
         load_config("../etc", root=tmp_path, environ={})
 
 
-def test_prod_requires_alarm_email(tmp_path):
+def test_a_protected_stack_requires_alarm_email(tmp_path):
     with pytest.raises(SettingsError, match="alarmEmail"):
-        load_config("prod", root=tmp_path, environ={})
+        load_config("prod", ["protect=true"], root=tmp_path, environ={})
+    # Protection is a setting, not the stack's name.
+    assert load_config("prod", root=tmp_path, environ={}).settings.protect is False
 
 
 def test_region_from_environment_when_not_configured(tmp_path):

@@ -191,7 +191,7 @@ def issuer_fixture(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Issue
 
 @dataclass
 class CallLog:
-    """AWS calls seen: ``names`` like ``dynamodb.UpdateItem(RateLimits-test)``."""
+    """AWS calls seen: ``names`` like ``dynamodb.UpdateItem(<RateLimits table>)``."""
 
     names: list[str] = field(default_factory=list)
     # Every MetricData entry sent with PutMetricData.

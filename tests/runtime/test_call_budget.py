@@ -110,7 +110,7 @@ def test_counter_counts_calls_from_every_thread_and_stops_when_detached(aws) -> 
             t.start()
         for t in threads:
             t.join()
-        ddb.describe_table(TableName="Sessions-test")
+        ddb.describe_table(TableName="session-management-test-Sessions")
     ddb.list_tables()  # after stop: not counted
     assert counter.counts() == {"dynamodb:DescribeTable": 1, "dynamodb:ListTables": 8}
     assert counter.total() == 9

@@ -31,7 +31,7 @@ from tests.runtime.helpers_entry import (
 from tests.support.lambda_events import LambdaContext, connect_event
 from tests.support.runtime_env import ENV, STAGE
 
-CONNECTIONS_TABLE = f"Connections-{STAGE}"
+CONNECTIONS_TABLE = f"session-management-{STAGE}-Connections"
 
 
 def _error(response: dict) -> dict:
@@ -51,7 +51,7 @@ def test_listener_connects_without_token_and_is_recorded(issuer: Issuer) -> None
     assert record["ttl"] < time.time() + 13 * 3600
     # One rate-limit count and one put; nothing buffered, so no PutMetricData; never a post.
     assert calls.names == [
-        f"dynamodb.UpdateItem(RateLimits-{STAGE})",
+        f"dynamodb.UpdateItem(session-management-{STAGE}-RateLimits)",
         f"dynamodb.PutItem({CONNECTIONS_TABLE})",
     ]
     assert issuer.requests == 0  # no token, no JWKS fetch
@@ -192,7 +192,7 @@ def test_connections_table_unavailable_is_503(aws: None) -> None:
 
 
 def test_rate_limits_table_missing_lets_the_handshake_through(aws: None) -> None:
-    boto3.client("dynamodb").delete_table(TableName=f"RateLimits-{STAGE}")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-RateLimits")
     with aws_calls() as calls:
         cid, response = do_connect()
     assert response == {"statusCode": 200}
@@ -204,7 +204,7 @@ def test_no_raw_ip_in_any_table(issuer: Issuer) -> None:
     ip = "198.51.100.99"
     do_connect(issuer.token(), ip=ip)
     ddb = boto3.client("dynamodb")
-    for table in (CONNECTIONS_TABLE, f"RateLimits-{STAGE}"):
+    for table in (CONNECTIONS_TABLE, f"session-management-{STAGE}-RateLimits"):
         assert ip not in json.dumps(ddb.scan(TableName=table)["Items"])
 
 

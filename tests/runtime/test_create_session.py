@@ -56,8 +56,8 @@ def test_creates_the_session_in_four_aws_calls(issuer: Issuer) -> None:
     assert abs(created["expiresAt"] - (before_ms + 12 * 3600 * 1000)) < 60_000
 
     assert calls.names == [
-        f"dynamodb.GetItem(Connections-{STAGE})",
-        f"dynamodb.UpdateItem(RateLimits-{STAGE})",
+        f"dynamodb.GetItem(session-management-{STAGE}-Connections)",
+        f"dynamodb.UpdateItem(session-management-{STAGE}-RateLimits)",
         "dynamodb.TransactWriteItems",
         "cloudwatch.PutMetricData",
     ]
@@ -194,7 +194,7 @@ def test_ids_exhausted_is_service_unavailable(
 
 def test_dynamodb_unavailable_is_service_unavailable(issuer: Issuer) -> None:
     cid = speaker(issuer)
-    boto3.client("dynamodb").delete_table(TableName=f"Sessions-{STAGE}")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-Sessions")
     with aws_calls() as calls:
         message = _create(cid, sourceLanguage="en")
     details = assert_error(message, "SERVICE_UNAVAILABLE", 503)

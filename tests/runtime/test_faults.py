@@ -146,7 +146,7 @@ def test_a_join_whose_count_is_throttled_claims_nothing(issuer, connections) -> 
     _, session_id = start_session(issuer, "alice")
     cid = new_listener()
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("UpdateItem", THROTTLED, table="Sessions-test")
+        injected.fail("UpdateItem", THROTTLED, table="session-management-test-Sessions")
         assert join(cid, session_id, ip=next_ip())["code"] == "SERVICE_UNAVAILABLE"
     assert store.get_connection(cid).get("role") is None
     assert_consistent()
@@ -157,7 +157,7 @@ def test_a_join_whose_claim_fails_gives_its_place_back(issuer, connections) -> N
     join_listeners(session_id, 1)
     cid = new_listener()
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("UpdateItem", THROTTLED, table="Connections-test")
+        injected.fail("UpdateItem", THROTTLED, table="session-management-test-Connections")
         assert join(cid, session_id, ip=next_ip())["code"] == "SERVICE_UNAVAILABLE"
         assert injected.attempts["UpdateItem"] >= _attempts() + 2  # limit, count, claim×n
     assert store.get_session(session_id)["listenerCount"] == 1  # compensated
@@ -190,7 +190,7 @@ def test_a_listener_disconnect_that_fails_half_way_is_repaired_by_the_sweeper(
     _, session_id = start_session(issuer, "alice")
     leaving, _ = join_listeners(session_id, 2)
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("UpdateItem", THROTTLED, table="Sessions-test")
+        injected.fail("UpdateItem", THROTTLED, table="session-management-test-Sessions")
         assert _leave(leaving)["statusCode"] == 503
     # The record went, the decrement did not: the count is one too high for now ...
     assert store.get_session(session_id)["listenerCount"] == 2
@@ -301,7 +301,7 @@ def test_an_unavailable_rate_limits_table_fails_open(issuer, connections, capsys
     _, session_id = start_session(issuer, "alice")
     capsys.readouterr()
     with faults(runtime_aws.dynamodb()) as injected, aws_calls() as calls:
-        injected.fail("UpdateItem", code, table="RateLimits-test")
+        injected.fail("UpdateItem", code, table="session-management-test-RateLimits")
         ip = next_ip()
         cid, accepted = do_connect(ip=ip)
         joined = join(cid, session_id, ip=ip)
@@ -377,7 +377,9 @@ def test_the_fault_hook_really_stops_the_write(issuer, connections) -> None:
     """The injector itself: an injected failure must not be written behind the error."""
     _, session_id = start_session(issuer, "alice")
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("UpdateItem", THROTTLED, table="Sessions-test", times=_attempts())
+        injected.fail(
+            "UpdateItem", THROTTLED, table="session-management-test-Sessions", times=_attempts()
+        )
         with pytest.raises(Exception, match=THROTTLED):
             store.add_listener(session_id, max_listeners=config().maxListenersPerSession)
     assert store.get_session(session_id)["listenerCount"] == 0

@@ -44,9 +44,9 @@ def test_joins_in_four_aws_calls_and_reports_the_count_it_produced(issuer: Issue
     }
     assert before_ms <= joined["timestamp"] <= int(time.time() * 1000)
     assert calls.names == [
-        f"dynamodb.UpdateItem(RateLimits-{STAGE})",
-        f"dynamodb.UpdateItem(Sessions-{STAGE})",
-        f"dynamodb.UpdateItem(Connections-{STAGE})",
+        f"dynamodb.UpdateItem(session-management-{STAGE}-RateLimits)",
+        f"dynamodb.UpdateItem(session-management-{STAGE}-Sessions)",
+        f"dynamodb.UpdateItem(session-management-{STAGE}-Connections)",
         "cloudwatch.PutMetricData",
     ]
     assert calls.metric_sum("ListenerJoinLatency") > 0
@@ -189,7 +189,7 @@ def test_joins_are_limited_per_ip(issuer: Issuer, monkeypatch: pytest.MonkeyPatc
 
 def test_sessions_table_unavailable_is_service_unavailable(issuer: Issuer) -> None:
     _, session_id = new_session(issuer)
-    boto3.client("dynamodb").delete_table(TableName=f"Sessions-{STAGE}")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-Sessions")
     details = assert_error(join(listener(), session_id), "SERVICE_UNAVAILABLE", 503)
     assert details["retryable"] is True
 

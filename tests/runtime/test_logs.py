@@ -177,8 +177,8 @@ def scenario(runner: Runner, issuer: Issuer, monkeypatch: pytest.MonkeyPatch) ->
     assert "RuntimeError: injected bug" in run.last["stackTrace"]
     assert run.last["errorMessage"] == "RuntimeError: injected bug"
 
-    boto3.client("dynamodb").delete_table(TableName=f"RateLimits-{STAGE}")
-    boto3.client("dynamodb").delete_table(TableName=f"Connections-{STAGE}")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-RateLimits")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-Connections")
     run = runner(connect.handler, connect_event("Stranger0002=", ip=LISTENER_IP))
     ids["connections"].append("Stranger0002=")
     check_common(run, "connect", connection_hash("Stranger0002="))

@@ -21,7 +21,7 @@ from runtime.observability.metrics import MetricsBuffer
 from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect
 from tests.support.runtime_env import STAGE
 
-TABLE = f"RateLimits-{STAGE}"
+TABLE = f"session-management-{STAGE}-RateLimits"
 IP = "203.0.113.9"
 WINDOW_START = 1_800_000_000 // 60 * 60  # a whole minute, in epoch seconds
 

@@ -149,7 +149,7 @@ def test_speaker_refresh_costs_two_calls(issuer) -> None:
         _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
     # GetItem (who is this?) + one TransactWriteItems; no metric on success. Budget: 3.
     assert calls.names == [
-        "dynamodb.GetItem(Connections-test)",
+        "dynamodb.GetItem(session-management-test-Connections)",
         "dynamodb.TransactWriteItems",
     ]
 

@@ -205,8 +205,8 @@ def test_a_join_that_crashed_between_its_writes_is_repaired(issuer, connections)
     cid = new_listener()
     # The claim and then its compensation both fail: the count is one too high.
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("UpdateItem", table="Connections-test")
-        injected.fail("UpdateItem", table="Sessions-test", when=_decrement)
+        injected.fail("UpdateItem", table="session-management-test-Connections")
+        injected.fail("UpdateItem", table="session-management-test-Sessions", when=_decrement)
         assert join(cid, session_id)["code"] == "SERVICE_UNAVAILABLE"
     assert store.get_session(session_id)["listenerCount"] == 2
 
@@ -268,11 +268,11 @@ def test_the_pass_costs_a_bounded_number_of_calls(issuer, connections) -> None:
     # One Scan, one counter read, one index query, one BatchGetItem, one COUNT per session.
     assert sorted(calls.names) == sorted(
         [
-            "dynamodb.Scan(Connections-test)",
-            "dynamodb.GetItem(Sessions-test)",
-            "dynamodb.Query(Sessions-test)",
+            "dynamodb.Scan(session-management-test-Connections)",
+            "dynamodb.GetItem(session-management-test-Sessions)",
+            "dynamodb.Query(session-management-test-Sessions)",
             "dynamodb.BatchGetItem",
-            *["dynamodb.Query(Connections-test)"] * 4,
+            *["dynamodb.Query(session-management-test-Connections)"] * 4,
         ]
     )
 
@@ -342,7 +342,9 @@ def test_listeners_left_by_a_failed_speaker_disconnect_are_told_and_removed(
     live = join_listeners(healthy, 2)
     # $disconnect ends the session, then cannot read the listener list: nobody is told.
     with faults(runtime_aws.dynamodb()) as injected:
-        injected.fail("Query", "InternalServerError", status=500, table="Connections-test")
+        injected.fail(
+            "Query", "InternalServerError", status=500, table="session-management-test-Connections"
+        )
         disconnect.handler(disconnect_event(speaker_cid), LambdaContext())
     assert store.get_session(session_id)["isActive"] is False
     assert all(store.get_connection(cid) for cid in listeners)
@@ -367,11 +369,11 @@ def test_listeners_left_by_a_failed_speaker_disconnect_are_told_and_removed(
     # What the orphans cost: one BatchGetItem of their sessions, their posts, one batch delete.
     assert sorted(calls.names) == sorted(
         [
-            "dynamodb.Scan(Connections-test)",
-            "dynamodb.GetItem(Sessions-test)",
-            "dynamodb.Query(Sessions-test)",
+            "dynamodb.Scan(session-management-test-Connections)",
+            "dynamodb.GetItem(session-management-test-Sessions)",
+            "dynamodb.Query(session-management-test-Sessions)",
             "dynamodb.BatchGetItem",
-            "dynamodb.Query(Connections-test)",
+            "dynamodb.Query(session-management-test-Connections)",
             "dynamodb.BatchGetItem",
             *["apigatewaymanagementapi.PostToConnection"] * 2,
             "dynamodb.BatchWriteItem",
@@ -496,7 +498,12 @@ def test_a_failing_orphan_check_is_counted_and_the_pass_goes_on(issuer, connecti
     _ended_ago(session_id, 60)
 
     with faults(runtime_aws.dynamodb()) as injected, aws_calls() as calls:
-        injected.fail("BatchGetItem", "InternalServerError", status=500, table="Sessions-test")
+        injected.fail(
+            "BatchGetItem",
+            "InternalServerError",
+            status=500,
+            table="session-management-test-Sessions",
+        )
         summary = sweep()
 
     assert (summary["orphans"], summary["failures"]) == (0, 1)
