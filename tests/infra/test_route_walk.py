@@ -25,6 +25,7 @@ from runtime import protocol, routes
 from runtime.config import config
 from runtime.routes import ROUTES, Function
 from runtime.settings import PROJECT
+from runtime.tables import TABLES
 from tests.infra.harness import ProgramRun, policy_document
 from tests.support import lambda_events
 from tests.support.runtime_env import ENV, STAGE, create_tables
@@ -80,7 +81,8 @@ def _granted(dev: ProgramRun, deployed: Any) -> dict[str, set[str]]:
     """DynamoDB actions the function's policy grants, by table logical name."""
     role = dev.one(ROLE, arn=deployed["role"])
     document = policy_document(dev.one(ROLE_POLICY, role=role.id))
-    table_of = {t["arn"]: t["name"].rsplit("-", 1)[0] for t in dev.of_type(TABLE)}
+    by_name = {t.physical_name(dev.stack): t.logical_name for t in TABLES}
+    table_of = {t["arn"]: by_name[t["name"]] for t in dev.of_type(TABLE)}
     granted: dict[str, set[str]] = {}
     for statement in document["Statement"]:
         for resource in statement["Resource"]:

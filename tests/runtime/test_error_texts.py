@@ -250,7 +250,7 @@ def _drive_failures(issuer: Issuer) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(store, "create_session", broken)
         _create(cid, sourceLanguage="en")  # INTERNAL_ERROR
-    boto3.client("dynamodb").delete_table(TableName=f"Sessions-{STAGE}")
+    boto3.client("dynamodb").delete_table(TableName=f"session-management-{STAGE}-Sessions")
     _create(cid, sourceLanguage="en")  # SERVICE_UNAVAILABLE
 
 
