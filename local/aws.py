@@ -10,6 +10,7 @@ TTL attribute (epoch seconds) is in the past, with a condition so a concurrent r
 from __future__ import annotations
 
 import contextlib
+import http.client
 import queue
 import socket
 import subprocess
@@ -25,6 +26,9 @@ from botocore.exceptions import ClientError
 
 from runtime.tables import TABLES, Table
 
+# The supervisor's probe, answered by local.aws_server at once (outside its one-request
+# lock), so a live process answers it even under load and a stopped one never does.
+HEALTH_PATH = "/_local/health"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _SCAN_PAGES = 100  # bound on one TTL pass: 100 pages of up to 1 MB each
 
@@ -51,6 +55,30 @@ class EmbeddedAws:
     def pid(self) -> int | None:
         """The server process's ID (for tests that take the embedded AWS away)."""
         return self._process.pid if self._process is not None else None
+
+    def exit_code(self) -> int | None:
+        """The server process's exit code (negative: the signal), None while it runs."""
+        return self._process.poll() if self._process is not None else None
+
+    def answers(self, timeout_s: float) -> bool:
+        """True if the server answers its health request within ``timeout_s``."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
+        try:
+            conn.request("GET", HEALTH_PATH)
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def restart(self, timeout_s: float = 60.0) -> None:
+        """Start a new server process on the same port (the functions' endpoint is fixed)."""
+        old = self._process
+        if old is not None and old.poll() is None:
+            old.kill()
+            old.wait(10)
+        self._requested_port = self.port
+        self.start(timeout_s)
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the server process and wait until it listens."""

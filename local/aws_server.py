@@ -21,6 +21,8 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
+from local.aws import HEALTH_PATH
+
 
 class OneRequestAtATime:
     """WSGI wrapper: DynamoDB applies every request atomically, but moto evaluates a condition
@@ -33,6 +35,9 @@ class OneRequestAtATime:
         self.lock = threading.Lock()
 
     def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:  # the supervisor's probe: never queued
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
         with self.lock:
             return list(self.app(environ, start_response))
 

@@ -50,6 +50,8 @@ from local.events import (
 )
 from local.invoker import Invoker
 from local.web import build_app, json_error, serve_on
+from runtime.errors import ErrorCode, ServiceError
+from runtime.protocol import encode, error_message
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
 DEFAULT_ROUTE = "$default"
@@ -140,6 +142,17 @@ def _random_label() -> Callable[[str], str]:
     return label
 
 
+def _unavailable(problem: str) -> web.Response:
+    error = ServiceError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        f"The service is temporarily unavailable ({problem}); please retry shortly.",
+    )
+    body = encode(error_message(error, gateway_id()))
+    response = web.Response(status=503, text=body, content_type="application/json")
+    response.force_close()
+    return response
+
+
 class Gateway:
     """Serves WebSocket clients and the plain-HTTP routes on one port."""
 
@@ -154,6 +167,9 @@ class Gateway:
         self.invoker = invoker
         self.routes = {f.route_key: f for f in routes if f.route_key}
         self.label = label or _random_label()
+        # Why the functions' dependencies cannot serve now (None: they can). While they
+        # cannot, handshakes are refused with 503 at once instead of after a doomed $connect.
+        self.unavailable: Callable[[], str | None] = lambda: None
         self.connections: dict[str, LocalConnection] = {}
         # Add HTTP routes here before ``start``: ``gateway.app.router.add_get(path, handler)``.
         self.app = build_app(self._not_found)
@@ -254,6 +270,10 @@ class Gateway:
             return json_error(400, "invalid WebSocket handshake")
         if self.closing:
             return json_error(503, "the local stack is shutting down")
+        problem = self.unavailable()
+        if problem is not None:
+            self._announce(f"reject     handshake  HTTP 503 ({problem})")
+            return _unavailable(problem)
         transport = request.transport
         if transport is None or transport.is_closing():
             return web.Response(status=400)  # gone before we looked: no $connect, no $disconnect

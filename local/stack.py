@@ -26,8 +26,9 @@ from local.control import control_routes
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.live_connections import live_connections
-from local.monitoring import LocalMonitoring
+from local.monitoring import LocalMonitoring, alarm_topic_name
 from local.scheduler import Scheduler
+from local.supervisor import AwsSupervisor
 from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
 from local.webconsole.log_ring import LogRing
 from local.webconsole.routes import CONSOLE_PATH, console_routes
@@ -119,6 +120,10 @@ class LocalStack:
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
         self.started_at = time.monotonic()
+        self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
+        # Set when the stack cannot go on (the embedded AWS died and could not be restarted).
+        self.failed = asyncio.Event()
+        self.exit_code = 0
 
     async def start(self) -> None:
         cfg, opts = self.config, self.options
@@ -165,6 +170,7 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
         gateway.app.add_routes(
@@ -182,8 +188,21 @@ class LocalStack:
             expire=lambda: self.aws.expire_items(stage),
         )
         self.scheduler.start()
+        self.supervisor.start()
+
+    def _recreate_aws_state(self) -> None:
+        """What a fresh embedded AWS needs: the tables and the alarm topic."""
+        stage = self.config.stack
+        self.aws.create_tables(stage)
+        self.aws.client("sns").create_topic(Name=alarm_topic_name(stage))
+
+    def _fail(self, why: str) -> None:
+        console.say(f"! {why}: stopping the local stack (exit code 1)")
+        self.exit_code = 1
+        self.failed.set()
 
     async def stop(self) -> None:
+        await self.supervisor.stop()  # a process stopped on purpose is not restarted
         if self.gateway is not None:
             open_now = self.gateway.open_count()
             console.say(f"shutting down: closing {open_now} connection(s)")
@@ -207,6 +226,8 @@ class LocalStack:
             "connectionsUrl": self.gateway.connections_url,
             "awsEndpoint": self.aws.endpoint,
             "awsPid": self.aws.pid,
+            "awsState": self.supervisor.state,
+            "awsRestarts": self.supervisor.restarts,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
@@ -337,7 +358,8 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
         raise
     console.block(stack.banner())
     ready.set()
-    await stop.wait()
+    failed = asyncio.create_task(stack.failed.wait())
+    await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
     await stack.stop()
-    console.say("stopped")
-    return 0
+    console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
+    return stack.exit_code

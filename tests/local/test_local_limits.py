@@ -270,19 +270,25 @@ def test_scheduled_functions_and_ttl_expiry(timer_stack):
 
 
 def test_embedded_aws_outage_is_service_unavailable_not_silence(outage_stack):
-    """Take the embedded AWS away: the gateway keeps serving, the functions answer 503."""
+    """Take the embedded AWS away: the gateway keeps serving, the functions answer 503.
+
+    The outage is a stopped process (SIGSTOP): a killed one is restarted by the stack
+    (tests/local/test_local_supervision.py)."""
     stack = outage_stack
 
     async def scenario() -> None:
         ws = await open_ws(stack.url)
         assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
-        os.kill(stack.info["awsPid"], signal.SIGKILL)
-        down = await request(ws, {"action": "heartbeat"}, timeout=30)
-        assert_error(down, ErrorCode.SERVICE_UNAVAILABLE)
-        with pytest.raises(InvalidStatus) as rejected:
-            await open_ws(stack.url)
-        assert rejected.value.response.status_code == 503
-        assert json.loads(rejected.value.response.body)["code"] == "SERVICE_UNAVAILABLE"
+        os.kill(stack.info["awsPid"], signal.SIGSTOP)
+        try:
+            down = await request(ws, {"action": "heartbeat"}, timeout=30)
+            assert_error(down, ErrorCode.SERVICE_UNAVAILABLE)
+            with pytest.raises(InvalidStatus) as rejected:
+                await open_ws(stack.url)
+            assert rejected.value.response.status_code == 503
+            assert json.loads(rejected.value.response.body)["code"] == "SERVICE_UNAVAILABLE"
+        finally:
+            os.kill(stack.info["awsPid"], signal.SIGCONT)
         await ws.close()
 
     run(scenario())
