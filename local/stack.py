@@ -23,6 +23,7 @@ from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
 from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
 from local.config import LocalConfig
 from local.control import control_routes
+from local.events import function_name
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.live_connections import live_connections
@@ -31,6 +32,7 @@ from local.scheduler import Scheduler
 from local.supervisor import AwsSupervisor
 from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
 from local.webconsole.log_ring import LogRing
+from local.webconsole.metrics import StackView, dashboard_data
 from local.webconsole.routes import CONSOLE_PATH, console_routes
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS
@@ -120,6 +122,7 @@ class LocalStack:
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
         self.started_at = time.monotonic()
+        self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
         # Set when the stack cannot go on (the embedded AWS died and could not be restarted).
         self.failed = asyncio.Event()
@@ -177,7 +180,7 @@ class LocalStack:
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
         )
         gateway.app.add_routes(self.monitoring.routes())
-        gateway.app.add_routes(console_routes(self.log_ring, self.info))
+        gateway.app.add_routes(console_routes(self.log_ring, self.info, self.dashboard))
         await gateway.start()
         self.gateway = gateway
         assert gateway.api is not None
@@ -242,6 +245,20 @@ class LocalStack:
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
+
+    def dashboard(self, minutes: int) -> dict[str, Any]:
+        """The dashboard's metric widgets over the last ``minutes``, for the web console."""
+        assert self.gateway is not None and self.gateway.api is not None
+        stage = self.config.stack
+        view = StackView(
+            namespace=self.config.settings.metricsNamespace,
+            stage=stage,
+            api_id=self.gateway.api.api_id,
+            function_names=tuple(function_name(stage, f) for f in ROUTES),
+            settings=self.config.settings,
+            time_scale=self.monitoring.time_scale,
+        )
+        return dashboard_data(view, self.monitoring.store, minutes, since=self.started_wall)
 
     def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None

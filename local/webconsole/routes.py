@@ -107,6 +107,7 @@ def _page_config(info: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "stack": info.get("stack"),
         "websocketUrl": info.get("websocketUrl"),
+        "alarmTimeScale": info.get("alarmTimeScale", 1),
         "tokenPath": "/_local/token",
         "alarmsPath": ALARMS_PATH,
         "sessionsPath": SESSIONS_PATH,

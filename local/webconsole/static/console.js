@@ -83,7 +83,7 @@ function chart(widget) {
     add("line", { class: "threshold", x1: L, x2: W - R, y1: y(t.value), y2: y(t.value), ...(t.color ? { stroke: t.color } : {}) });
     add("text", { x: W - R - 2, y: y(t.value) - 3, "text-anchor": "end" }, `${t.label} ${+t.value.toPrecision(4)}`);
   }
-  far.forEach((t, i) => add("text", { x: W - R - 2, y: T + 9 + 11 * i, "text-anchor": "end", class: "far" },
+  far.forEach((t, i) => add("text", { x: W - R - 2, y: T + 9 + 12 * i, "text-anchor": "end", class: "far" },
     `${t.label} ${+t.value.toPrecision(4)} ↑`));
   widget.series.forEach((s, i) => {
     const d = s.points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
@@ -149,7 +149,9 @@ async function refreshLogs() {
   const q = logQuery();
   const key = q.toString();
   const body = $("#logs tbody");
-  if (key !== state.logKey) { state.logKey = key; state.logCursor = 0; body.replaceChildren(); }
+  const changed = key !== state.logKey;
+  if (!changed && !$("#log-follow").checked) return; // paused: keep the lines on screen
+  if (changed) { state.logKey = key; state.logCursor = 0; body.replaceChildren(); }
   q.set("since", state.logCursor);
   const doc = await getJson(`${state.config.logsPath}?${q}`);
   state.logCursor = doc.cursor;
@@ -276,7 +278,7 @@ async function tick() {
 async function start() {
   state.config = await getJson("/_local/console/config");
   const c = state.config;
-  $("#stack").textContent = `stack ${c.stack}`;
+  $("#stack").textContent = `stack ${c.stack}` + (c.alarmTimeScale > 1 ? ` · alarm time ×${c.alarmTimeScale}` : "");
   state.functionPrefix = `session-management-${c.stack}-`;
   for (const code of c.sourceLanguages) $("#try-source").append(el("option", { text: code }));
   for (const code of c.targetLanguages) $("#try-target").append(el("option", { text: code }));
