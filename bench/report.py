@@ -351,6 +351,14 @@ OBSERVATIONS = """\
   last of 500 simultaneous joins waits seconds in line. Any join that fails is counted as an
   error and ranks last in the percentiles. On AWS each invocation runs in its own
   environment, up to the account's concurrency limit.
+- **Gateway stack.** The local gateway moved from the websockets library behind a
+  hand-written HTTP/1.1 server to aiohttp's web server. The reference column holds the old
+  stack's numbers from a quiet moment; measured back to back under the same load (two runs
+  each, alternating, load average about 10 on 2 cores), the p50s were: handshake 1.0–1.2 ms
+  before, 0.9–1.0 ms after; frame round trip 0.14–0.15 ms before, 0.12–0.14 ms after;
+  @connections POST 0.14–0.16 ms before, 0.22–0.24 ms after; through the whole stack (real
+  `$connect`, real heartbeat) the difference is within the noise. The handler and moto, not
+  the HTTP stack, set the latency a client sees.
 - **Noise.** The machine is shared (see the load average): import times and local-stack
   latencies move by tens of percent between runs, more than the ratios and the call counts.
 """
