@@ -127,7 +127,8 @@ def test_a_5_second_pause_of_the_embedded_aws_leaves_no_request_unanswered(stack
         replies = [await next_message(ws, 30) for _ in range(31)]
         codes = [r["type"] if r["type"] != "error" else r["code"] for r in replies]
         assert set(codes) <= {"heartbeatAck", ErrorCode.SERVICE_UNAVAILABLE.value}, codes
-        assert ErrorCode.SERVICE_UNAVAILABLE.value in codes  # the pause was felt
+        # Which of them get 503 depends on botocore's random backoff against the 5 s; that a
+        # stopped AWS gives 503 replies is test_local_limits' outage test.
         with pytest.raises(TimeoutError):
             await next_message(ws, 1)  # exactly one reply each
         assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
