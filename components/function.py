@@ -213,16 +213,16 @@ class MonitoredFunction(pulumi.ComponentResource):
         )
         tables = sorted(args.function.tables)
         document = pulumi.Output.all(
-            log_group.arn,
-            args.connections_arn if args.function.manages_connections else None,
-            *[args.table_arns[t] for t in tables],
+            log_group_arn=log_group.arn,
+            connections_arn=args.connections_arn if args.function.manages_connections else None,
+            table_arns=pulumi.Output.all(*[args.table_arns[t] for t in tables]),
         ).apply(
-            lambda values: json.dumps(
+            lambda v: json.dumps(
                 function_policy(
                     args.function,
-                    log_group_arn=values[0],
-                    connections_arn=values[1],
-                    table_arns=dict(zip(tables, values[2:], strict=True)),
+                    log_group_arn=v["log_group_arn"],
+                    connections_arn=v["connections_arn"],
+                    table_arns=dict(zip(tables, v["table_arns"], strict=True)),
                     metrics_namespace=args.metrics_namespace,
                     tracing=args.tracing,
                 ),

@@ -187,22 +187,13 @@ class Monitoring(pulumi.ComponentResource):
         alarm_arns = [a.arn for a in self.alarms.values()] + [
             f.errors_alarm.arn for f in api.functions.values()
         ]
-        n_functions, n_logs = len(functions), len(log_groups)
         body = pulumi.Output.all(
-            self.region, api.api.id, *functions, *log_groups, *alarm_arns
-        ).apply(
-            lambda v: json.dumps(
-                dashboard_body(
-                    settings=self._settings,
-                    region=v[0],
-                    api_id=v[1],
-                    function_names=v[2 : 2 + n_functions],
-                    log_group_names=v[2 + n_functions : 2 + n_functions + n_logs],
-                    alarm_arns=v[2 + n_functions + n_logs :],
-                ),
-                sort_keys=True,
-            )
-        )
+            region=self.region,
+            api_id=api.api.id,
+            function_names=pulumi.Output.all(*functions),
+            log_group_names=pulumi.Output.all(*log_groups),
+            alarm_arns=pulumi.Output.all(*alarm_arns),
+        ).apply(lambda v: json.dumps(dashboard_body(settings=self._settings, **v), sort_keys=True))
         return aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard",
             dashboard_name=naming.dashboard_name(self._prefix),
