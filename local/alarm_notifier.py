@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,23 +96,16 @@ def transition_line(transition: Transition, time_scale: float) -> str:
     )
 
 
+@dataclass
 class AlarmNotifier:
-    """Publishes transitions to the alarm topic (``publish`` is a boto3 ``sns.publish``)."""
+    """Publishes transitions to the alarm topic (``sns_publish`` is a boto3 ``sns.publish``)."""
 
-    def __init__(
-        self,
-        region: str,
-        topic_arn: str,
-        publish: Callable[..., Any],
-        time_scale: float = 1.0,
-        configured_at: float = 0.0,
-    ) -> None:
-        self.region = region
-        self.topic_arn = topic_arn
-        self._publish = publish
-        self.time_scale = time_scale
-        self.configured_at = configured_at
-        self.published = 0
+    region: str
+    topic_arn: str
+    sns_publish: Callable[..., Any] = field(repr=False)
+    time_scale: float = 1.0
+    configured_at: float = 0.0
+    published: int = field(default=0, init=False)
 
     def announce(self, transition: Transition) -> None:
         """The stderr line (cheap: call it on the event loop)."""
@@ -121,7 +115,7 @@ class AlarmNotifier:
         """The SNS message (a network call: run it off the event loop)."""
         message = sns_message(transition, self.region, self.topic_arn, self.configured_at)
         try:
-            self._publish(
+            self.sns_publish(
                 TopicArn=self.topic_arn,
                 Subject=subject(transition, self.region),
                 Message=json.dumps(message),

@@ -8,12 +8,12 @@ worker thread, so notifications leave in the order the transitions happened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from local import console
 from local.alarm_evaluator import AlarmEvaluator
 from local.alarm_notifier import AlarmNotifier
+from local.background import cancel_and_wait
 
 
 class AlarmRunner:
@@ -27,10 +27,7 @@ class AlarmRunner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._publisher.shutdown, True)
 

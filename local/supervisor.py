@@ -14,13 +14,13 @@ runtime's time budget, ``runtime.budget``.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 from collections.abc import Callable
 
 from local import console
 from local.aws import EmbeddedAws
+from local.background import cancel_and_wait
 
 INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.0
@@ -68,10 +68,7 @@ class AwsSupervisor:
         self._task = asyncio.create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
