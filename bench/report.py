@@ -190,8 +190,7 @@ def _load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, when the run ended)"
 
 
-# ---------------------------------------------------------------------------------------------
-# docs/benchmarks.md
+# --- docs/benchmarks.md --------------------------------------------------------------------------
 
 METHOD = """\
 ### 1. AWS calls per operation

@@ -187,7 +187,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._disconnects: set[asyncio.Task[Any]] = set()
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # --- lifecycle -------------------------------------------------------------------------------
 
     @property
     def websocket_url(self) -> str:
@@ -246,7 +246,7 @@ class Gateway:
             except TimeoutError:
                 console.say("! some connections did not close in time")
 
-    # -- handshake ---------------------------------------------------------------------
+    # --- handshake -------------------------------------------------------------------------------
 
     def _not_found(self, request: web.Request) -> str:
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -378,7 +378,7 @@ class Gateway:
         )
         return headers
 
-    # -- frames ------------------------------------------------------------------------
+    # --- frames ----------------------------------------------------------------------------------
 
     async def _serve_connection(self, record: LocalConnection) -> None:
         """Frames in until the connection ends; remembers how it ended."""
@@ -438,7 +438,7 @@ class Gateway:
             return
         await self._send(record, reply)
 
-    # -- @connections operations ---------------------------------------------------------
+    # --- @connections operations -----------------------------------------------------------------
 
     def connected(self, connection_id: str) -> LocalConnection | None:
         """The connection if @connections may address it, else None (410)."""
@@ -473,7 +473,7 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- disconnects ---------------------------------------------------------------------
+    # --- disconnects -----------------------------------------------------------------------------
 
     def _connection_over(self, record: LocalConnection) -> None:
         """The connection has ended (or never opened): $disconnect if $connect said 200."""
@@ -509,7 +509,7 @@ class Gateway:
             event = disconnect_event(self.api, record.peer, code, reason)
             await self.invoker.invoke(function, event)
 
-    # -- timeouts ------------------------------------------------------------------------
+    # --- timeouts --------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
         idle, longest = self.options.idle_timeout_s, self.options.max_connection_s
@@ -525,7 +525,7 @@ class Gateway:
                 elif now - record.last_active >= idle:
                     self.close_connection(record, GOING_AWAY, "Idle timeout")
 
-    # -- helpers -------------------------------------------------------------------------
+    # --- helpers ---------------------------------------------------------------------------------
 
     def open_count(self) -> int:
         return sum(1 for r in self.connections.values() if r.open and not r.lost)

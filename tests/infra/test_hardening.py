@@ -32,7 +32,7 @@ def access_log_groups(run: ProgramRun) -> list:
     return [g for g in run.of_type(LOG_GROUP) if g["name"].startswith("/aws/apigateway/")]
 
 
-# --- 1. API Gateway's account-level CloudWatch role: one owner per account and region ---------
+# --- 1. API Gateway's account-level CloudWatch role: one owner per account and region ------------
 
 
 def test_only_the_owner_stack_manages_the_account_setting(dev, prod):
@@ -79,7 +79,7 @@ def test_the_owner_role_and_setting_outlive_the_owner_stack(monkeypatch):
         assert seen[name].retain_on_delete is True, name
 
 
-# --- 2. scheduled jobs: no overlap, no retry ---------------------------------------------------
+# --- 2. scheduled jobs: no overlap, no retry -----------------------------------------------------
 
 
 def test_scheduled_jobs_run_one_at_a_time_without_retries(stack_run):
@@ -109,7 +109,7 @@ def test_every_scheduled_timeout_is_shorter_than_its_schedule():
         assert job.timeout_s < job.schedule_seconds, job.name
 
 
-# --- 3. protection is a setting ----------------------------------------------------------------
+# --- 3. protection is a setting ------------------------------------------------------------------
 
 
 def _settings(stack: str, **raw: str):
@@ -161,7 +161,7 @@ def test_prod_without_protect_is_not_protected():
     assert run.one("aws:cognito/userPool:UserPool")["deletionProtection"] == "INACTIVE"
 
 
-# --- 4. the stack name against every name it flows into ----------------------------------------
+# --- 4. the stack name against every name it flows into ------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -204,7 +204,7 @@ def test_a_valid_stack_name_passes():
     naming.check_stack_name("staging_2-eu")
 
 
-# --- 6. log retention --------------------------------------------------------------------------
+# --- 6. log retention ----------------------------------------------------------------------------
 
 
 def test_prod_keeps_logs_30_days_and_dev_14(dev, prod):
@@ -217,7 +217,7 @@ def test_a_retention_cloudwatch_does_not_offer_is_rejected():
         run_program("dev", {"logRetentionDays": 15})
 
 
-# --- 7. names that collide or fail -------------------------------------------------------------
+# --- 7. names that collide or fail ---------------------------------------------------------------
 
 
 def test_table_names_carry_the_project_and_stack(stack_run):

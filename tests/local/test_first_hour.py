@@ -237,7 +237,7 @@ def test_a_deployed_url_is_held_to_the_default_heartbeat_limit():
     assert "every 15 s or more" in result.stderr
 
 
-# --- start-up problems ---------------------------------------------------------------------
+# --- start-up problems ---------------------------------------------------------------------------
 
 
 def start_stack(*args: str) -> subprocess.CompletedProcess:
@@ -280,7 +280,7 @@ def test_one_port_for_both_flags_names_the_two_flags(unused_port):
     assert "--port and --aws-port are both" in line and str(unused_port) in line
 
 
-# --- make dev on a terminal ----------------------------------------------------------------
+# --- make dev on a terminal ----------------------------------------------------------------------
 
 
 class Terminal:
