@@ -8,6 +8,8 @@ tables and a recording @connections endpoint when run outside the tests).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import os
@@ -60,6 +62,8 @@ class Harness:
     def __init__(self) -> None:
 
         self._ids = itertools.count(1)
+        self.last_emf_bytes = 0
+        self.last_duration_s = 0.0
         self.counter = CallCounter(
             [aws.dynamodb(), aws.cloudwatch(), aws.connections()], default_session=False
         )
@@ -72,10 +76,20 @@ class Harness:
         return f"198.18.{n // 250 % 250}.{n % 250 + 1}"  # own IP: per-IP limits stay out of it
 
     def measure(self, operation: Callable[[], Any]) -> dict[str, int]:
-        """The AWS calls ``operation`` makes, by ``service:API``."""
+        """The AWS calls ``operation`` makes, by ``service:API``.
+
+        Also kept, for the cost model: the bytes of the EMF log lines it wrote
+        (``last_emf_bytes``) and its wall-clock duration (``last_duration_s``).
+        """
         self.counter.reset()
-        with self.counter:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.counter:
+            started = time.perf_counter()
             operation()
+            self.last_duration_s = time.perf_counter() - started
+        self.last_emf_bytes = sum(
+            len(line.encode()) + 1 for line in out.getvalue().splitlines() if '"_aws"' in line
+        )
         return self.counter.counts()
 
     def send(self, handler: Any, connection_id: str, body: dict[str, Any], **kw: Any) -> Any:
@@ -225,11 +239,12 @@ SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
 
 
 @contextmanager
-def environment() -> Iterator[ConnectionsServer]:
+def environment(transport: str = "emf") -> Iterator[ConnectionsServer]:
     """moto, the service's tables and a recording @connections endpoint, for this process."""
 
     env = {
         "STAGE": STAGE,
+        "METRICS_TRANSPORT": transport,
         "IP_HASH_KEY": "bench-hmac-key",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
@@ -268,8 +283,9 @@ def _fresh_runtime() -> None:
     aws.reset_clients()
 
 
-def measure_all() -> dict[str, dict[str, int]]:
-    """Every scenario's AWS calls, by operation."""
-    with environment():
+def measure_all(transport: str = "emf") -> dict[str, dict[str, int]]:
+    """Every scenario's AWS calls, by operation, with ``metricsTransport`` = ``transport``."""
+    # EMF lines are written whatever the log level; they must not reach the table on stdout.
+    with contextlib.redirect_stdout(io.StringIO()), environment(transport):
         harness = Harness()
         return {name: scenario(harness) for name, scenario in SCENARIOS.items()}

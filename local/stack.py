@@ -23,6 +23,7 @@ from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
 from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
 from local.config import LocalConfig
 from local.control import control_routes
+from local.emf import MARKER, EmfPublisher
 from local.events import function_name
 from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
@@ -121,6 +122,8 @@ class LocalStack:
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
+        # CloudWatch Logs' part: EMF extracted from the functions' stdout, published in batches.
+        self.emf: EmfPublisher | None = None
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
@@ -176,6 +179,7 @@ class LocalStack:
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
+        self._extract_emf()
         gateway.app.add_routes(
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
         )
@@ -204,6 +208,19 @@ class LocalStack:
         self.exit_code = 1
         self.failed.set()
 
+    def _extract_emf(self) -> None:
+        """CloudWatch Logs' part: the lines of stdout that carry EMF go to the publisher, which
+        extracts the metrics and publishes them to the embedded CloudWatch in batches (its
+        PutMetricData calls reach the alarm evaluator's store like any other)."""
+        self.emf = EmfPublisher(self.aws.client("cloudwatch"), report=console.say).start()
+        assert self._tap is not None
+        emf = self.emf
+        self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)
+
+    def _stop_emf(self) -> None:
+        if self.emf is not None:
+            self.emf.stop()  # publishes what is still queued
+
     async def stop(self) -> None:
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
         if self.gateway is not None:
@@ -214,6 +231,7 @@ class LocalStack:
             await self.scheduler.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.invoker.shutdown)
+        await loop.run_in_executor(None, self._stop_emf)
         await self.monitoring.stop()
         await loop.run_in_executor(None, self.aws.stop)
         if self._tap is not None:
@@ -242,6 +260,7 @@ class LocalStack:
             "connectionsPath": CONNECTIONS_PATH,
             # The stack's settings as the functions see them (secrets left out).
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
+            "emf": dict(self.emf.stats) if self.emf is not None else None,
             "pid": os.getpid(),
             **self.monitoring.info(),
         }

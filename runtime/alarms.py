@@ -17,9 +17,9 @@ from typing import Any
 
 from runtime.metric_names import (
     ACTIVE_SESSIONS,
-    CONNECTION_ERRORS,
     DEPENDENCY_FAILURES,
     LISTENER_JOIN_LATENCY,
+    SERVER_ERRORS,
     SESSION_CREATION_LATENCY,
     STAGE,
     MetricSpec,
@@ -184,14 +184,20 @@ ALARMS: tuple[AlarmSpec, ...] = (
         datapoints_to_alarm=2,
         description="joinSession p95 latency above listenerJoinP95Ms for 10 minutes",
     ),
+    # Only errors the service caused page anyone. What a client can cause alone (bad frames,
+    # unknown actions, rate limits, refused handshakes) stays on the dashboard, never paged:
+    # ConnectionErrors by ErrorCode, RateLimitExceeded by Operation.
     AlarmSpec(
-        slug="connection-errors",
-        metric=CONNECTION_ERRORS,
+        slug="server-errors",
+        metric=SERVER_ERRORS,
         dimensions=(STAGE,),
         statistic="Sum",
         comparison="GreaterThanThreshold",
-        threshold=Threshold("connectionErrorsPer5Min"),
-        description="more than connectionErrorsPer5Min error replies in 5 minutes",
+        threshold=Threshold("serverErrorsPer5Min"),
+        description=(
+            "more than serverErrorsPer5Min INTERNAL_ERROR / SERVICE_UNAVAILABLE replies "
+            "(ServerErrors) in 5 minutes"
+        ),
     ),
     # Degradations requests survive (rate limits failing open, pushes and fan-outs failing,
     # sweeper steps, DynamoDB failures turned into SERVICE_UNAVAILABLE): the dashboard's

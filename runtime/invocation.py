@@ -3,8 +3,10 @@
 Handlers raise ``ServiceError`` for anything a client did wrong or a limit said no; this
 module turns it into the structured reply, a log line and the ConnectionErrors metric.
 A dependency still failing after botocore's retries becomes SERVICE_UNAVAILABLE and anything
-unexpected INTERNAL_ERROR, both logged with their stack trace. Nothing escapes as an unhandled
-exception, and metrics are published once, at the end.
+unexpected INTERNAL_ERROR, both logged with their stack trace (and counted in ServerErrors, the
+metric that pages). Nothing escapes as an unhandled exception, and metrics are published once,
+at the end: as EMF log lines (``metricsTransport: emf``, no API call) or with one PutMetricData
+(``api``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from runtime.metric_names import (
     CONNECTION_ERRORS,
     DEPENDENCY_FAILURES,
     RATE_LIMIT_EXCEEDED,
+    SERVER_ERRORS,
     MetricSpec,
 )
 from runtime.observability import logs
@@ -45,6 +48,10 @@ UNAVAILABLE_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+
+# Error replies the service caused, as opposed to those a client can cause alone.
+SERVER_ERROR_CODES = frozenset({ErrorCode.INTERNAL_ERROR, ErrorCode.SERVICE_UNAVAILABLE})
+EMF = "emf"
 
 # Functions this process has already served: on Lambda a process serves one function, so
 # this is the usual cold-start flag; the local stack serves them all from one process and
@@ -166,10 +173,17 @@ def _finish(inv: Invocation, tokens: tuple[Any, Any]) -> None:
 
 
 def publish_metrics(metrics: MetricsBuffer) -> None:
-    """One PutMetricData call for everything buffered; a failure is logged, never raised."""
+    """Everything buffered, once: EMF log line(s), or one PutMetricData call.
+
+    A failure is logged, never raised: the request itself has been served.
+    """
     if not len(metrics):
         return
     try:
+        if config().metricsTransport == EMF:
+            for document in metrics.emf_documents():
+                logs.write_metrics(document)
+            return
         aws.cloudwatch().put_metric_data(
             Namespace=metrics.namespace, MetricData=metrics.metric_data()
         )
@@ -211,6 +225,8 @@ def record_error(inv: Invocation, error: ServiceError, cause: BaseException | No
     else:
         bound.warning(f"{inv.operation} rejected: {error.code.value}")
     inv.metrics.add(CONNECTION_ERRORS, 1, ErrorCode=error.code.value)
+    if error.code in SERVER_ERROR_CODES:
+        inv.metrics.add(SERVER_ERRORS, 1, ErrorCode=error.code.value)
     if error.code is ErrorCode.RATE_LIMIT_EXCEEDED:
         inv.metrics.add(RATE_LIMIT_EXCEEDED, 1, Operation=inv.operation)
 

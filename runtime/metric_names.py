@@ -28,6 +28,9 @@ LISTENER_JOIN_LATENCY = MetricSpec("ListenerJoinLatency", "Milliseconds")
 HEARTBEAT_LATENCY = MetricSpec("HeartbeatLatency", "Milliseconds")
 DISCONNECT_LATENCY = MetricSpec("DisconnectLatency", "Milliseconds")
 CONNECTION_ERRORS = MetricSpec("ConnectionErrors", "Count", ((STAGE,), (STAGE, ERROR_CODE)))
+# Error replies the service caused (INTERNAL_ERROR, SERVICE_UNAVAILABLE): what pages the
+# on-call, unlike ConnectionErrors, which any client can drive up alone.
+SERVER_ERRORS = MetricSpec("ServerErrors", "Count", ((STAGE,), (STAGE, ERROR_CODE)))
 RATE_LIMIT_EXCEEDED = MetricSpec("RateLimitExceeded", "Count", ((STAGE,), (STAGE, OPERATION)))
 ACTIVE_SESSIONS = MetricSpec("ActiveSessions", "Count")
 TOTAL_LISTENERS = MetricSpec("TotalListeners", "Count")
@@ -41,6 +44,7 @@ METRICS: tuple[MetricSpec, ...] = (
     HEARTBEAT_LATENCY,
     DISCONNECT_LATENCY,
     CONNECTION_ERRORS,
+    SERVER_ERRORS,
     RATE_LIMIT_EXCEEDED,
     ACTIVE_SESSIONS,
     TOTAL_LISTENERS,

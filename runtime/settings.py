@@ -67,6 +67,7 @@ LOG_RETENTION_DAYS = (
 # CloudWatch namespaces: 1-255 of these characters, not starting with ':' and not in the
 # reserved AWS/ prefix (metrics there are refused, so every alarm would stay silent).
 METRICS_NAMESPACE_PATTERN = r"(?!AWS/)(?!:)[0-9A-Za-z._/#: -]{1,255}"
+METRICS_TRANSPORTS = ("emf", "api")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -158,9 +159,8 @@ class Setting:
                     raise ValueError(raw)
                 return float(str(raw).strip())
             text = str(raw).strip()
-            if self.choices and self.kind is str:
-                text = text.upper()
-            return text
+            # Choices match whatever the case; the value is the choice as declared.
+            return next((c for c in self.choices if c.lower() == text.lower()), text)
         except (TypeError, ValueError):
             raise self._error(raw) from None
 
@@ -259,10 +259,11 @@ SETTINGS: tuple[Setting, ...] = (
         runtime=False,
     ),
     Setting(
-        "connectionErrorsPer5Min",
+        "serverErrorsPer5Min",
         int,
-        100,
-        "Alarm threshold: ConnectionErrors per 5 minutes.",
+        10,
+        "Alarm threshold: ServerErrors (INTERNAL_ERROR and SERVICE_UNAVAILABLE replies) "
+        "per 5 minutes.",
         minimum=1,
         runtime=False,
     ),
@@ -325,6 +326,14 @@ SETTINGS: tuple[Setting, ...] = (
             "1-255 of A-Z a-z 0-9 . - _ / # : and space, not starting with 'AWS/' or ':'"
         ),
     ),
+    Setting(
+        "metricsTransport",
+        str,
+        "emf",
+        "How functions publish metrics: emf = Embedded Metric Format in their log lines "
+        "(no API call); api = one PutMetricData per invocation.",
+        choices=METRICS_TRANSPORTS,
+    ),
     Setting("tracing", bool, True, "X-Ray active tracing on every function.", runtime=False),
     Setting(
         "ipHashKey",
@@ -351,6 +360,20 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+# Keys that existed once and were retired: a stack file still setting one is told what
+# replaced it, rather than getting a bare "unknown key".
+RETIRED: dict[str, str] = {
+    "connectionErrorsPer5Min": (
+        "it alarmed on every error reply, including those a client causes alone (bad frames, "
+        "unknown actions, rate limits), so anyone could page the on-call. The alarm now "
+        f"watches ServerErrors (INTERNAL_ERROR and SERVICE_UNAVAILABLE replies): remove "
+        f"'{PROJECT}:connectionErrorsPer5Min' from Pulumi.<stack>.yaml and set "
+        f"'{PROJECT}:serverErrorsPer5Min' (default 10) if the default does not suit. "
+        "Client-caused errors stay on the dashboard (ConnectionErrors by ErrorCode, "
+        "RateLimitExceeded by Operation)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -401,6 +424,11 @@ def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
 
     Unknown keys are rejected so a typo in ``Pulumi.<stack>.yaml`` cannot be silently ignored.
     """
+    retired = sorted(set(raw) & set(RETIRED))
+    if retired:
+        raise SettingsError(
+            "; ".join(f"config key '{PROJECT}:{k}' was retired: {RETIRED[k]}" for k in retired)
+        )
     unknown = sorted(set(raw) - set(BY_KEY))
     if unknown:
         raise SettingsError(

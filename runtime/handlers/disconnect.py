@@ -6,9 +6,9 @@ finds nothing and changes nothing. A speaker's session ends only if this connect
 its speaker (a refreshed speaker's old connection closing must not end it), and only the
 delivery that ended it notifies the listeners.
 
-Budget: listener ≤ 3 calls (DeleteItem, UpdateItem, PutMetricData); speaker ≤ 5 (DeleteItem,
-TransactWriteItems, Query, PutMetricData, one spare Query page) plus one post per listener and
-one BatchWriteItem per 25 listener records.
+Budget (metrics ride in the EMF log line): listener ≤ 2 calls (DeleteItem, UpdateItem); speaker
+≤ 3 (DeleteItem, TransactWriteItems, Query) plus one post per listener and one BatchWriteItem
+per 25 listener records. ``metricsTransport: api`` adds one PutMetricData to each.
 """
 
 from __future__ import annotations

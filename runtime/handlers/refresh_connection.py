@@ -13,7 +13,8 @@ on it, gets ``connectionRefreshComplete`` and then closes the old one.
   ``maxListenersPerSession`` for that moment, but never by more than ``refresh_slack``:
   refresh cannot be used to grow a session much past its cap.
 
-Budget: speaker 3 calls (GetItem, TransactWriteItems, PutMetricData), listener 2.
+Budget: speaker 2 calls (GetItem, TransactWriteItems), listener 1 (EMF carries the metrics;
+``metricsTransport: api`` adds one PutMetricData).
 Redelivery is idempotent: a connection that already holds the requested role in that
 session is answered with success and nothing is counted twice.
 """

@@ -51,6 +51,11 @@ _fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
 
 _REDACT = "_redact"
 REDACTED = "[redacted]"
+# A record carrying an EMF document (bound under this key) is written whatever the log level:
+# it is the invocation's metrics, not a diagnostic, and dropping it would lose them.
+_EMF = "_emf"
+METRICS_MESSAGE = "metrics"
+_threshold = 0
 
 
 def start_invocation(
@@ -95,6 +100,10 @@ def _json_line(record: Any) -> str:
     for field in FIELDS:
         if field in extra and extra[field] is not None:
             line[field] = extra[field]
+    document = extra.get(_EMF)
+    if document:
+        # EMF's target members are top-level members of the same JSON object as its _aws block.
+        line.update({k: v for k, v in document.items() if k not in line})
     exc = record["exception"]
     if exc is not None and exc.type is not None:
         line["stackTrace"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
@@ -117,16 +126,26 @@ def _sink(message: Any) -> None:
     sys.stdout.flush()
 
 
+def _passes(record: Any) -> bool:
+    return record["level"].no >= _threshold or _EMF in record["extra"]
+
+
 def configure(level: str = "INFO") -> None:
     """Install the JSON sink once per process (later calls only change nothing)."""
-    global _configured
+    global _configured, _threshold
     with _lock:
         if _configured:
             return
         logger.remove()
         logger.configure(patcher=_patch)
-        logger.add(_sink, level=_TO_LOGURU.get(level, level), format="{message}", catch=True)
+        _threshold = logger.level(_TO_LOGURU.get(level, level)).no
+        logger.add(_sink, level=0, filter=_passes, format="{message}", catch=True)
         _configured = True
+
+
+def write_metrics(document: dict[str, Any]) -> None:
+    """One JSON line carrying an EMF document (``_aws`` block and its members), at any level."""
+    logger.bind(**{_EMF: document}).info(METRICS_MESSAGE)
 
 
 def reconfigure(level: str) -> None:

@@ -1,11 +1,15 @@
-"""Contract: every alarm on a custom metric watches a metric and dimension set really emitted.
+"""Contract: every alarm on a custom metric watches a metric and dimension set really emitted,
+and the alarms page for what an operator must act on, never for what a client causes alone.
 
 The runtime's handlers run against moto (tables created from ``runtime.tables``, a speaker
 token signed by a local JWKS server), exercising every alarmed path: a session created, a
-listener joined, an error reply, the scheduled reporter, a degradation survived (the
-RateLimits table gone, so a handshake's rate limit fails open). The metrics they publish are
-read back from moto CloudWatch with ``list_metrics`` and compared with the alarms the Pulumi
-program creates for the same stack.
+listener joined, an error reply, a server error, the scheduled reporter, a degradation survived
+(the RateLimits table gone, so a handshake's rate limit fails open). They publish as they do by
+default, as EMF in their log lines; the ``CloudWatchLogs`` emulation extracts the metrics into
+moto CloudWatch, where they are read back with ``list_metrics`` and compared with the alarms
+the Pulumi program creates for the same stack. The alarms are then evaluated, as CloudWatch
+would over one period, on the metrics of a burst of 1,000 client-caused error replies (none
+may fire) and of a burst of server errors (the server-errors alarm must).
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from components.monitoring import ALARMS
 from runtime import aws as runtime_aws
-from runtime import metric_names
+from runtime import metric_names, store
 from runtime.config import config
 from runtime.settings import BY_KEY, PROJECT, parse_settings
-from runtime.tables import RATE_LIMITS, TABLES
+from runtime.tables import RATE_LIMITS, SESSIONS, TABLES
 from tests.infra.harness import ProgramRun
+from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import LambdaContext, connect_event, message_event, reply
 
 STAGE = "dev"  # the stack whose alarms are compared
@@ -72,7 +79,7 @@ def signing_key() -> Iterator[tuple[rsa.RSAPrivateKey, str]]:
 @pytest.fixture
 def runtime_aws_env(
     monkeypatch: pytest.MonkeyPatch, signing_key: tuple[rsa.RSAPrivateKey, str]
-) -> Iterator[None]:
+) -> Iterator[CloudWatchLogs]:
     """The functions' environment as the program renders it, on moto."""
     _, jwks_url = signing_key
     env = {
@@ -91,17 +98,21 @@ def runtime_aws_env(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    emulation = CloudWatchLogs().observe(monkeypatch)
     with mock_aws():
         config.cache_clear()
         runtime_aws.reset_clients()
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         for table in TABLES:
             dynamodb.create_table(**table.create_table_kwargs(STAGE))
+        emulation.publish = True
         try:
-            yield
+            yield emulation
         finally:
             config.cache_clear()
             runtime_aws.reset_clients()
+    assert emulation.documents, "the functions wrote no EMF lines"
+    assert not emulation.invalid, emulation.invalid
 
 
 def connect(connection_id: str, ip: str, token: str | None = None) -> dict[str, Any]:
@@ -188,11 +199,28 @@ def exercise_alarmed_paths(key: rsa.RSAPrivateKey) -> None:
     connect("ListenConn00002=", "198.51.100.30")
 
 
+def server_error(create_session: Any) -> None:
+    """One INTERNAL_ERROR reply: a bug in the data layer, as a createSession meets it."""
+    raise RuntimeError("injected bug")
+
+
 @pytest.fixture
 def emitted(
-    runtime_aws_env: None, signing_key: tuple[rsa.RSAPrivateKey, str]
+    runtime_aws_env: CloudWatchLogs,
+    signing_key: tuple[rsa.RSAPrivateKey, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> set[tuple[str, frozenset[tuple[str, str]]]]:
     exercise_alarmed_paths(signing_key[0])
+    # A server error (ServerErrors): the data layer fails unexpectedly under a join.
+    from runtime.handlers import join_session
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "add_listener", lambda *a, **k: server_error(None))
+        failed = send(
+            join_session, "ListenConn00003=", "198.51.100.40",
+            {"action": "joinSession", "sessionId": "golden-eagle-427", "targetLanguage": "es"},
+        )  # fmt: skip
+    assert failed["code"] == "INTERNAL_ERROR", failed
     return emitted_metrics()
 
 
@@ -235,3 +263,158 @@ def test_a_degradation_survived_is_published_as_the_alarmed_dependency_failures(
     # The total the alarm watches, and the breakdown the dashboard searches.
     assert (name, frozenset({stage})) in emitted
     assert (name, frozenset({stage, (metric_names.OPERATION, "rateLimits")})) in emitted
+
+
+# --- what pages and what does not ----------------------------------------------------------------
+
+
+def stored_values(namespace: str, name: str, dimensions: dict[str, str]) -> list[float]:
+    """Values stored under exactly ``dimensions`` (moto's queries match any superset)."""
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION]
+    return [
+        datum.value
+        for datum in backend.get_all_metrics()
+        if datum.namespace == namespace
+        and datum.name == name
+        and {d.name: d.value for d in datum.dimensions} == dimensions
+    ]
+
+
+def _statistic(values: list[float], statistic: str) -> float:
+    if statistic == "Sum":
+        return sum(values)
+    if statistic == "Maximum":
+        return max(values)
+    if statistic.startswith("p"):  # nearest rank
+        ordered = sorted(values)
+        rank = max(1, -(-len(ordered) * float(statistic[1:]) // 100))
+        return ordered[int(rank) - 1]
+    raise ValueError(statistic)
+
+
+COMPARE = {
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+}
+
+
+def firing_alarms(run: ProgramRun) -> dict[str, float]:
+    """Custom-metric alarms of the program breaching on everything published so far, as one
+    period (the bursts last seconds): slug → the statistic. No data is not breaching; 2-of-2
+    alarms count as firing on one breaching period (stricter for a "no page" claim)."""
+    namespace = parse_settings(STAGE, {}).metricsNamespace
+    firing = {}
+    for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        if alarm["namespace"] != namespace:
+            continue
+        values = stored_values(namespace, alarm["metricName"], alarm["dimensions"])
+        if not values:
+            continue
+        value = _statistic(values, alarm.get("statistic") or alarm["extendedStatistic"])
+        if COMPARE[alarm["comparisonOperator"]](value, alarm["threshold"]):
+            firing[alarm["name"].removeprefix(f"{PROJECT}-{STAGE}-")] = value
+    return firing
+
+
+def client_caused_errors(count_by_code: dict[str, int]) -> list[dict[str, Any]]:
+    """Drive ``count_by_code`` error replies that clients cause alone; the responses."""
+    from runtime.handlers import connect as connect_handler
+    from runtime.handlers import create_session, default, join_session
+
+    responses: list[dict[str, Any]] = []
+
+    def message(module: Any, cid: str, ip: str, body: Any) -> None:
+        responses.append(module.handler(message_event(cid, body, ip=ip), LambdaContext()))
+
+    for i in range(count_by_code["INVALID_MESSAGE"]):
+        message(default, f"Client{i:09d}=", "198.51.100.50", "not json")
+    for i in range(count_by_code["INVALID_ACTION"]):
+        message(default, f"Client{i:09d}=", "198.51.100.51", {"action": "dance"})
+    for i in range(count_by_code["INVALID_SESSION_ID"]):
+        body = {"action": "joinSession", "sessionId": "no such thing", "targetLanguage": "es"}
+        message(join_session, f"Client{i:09d}=", "198.51.100.52", body)
+    # One address joining an unknown session: refused until its limit, then rate-limited.
+    joins = count_by_code["SESSION_NOT_FOUND"] + count_by_code["RATE_LIMIT_EXCEEDED (join)"]
+    for i in range(joins):
+        body = {"action": "joinSession", "sessionId": "quiet-lake-555", "targetLanguage": "es"}
+        message(join_session, f"Joiner{i:09d}=", "198.51.100.53", body)
+    for i in range(count_by_code["UNAUTHORIZED"]):
+        connect(f"NoToken{i:08d}=", f"198.51.101.{i % 250}")
+        message(create_session, f"NoToken{i:08d}=", f"198.51.101.{i % 250}",
+                {"action": "createSession", "sourceLanguage": "en"})  # fmt: skip
+    # One address over its handshake limit: 429s (the accepted handshakes are not errors).
+    attempts = config().connectionAttemptsPerMinute + count_by_code["RATE_LIMIT_EXCEEDED (connect)"]
+    for i in range(attempts):
+        event = connect_event(f"Flood{i:010d}=", ip="198.51.100.54")
+        responses.append(connect_handler.handler(event, LambdaContext()))
+    return responses
+
+
+def test_a_burst_of_1000_client_caused_error_replies_pages_no_one(
+    runtime_aws_env: CloudWatchLogs, dev: ProgramRun
+) -> None:
+    counts = {
+        "INVALID_MESSAGE": 240,
+        "INVALID_ACTION": 250,
+        "INVALID_SESSION_ID": 150,
+        "SESSION_NOT_FOUND": config().listenerJoinsPerMinute,
+        "RATE_LIMIT_EXCEEDED (join)": 150,
+        "UNAUTHORIZED": 100,
+        "RATE_LIMIT_EXCEEDED (connect)": 100,
+    }
+    assert sum(counts.values()) == 1000
+    responses = client_caused_errors(counts)
+    # Every invocation answered (no Lambda Errors for the per-function alarms to count).
+    assert all(isinstance(r, dict) and "statusCode" in r for r in responses)
+    errors = [r for r in responses if r["statusCode"] >= 400]
+    assert len(errors) == 1000 and all(r["statusCode"] < 500 for r in errors)
+
+    namespace = parse_settings(STAGE, {}).metricsNamespace
+    stage = {metric_names.STAGE: STAGE}
+    # Graphed: every one of them is on the dashboard's ConnectionErrors by ErrorCode ...
+    assert sum(stored_values(namespace, "ConnectionErrors", stage)) == 1000
+    for code in ("INVALID_MESSAGE", "INVALID_ACTION", "UNAUTHORIZED", "SESSION_NOT_FOUND"):
+        by_code = {**stage, metric_names.ERROR_CODE: code}
+        assert sum(stored_values(namespace, "ConnectionErrors", by_code)) == counts[code]
+    # ... and the rejections on RateLimitExceeded by Operation.
+    for operation, key in (("joinSession", "join"), ("connect", "connect")):
+        by_operation = {**stage, metric_names.OPERATION: operation}
+        assert (
+            sum(stored_values(namespace, "RateLimitExceeded", by_operation))
+            == counts[f"RATE_LIMIT_EXCEEDED ({key})"]
+        )
+    # Paged: nothing. Not one server error among them.
+    assert stored_values(namespace, "ServerErrors", stage) == []
+    assert firing_alarms(dev) == {}
+
+
+def test_a_burst_of_server_errors_fires_the_server_errors_alarm(
+    runtime_aws_env: CloudWatchLogs, dev: ProgramRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.handlers import join_session
+
+    threshold = parse_settings(STAGE, {}).serverErrorsPer5Min
+    internal, unavailable = threshold // 2 + 1, threshold // 2 + 1  # together over it
+    body = {"action": "joinSession", "sessionId": "golden-eagle-427", "targetLanguage": "es"}
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "add_listener", lambda *a, **k: server_error(None))
+        replies = [
+            send(join_session, f"Bugged{i:09d}=", f"198.51.102.{i}", body) for i in range(internal)
+        ]
+    boto3.client("dynamodb", region_name=REGION).delete_table(
+        TableName=SESSIONS.physical_name(STAGE)
+    )  # DynamoDB failing: SERVICE_UNAVAILABLE
+    replies += [
+        send(join_session, f"Outage{i:09d}=", f"198.51.103.{i}", body) for i in range(unavailable)
+    ]
+    assert [r["code"] for r in replies] == ["INTERNAL_ERROR"] * internal + [
+        "SERVICE_UNAVAILABLE"
+    ] * unavailable
+
+    namespace = parse_settings(STAGE, {}).metricsNamespace
+    stage = {metric_names.STAGE: STAGE}
+    assert sum(stored_values(namespace, "ServerErrors", stage)) == internal + unavailable
+    for code, n in (("INTERNAL_ERROR", internal), ("SERVICE_UNAVAILABLE", unavailable)):
+        by_code = {**stage, metric_names.ERROR_CODE: code}
+        assert sum(stored_values(namespace, "ServerErrors", by_code)) == n
+    assert firing_alarms(dev) == {"server-errors": internal + unavailable}

@@ -143,6 +143,35 @@ def test_log_level_in_any_case_reaches_the_functions_upper_case():
     assert {f["environment"]["variables"]["LOG_LEVEL"] for f in functions} == {"DEBUG"}
 
 
+def test_the_retired_connection_errors_threshold_names_its_replacement():
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program("dev", {"connectionErrorsPer5Min": "100"})
+    message = str(failure.value)
+    assert f"'{PROJECT}:connectionErrorsPer5Min' was retired" in message
+    assert f"'{PROJECT}:serverErrorsPer5Min'" in message
+    assert "ServerErrors" in message and "remove" in message
+
+
+def test_server_errors_alarm_defaults_to_ten_per_five_minutes(dev):
+    assert f"{PROJECT}:serverErrorsPer5Min" not in dev.config
+    alarm = alarm_on(dev, "ServerErrors")
+    assert (alarm["threshold"], alarm["statistic"], alarm["period"]) == (10, "Sum", 300)
+    assert alarm["name"] == f"{PROJECT}-dev-server-errors"
+
+
+def test_metrics_transport_reaches_every_function_and_defaults_to_emf(dev):
+    assert f"{PROJECT}:metricsTransport" not in dev.config
+    functions = dev.of_type("aws:lambda/function:Function")
+    assert functions and {
+        f["environment"]["variables"]["METRICS_TRANSPORT"] for f in functions
+    } == {"emf"}
+    api = run_program("dev", {"metricsTransport": "API"})
+    assert {
+        f["environment"]["variables"]["METRICS_TRANSPORT"]
+        for f in api.of_type("aws:lambda/function:Function")
+    } == {"api"}
+
+
 def test_prod_without_an_alarm_email_is_rejected():
     with pytest.raises(pulumi.RunError, match=r"alarmEmail' is required when '.*protect' is on"):
         run_program("prod", remove=["alarmEmail"])
@@ -202,7 +231,7 @@ def test_alarm_thresholds_follow_config_edits():
         {
             "sessionCreationP95Ms": 1500,
             "listenerJoinP95Ms": 750,
-            "connectionErrorsPer5Min": 42,
+            "serverErrorsPer5Min": 42,
             "functionErrorsPer5Min": 3,
             "dependencyFailuresPer5Min": 7,
             "activeSessionsAlarmRatio": 0.5,
@@ -211,7 +240,7 @@ def test_alarm_thresholds_follow_config_edits():
     )
     assert alarm_on(run, "SessionCreationLatency")["threshold"] == 1500
     assert alarm_on(run, "ListenerJoinLatency")["threshold"] == 750
-    assert alarm_on(run, "ConnectionErrors")["threshold"] == 42
+    assert alarm_on(run, "ServerErrors")["threshold"] == 42
     assert alarm_on(run, "DependencyFailures")["threshold"] == 7
     dashboard = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard")["dashboardBody"])
     degraded = next(

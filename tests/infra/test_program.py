@@ -318,7 +318,7 @@ def test_custom_metric_alarms_name_an_emitted_dimension_set(stack_run):
     assert set(alarms) == {
         "SessionCreationLatency",
         "ListenerJoinLatency",
-        "ConnectionErrors",
+        "ServerErrors",
         "DependencyFailures",
         "ActiveSessions",
     }
@@ -349,12 +349,18 @@ def test_custom_alarms_follow_design_thresholds_and_notify_both_ways(stack_run):
     for percentile in (creation, join):
         assert percentile["evaluateLowSampleCountPercentiles"] == "evaluate"
         assert not percentile.get("statistic")
-    errors = alarms["ConnectionErrors"]
+    errors = alarms["ServerErrors"]
     assert (errors["statistic"], errors["threshold"], errors["period"]) == (
         "Sum",
-        settings.connectionErrorsPer5Min,
+        settings.serverErrorsPer5Min,
         300,
     )
+    assert errors["dimensions"] == {metric_names.STAGE: run.stack}
+    # What a client can cause alone pages no one: no alarm on ConnectionErrors or rate limits.
+    assert not {"ConnectionErrors", "RateLimitExceeded"} & set(alarms)
+    assert not [
+        a for a in run.of_type(ALARM) if a["name"] == f"{PROJECT}-{run.stack}-connection-errors"
+    ]
     degraded = alarms["DependencyFailures"]
     assert (degraded["statistic"], degraded["threshold"], degraded["period"]) == (
         "Sum",
@@ -396,11 +402,19 @@ def test_dashboard_shows_latency_errors_capacity_lambda_and_api_gateway(stack_ru
     search = widgets["ConnectionErrors by ErrorCode"]["properties"]["metrics"][0][0]["expression"]
     assert "ErrorCode" in search and 'MetricName="ConnectionErrors"' in search
     assert f'Stage="{run.stack}"' in search
-    # Degradations by the dependency or step that degraded, next to the error replies, with
-    # the dependency-failures alarm line on their total.
-    errors = widgets["ConnectionErrors by ErrorCode"]
+    # Degradations by the dependency or step that degraded, next to the server errors, each
+    # with its alarm line on the total; the client-caused errors on the row below, no alarm.
+    errors = widgets["ServerErrors by ErrorCode"]
     degraded = widgets["DependencyFailures by Operation"]
     assert (degraded["y"], degraded["x"]) == (errors["y"], errors["x"] + errors["width"])
+    assert errors["properties"]["annotations"]["horizontal"][0]["value"] == (
+        settings.serverErrorsPer5Min
+    )
+    client_errors = widgets["ConnectionErrors by ErrorCode"]
+    rate_limited = widgets["RateLimitExceeded by Operation"]
+    assert client_errors["y"] == rate_limited["y"] == errors["y"] + errors["height"]
+    for widget in (client_errors, rate_limited):
+        assert "annotations" not in widget["properties"]
     lines = degraded["properties"]["metrics"]
     search = lines[0][0]["expression"]
     assert search.startswith("SEARCH('{" + f"{settings.metricsNamespace},Stage,Operation" + "}")

@@ -21,8 +21,10 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from local import emf
 from local.config import project_root
-from local.tokens import TokenIssuer
+from local.tokens import TokenIssuer, fetch_info
+from runtime import metric_names
 from runtime.errors import ErrorCode
 from runtime.languages import SOURCE_LANGUAGES
 from tests.local.local_support import (
@@ -390,6 +392,68 @@ def test_metrics_reach_the_embedded_cloudwatch(stack):
         Dimensions=[*stage, {"Name": "ErrorCode", "Value": "INVALID_ACTION"}],
     )
     assert by_code["Metrics"]
+
+
+def test_emf_in_the_log_lines_becomes_metrics_with_their_exact_dimension_sets(stack):
+    """The functions write EMF (no PutMetricData); the stack extracts it like CloudWatch Logs."""
+    token = stack.token(user())
+
+    async def scenario() -> None:
+        spk, session_id = await speaker(stack.url, token)
+        ws, _ = await listener(stack.url, session_id)
+        for _ in range(2):
+            assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
+        for _ in range(3):
+            assert_error(await request(ws, {"action": "dance"}), ErrorCode.INVALID_ACTION)
+        await ws.close()
+        await spk.close()
+
+    run(scenario())
+    cloudwatch = aws_client(stack, "cloudwatch")
+    namespace = "SessionManagement"
+
+    def dimension_sets() -> dict[str, set[tuple[str, ...]]]:
+        found: dict[str, set[tuple[str, ...]]] = {}
+        for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=namespace):
+            for metric in page["Metrics"]:
+                names = tuple(sorted(d["Name"] for d in metric["Dimensions"]))
+                found.setdefault(metric["MetricName"], set()).add(names)
+        return found
+
+    expected = {"SessionCreationLatency", "ListenerJoinLatency", "HeartbeatLatency"}
+    expected |= {"DisconnectLatency", "ConnectionErrors"}
+    sets = wait_for(lambda: (found := dimension_sets()).keys() >= expected and found)
+    assert sets, dimension_sets()
+    for name, found in sets.items():
+        declared = {tuple(sorted(dims)) for dims in metric_names.BY_NAME[name].dimension_sets}
+        assert found == declared, (name, found)
+
+    # The values arrive too: this test's three INVALID_ACTION replies, under the exact set.
+    def invalid_actions() -> float:
+        now = datetime.now(UTC)
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName="ConnectionErrors",
+            Dimensions=[
+                {"Name": "Stage", "Value": stack.info["stack"]},
+                {"Name": "ErrorCode", "Value": "INVALID_ACTION"},
+            ],
+            StartTime=now - timedelta(minutes=30),
+            EndTime=now + timedelta(minutes=1),
+            Period=3600,
+            Statistics=["Sum"],
+            Unit="Count",
+        )["Datapoints"]
+        return sum(p["Sum"] for p in points)
+
+    assert wait_for(lambda: invalid_actions() >= 3), invalid_actions()
+    # They came from the log lines: every one with an _aws block, none rejected.
+    emf_lines = [r for r in stack.log_records() if "_aws" in r]
+    assert any(r.get("HeartbeatLatency") for r in emf_lines)
+    for record in emf_lines:
+        assert emf.problems(record) == [], record
+    info = fetch_info(stack.port)
+    assert info["emf"]["documents"] >= 1 and info["emf"]["rejected"] == 0, info["emf"]
 
 
 def test_token_command_mints_tokens_the_stack_accepts(stack):

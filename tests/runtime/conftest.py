@@ -19,8 +19,21 @@ from moto.server import ThreadedMotoServer
 from local.aws_server import OneRequestAtATime
 from runtime import aws as runtime_aws
 from runtime.config import config
+from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import LambdaContext
 from tests.support.runtime_env import ENV, create_tables
+
+
+@pytest.fixture(autouse=True)
+def cloudwatch_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudWatchLogs]:
+    """Every EMF line a function writes in a runtime test must be valid: checked at teardown."""
+    emulation = CloudWatchLogs().observe(monkeypatch)
+    CloudWatchLogs.current = emulation
+    try:
+        yield emulation
+    finally:
+        CloudWatchLogs.current = None
+    assert not emulation.invalid, f"EMF lines that break the specification: {emulation.invalid}"
 
 
 @pytest.fixture
@@ -37,11 +50,13 @@ def runtime_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def aws(runtime_env: dict[str, str]) -> Iterator[None]:
-    """In-process moto with the service's tables."""
+def aws(runtime_env: dict[str, str], cloudwatch_logs: CloudWatchLogs) -> Iterator[None]:
+    """In-process moto with the service's tables (and EMF metrics published to its CloudWatch)."""
     with mock_aws():
         create_tables()
+        cloudwatch_logs.publish = True
         yield
+        cloudwatch_logs.publish = False
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +72,10 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def aws_server(
-    runtime_env: dict[str, str], moto_server: str, monkeypatch: pytest.MonkeyPatch
+    runtime_env: dict[str, str],
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    cloudwatch_logs: CloudWatchLogs,
 ) -> Iterator[str]:
     """The runtime pointed at the moto server, with fresh tables for this test."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
@@ -68,7 +86,9 @@ def aws_server(
         urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
     ).read()
     create_tables()
+    cloudwatch_logs.publish = True
     yield moto_server
+    cloudwatch_logs.publish = False
 
 
 @pytest.fixture

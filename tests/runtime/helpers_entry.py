@@ -31,6 +31,7 @@ from runtime import auth
 from runtime import aws as runtime_aws
 from runtime.config import config
 from runtime.handlers import connect, create_session, join_session
+from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import (
     LambdaContext,
     connect_event,
@@ -194,7 +195,7 @@ class CallLog:
     """AWS calls seen: ``names`` like ``dynamodb.UpdateItem(<RateLimits table>)``."""
 
     names: list[str] = field(default_factory=list)
-    # Every MetricData entry sent with PutMetricData.
+    # Every MetricData entry sent with PutMetricData, or extracted from the EMF lines written.
     metric_data: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -249,9 +250,13 @@ def aws_calls() -> Iterator[CallLog]:
             "before-parameter-build.*.*", parameters, unique_id="count-calls-params"
         )
         client.meta.events.register("before-call.*.*", hook, unique_id="count-calls")
+    emulation = CloudWatchLogs.current
+    seen = len(emulation.documents) if emulation else 0
     try:
         yield log
     finally:
+        if emulation is not None:
+            log.metric_data.extend(emulation.metric_data(seen))
         for client in clients:
             client.meta.events.unregister("before-call.*.*", unique_id="count-calls")
             client.meta.events.unregister(

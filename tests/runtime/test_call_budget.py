@@ -1,4 +1,8 @@
-"""AWS call budgets per operation (each includes the one PutMetricData), counted exactly.
+"""AWS call budgets per operation, counted exactly.
+
+The budgets are for the default ``metricsTransport: emf``: metrics ride in the log lines, so no
+function calls CloudWatch. With ``api`` every invocation that measured something adds exactly
+one PutMetricData, and nothing else changes.
 
 The scenarios are the ones ``python -m bench.call_counter`` prints, so the published table is
 the tested one. Counts come from botocore's ``before-call`` event: API calls, not attempts.
@@ -12,9 +16,10 @@ import threading
 import boto3
 import pytest
 
-from bench import call_scenarios
+from bench import call_scenarios, calls
 from bench.call_counter import CallCounter, format_table
 from runtime import aws as runtime_aws
+from tests.runtime.helpers_lifecycle import set_env
 
 PUT_METRICS = "cloudwatch:PutMetricData"
 POST = "apigatewaymanagementapi:PostToConnection"
@@ -25,50 +30,50 @@ def harness(aws, connections) -> call_scenarios.Harness:
     return call_scenarios.Harness()
 
 
-def test_create_session_makes_4_calls(harness) -> None:
-    calls = call_scenarios.create(harness)
-    assert calls == {
-        PUT_METRICS: 1,
+def test_listener_connect_makes_2_calls(harness) -> None:
+    calls_made = call_scenarios.connect_listener(harness)
+    # The handshake rate limit and the connection record; no token, so no JWKS (not AWS).
+    assert calls_made == {"dynamodb:UpdateItem": 1, "dynamodb:PutItem": 1}
+    assert sum(calls_made.values()) <= 2
+
+
+def test_create_session_makes_3_calls(harness) -> None:
+    calls_made = call_scenarios.create(harness)
+    assert calls_made == {
         "dynamodb:GetItem": 1,  # who is this connection (verified user, no role yet)
         "dynamodb:TransactWriteItems": 1,  # limit + unique ID + speaker role, atomically
         "dynamodb:UpdateItem": 1,  # sessionsPerHour
     }
-    assert sum(calls.values()) <= 4
+    assert sum(calls_made.values()) <= 3
 
 
-def test_join_makes_4_calls(harness) -> None:
-    calls = call_scenarios.join(harness)
+def test_join_makes_3_calls(harness) -> None:
+    calls_made = call_scenarios.join(harness)
     # Rate limit, listener count, listener role.
-    assert calls == {PUT_METRICS: 1, "dynamodb:UpdateItem": 3}
-    assert sum(calls.values()) <= 4
+    assert calls_made == {"dynamodb:UpdateItem": 3}
+    assert sum(calls_made.values()) <= 3
 
 
-def test_heartbeat_makes_2_calls(harness) -> None:
-    assert call_scenarios.heartbeat_once(harness) == {PUT_METRICS: 1, "dynamodb:UpdateItem": 1}
+def test_heartbeat_makes_1_call(harness) -> None:
+    assert call_scenarios.heartbeat_once(harness) == {"dynamodb:UpdateItem": 1}
 
 
 def test_heartbeat_that_pushes_a_notice_adds_only_the_post(harness) -> None:
-    assert call_scenarios.heartbeat_with_notice(harness) == {
-        PUT_METRICS: 1,
-        "dynamodb:UpdateItem": 1,
-        POST: 1,
-    }
+    assert call_scenarios.heartbeat_with_notice(harness) == {"dynamodb:UpdateItem": 1, POST: 1}
 
 
-def test_listener_disconnect_makes_3_calls(harness) -> None:
+def test_listener_disconnect_makes_2_calls(harness) -> None:
     assert call_scenarios.listener_disconnect(harness) == {
-        PUT_METRICS: 1,
         "dynamodb:DeleteItem": 1,
         "dynamodb:UpdateItem": 1,
     }
 
 
 @pytest.mark.parametrize("listeners", [0, 10, 500])
-def test_speaker_disconnect_is_5_plus_posts_plus_batched_deletes(harness, listeners) -> None:
-    calls = call_scenarios.speaker_disconnect(listeners)(harness)
+def test_speaker_disconnect_is_3_plus_posts_plus_batched_deletes(harness, listeners) -> None:
+    calls_made = call_scenarios.speaker_disconnect(listeners)(harness)
     batches = math.ceil(listeners / 25)
     expected = {
-        PUT_METRICS: 1,
         "dynamodb:DeleteItem": 1,  # this connection's record (returns it)
         "dynamodb:TransactWriteItems": 1,  # end the session + release its active slot
         "dynamodb:Query": 1,  # the listeners, one page
@@ -76,20 +81,49 @@ def test_speaker_disconnect_is_5_plus_posts_plus_batched_deletes(harness, listen
     if listeners:
         expected[POST] = listeners
         expected["dynamodb:BatchWriteItem"] = batches
-    assert calls == expected
-    assert sum(calls.values()) <= 5 + listeners + batches
+    assert calls_made == expected
+    assert sum(calls_made.values()) <= 3 + listeners + batches
+    assert calls.speaker_disconnect_budget(listeners) == 3 + listeners + batches
 
 
-def test_metrics_reporter_makes_one_query_and_one_put(harness) -> None:
-    assert call_scenarios.report(harness) == {PUT_METRICS: 1, "dynamodb:Query": 1}
+def test_metrics_reporter_makes_one_query(harness) -> None:
+    assert call_scenarios.report(harness) == {"dynamodb:Query": 1}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "without_metrics"),
+    [
+        (call_scenarios.create, {"dynamodb:GetItem": 1, "dynamodb:TransactWriteItems": 1,
+                                 "dynamodb:UpdateItem": 1}),
+        (call_scenarios.join, {"dynamodb:UpdateItem": 3}),
+        (call_scenarios.heartbeat_once, {"dynamodb:UpdateItem": 1}),
+        (call_scenarios.listener_disconnect, {"dynamodb:DeleteItem": 1, "dynamodb:UpdateItem": 1}),
+        (call_scenarios.report, {"dynamodb:Query": 1}),
+    ],
+)  # fmt: skip
+def test_the_api_transport_adds_exactly_one_put_metric_data(
+    harness, monkeypatch, scenario, without_metrics
+) -> None:
+    set_env(monkeypatch, METRICS_TRANSPORT="api")
+    assert scenario(harness) == {**without_metrics, PUT_METRICS: 1}
+
+
+def test_every_budgeted_operation_is_within_budget_in_the_bench_table(harness) -> None:
+    measured = {name: scenario(harness) for name, scenario in call_scenarios.SCENARIOS.items()}
+    section = calls.rows_section(measured)
+    statuses = {row.status for row in section.rows if row.status}
+    assert statuses == {"OK"}, [(row.measurement, row.result, row.status) for row in section.rows]
+    for operation in calls.ORDER:
+        assert calls.budget_for(operation) is not None, operation
 
 
 def test_every_scenario_is_printed_in_the_bench_table(harness) -> None:
     rows = {"heartbeat": call_scenarios.heartbeat_once(harness)}
     table = format_table(rows)
     assert "| heartbeat | dynamodb:UpdateItem | 1 |" in table
-    assert "| heartbeat | **total** | **2** |" in table
+    assert "| heartbeat | **total** | **1** |" in table
     assert set(call_scenarios.SCENARIOS) >= {
+        "$connect (listener)",
         "createSession",
         "joinSession",
         "heartbeat",

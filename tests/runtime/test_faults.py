@@ -10,6 +10,7 @@ listener records, the active counter equals the active sessions, no role without
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -317,7 +318,11 @@ def test_an_unavailable_rate_limits_table_fails_open(issuer, connections, capsys
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def test_a_failing_put_metric_data_never_fails_the_request(issuer, connections, capsys) -> None:
+def test_a_failing_put_metric_data_never_fails_the_request(
+    issuer, connections, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("METRICS_TRANSPORT", "api")
+    config.cache_clear()
     _, session_id = start_session(issuer, "alice")
     cid = new_listener()
     capsys.readouterr()
@@ -331,9 +336,12 @@ def test_a_failing_put_metric_data_never_fails_the_request(issuer, connections, 
     assert_consistent()
 
 
+@pytest.mark.parametrize("transport", ["api", "emf"])
 def test_an_unreachable_cloudwatch_never_fails_the_request(
-    issuer, connections, monkeypatch, capsys
+    issuer, connections, monkeypatch, capsys, transport
 ) -> None:
+    monkeypatch.setenv("METRICS_TRANSPORT", transport)
+    config.cache_clear()
     _, session_id = start_session(issuer, "alice")
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", f"http://127.0.0.1:{closed_port()}")
     runtime_aws.reset_clients()
@@ -341,8 +349,14 @@ def test_an_unreachable_cloudwatch_never_fails_the_request(
     capsys.readouterr()
     joined = join(cid, session_id, ip=next_ip())
     assert joined["type"] == "sessionJoined"
-    (line,) = _error_lines(capsys.readouterr().out, "METRICS_PUBLISH_FAILED")
-    assert "Connect" in line["errorMessage"] or "Endpoint" in line["errorMessage"]
+    out = capsys.readouterr().out
+    if transport == "api":
+        (line,) = _error_lines(out, "METRICS_PUBLISH_FAILED")
+        assert "Connect" in line["errorMessage"] or "Endpoint" in line["errorMessage"]
+    else:  # no CloudWatch call to fail: the join's latency rides in its EMF line
+        assert _error_lines(out, "METRICS_PUBLISH_FAILED") == []
+        emf_lines = [json.loads(x) for x in out.splitlines() if '"_aws"' in x]
+        assert [line["ListenerJoinLatency"] > 0 for line in emf_lines] == [True]
     assert_consistent()
 
 

@@ -34,8 +34,18 @@ class Run:
 
     context: LambdaContext
     response: dict[str, Any]
-    lines: list[dict[str, Any]]
+    # Every line the invocation wrote: its log lines and, last, its EMF metrics line(s).
+    every_line: list[dict[str, Any]]
     stdout: str
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        """The log lines, without the metrics line(s) written when the invocation ends."""
+        return [line for line in self.every_line if "_aws" not in line]
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return [line for line in self.every_line if "_aws" in line]
 
     @property
     def last(self) -> dict[str, Any]:
@@ -78,8 +88,10 @@ def runner(capsys: pytest.CaptureFixture[str]) -> Runner:
 
 
 def check_common(run: Run, operation: str, correlation: str) -> None:
-    """The fields every line of an invocation carries."""
-    for line in run.lines:
+    """The fields every line of an invocation carries, its metrics line(s) included."""
+    if run.metrics:
+        assert run.every_line[-len(run.metrics) :] == run.metrics, "metrics lines come last"
+    for line in run.every_line:
         assert TIMESTAMP.match(line["timestamp"]), line
         when = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert abs((datetime.now(UTC) - when).total_seconds()) < 60

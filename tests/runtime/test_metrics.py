@@ -1,7 +1,9 @@
 """Metrics as CloudWatch receives them: run the real handlers, read the metrics back from moto.
 
-Names, units and the exact dimension sets are those of ``runtime.metric_names``; every
-invocation publishes with at most one PutMetricData; a failure to publish never fails a request.
+Both transports: ``emf`` (the default: EMF log lines, extracted the way CloudWatch Logs does by
+the ``cloudwatch_logs`` fixture and published to moto) and ``api`` (one PutMetricData). Names,
+units and the exact dimension sets are those of ``runtime.metric_names`` either way; an
+invocation publishes at most once; a failure to publish never fails a request.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tests.runtime.helpers_lifecycle import (
     set_env,
     wait_for_fresh_minute,
 )
+from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import (
     LambdaContext,
     connect_event,
@@ -40,16 +43,22 @@ PUT = "cloudwatch:PutMetricData"
 
 
 class Invocations:
-    """Runs handlers and records how many PutMetricData calls each invocation made."""
+    """Runs handlers and records each invocation's PutMetricData calls and EMF lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
         self.puts: list[tuple[str, int]] = []
+        self.emf_lines: list[tuple[str, int]] = []
 
     def run(self, label: str, handler, event) -> dict:
         clients = [runtime_aws.dynamodb(), runtime_aws.cloudwatch(), runtime_aws.connections()]
+        emulation = CloudWatchLogs.current
+        assert emulation is not None
+        before = len(emulation.documents)
         with CallCounter(clients, default_session=False) as calls:
             response = handler(event, LambdaContext())
         self.puts.append((label, calls[PUT]))
+        self.emf_lines.append((label, len(emulation.documents) - before))
         return response
 
 
@@ -105,12 +114,18 @@ def published_dimension_sets() -> dict[str, set[tuple[str, ...]]]:
     return sets
 
 
+@pytest.fixture(params=["emf", "api"])
+def transport(request, monkeypatch) -> str:
+    set_env(monkeypatch, METRICS_TRANSPORT=request.param)
+    return request.param
+
+
 @pytest.fixture
-def traffic(aws, service, connections, monkeypatch) -> Invocations:
+def traffic(aws, service, connections, monkeypatch, transport) -> Invocations:
     """A little of everything: successes, error replies, rate-limit rejections, the reporter."""
     set_env(monkeypatch, HEARTBEATS_PER_MINUTE=2, CONNECTION_ATTEMPTS_PER_MINUTE=1)
     wait_for_fresh_minute()
-    runs = Invocations()
+    runs = Invocations(transport)
     speaker, session_id = service.start_session()
     listeners = [service.listener(session_id) for _ in range(2)]
 
@@ -141,9 +156,16 @@ def traffic(aws, service, connections, monkeypatch) -> Invocations:
 def test_every_invocation_publishes_at_most_once_and_measured_ones_exactly_once(
     traffic,
 ) -> None:
-    assert all(puts <= 1 for _, puts in traffic.puts), traffic.puts
     # Everything but a successful $connect (which measures nothing) buffers metrics.
-    assert [label for label, puts in traffic.puts if puts == 0] == ["$connect"]
+    if traffic.transport == "api":
+        assert all(puts <= 1 for _, puts in traffic.puts), traffic.puts
+        assert [label for label, puts in traffic.puts if puts == 0] == ["$connect"]
+        assert all(lines == 0 for _, lines in traffic.emf_lines), traffic.emf_lines
+    else:
+        # No CloudWatch call at all; one EMF line per invocation (its dimension values agree).
+        assert all(puts == 0 for _, puts in traffic.puts), traffic.puts
+        assert all(lines <= 1 for _, lines in traffic.emf_lines), traffic.emf_lines
+        assert [label for label, lines in traffic.emf_lines if lines == 0] == ["$connect"]
 
 
 def test_published_dimension_sets_are_exactly_the_declared_ones(traffic) -> None:
@@ -197,7 +219,7 @@ def test_dimension_values_come_from_small_fixed_sets(traffic) -> None:
             assert dimension["Value"] in allowed[dimension["Name"]], (metric, dimension)
 
 
-def test_create_and_join_latencies_are_published(aws, service, connections) -> None:
+def test_create_and_join_latencies_are_published(aws, service, connections, transport) -> None:
     _, session_id = service.start_session()
     service.listener(session_id)
     assert statistics("SessionCreationLatency", "Milliseconds")["SampleCount"] == 1
@@ -209,8 +231,9 @@ def test_create_and_join_latencies_are_published(aws, service, connections) -> N
 
 @pytest.mark.parametrize("operation", ["heartbeat", "disconnect", "reporter"])
 def test_a_failed_publish_never_fails_the_request(
-    aws, service, connections, capsys, operation
+    aws, service, connections, capsys, operation, monkeypatch
 ) -> None:
+    set_env(monkeypatch, METRICS_TRANSPORT="api")
     speaker, session_id = service.start_session()
     listener = service.listener(session_id)
     capsys.readouterr()

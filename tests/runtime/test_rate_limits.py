@@ -158,7 +158,11 @@ def test_unreachable_dynamodb_fails_open(aws: None, monkeypatch: pytest.MonkeyPa
 def test_connect_with_rate_limits_table_missing_logs_a_warning(aws: None, capsys) -> None:
     boto3.client("dynamodb").delete_table(TableName=TABLE)
     assert do_connect(ip=IP)[1] == {"statusCode": 200}
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    every_line = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (metrics,) = [line for line in every_line if "_aws" in line]  # the EMF line, last
+    assert metrics is every_line[-1] and metrics["DependencyFailures"] == 1
+    assert metrics["Operation"] == "rateLimits"
+    lines = [line for line in every_line if "_aws" not in line]
     assert [line["level"] for line in lines] == ["WARN", "INFO"]
     assert lines[0]["operation"] == "connect"
     assert lines[0]["message"] == "rateLimits failed; continuing degraded"
