@@ -2,8 +2,8 @@
 
 Budget: one DynamoDB call (metrics ride in the EMF log line). The per-connection rate limit,
 ``lastSeenAt`` and the once-only refresh/warning bookkeeping are all one conditional UpdateItem
-on the connection record (``store.record_heartbeat``). When that call is the one that marked a notice
-as sent, the notice is pushed through @connections — once per connection, however many
+on the connection record (``store.record_heartbeat``). When that call is the one that marked a
+notice as sent, the notice is pushed through @connections — once per connection, however many
 heartbeats follow. A connection without a record (e.g. a listener whose session ended) still
 gets its ack: the socket is open, and recreating the record would resurrect a finished role.
 """
