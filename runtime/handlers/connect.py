@@ -2,11 +2,14 @@
 
 It never posts to the connection: API Gateway answers 410 Gone until ``$connect`` returns.
 A ServiceError rejects the handshake with its status (429, 401, 503).
+
+``runtime.auth`` (PyJWT and cryptography, a third of this module's import time) is imported
+only when a token arrives: listeners, who never send one, do not pay for it in a cold start.
 """
 
 from __future__ import annotations
 
-from runtime import auth, rate_limits, store
+from runtime import rate_limits, store
 from runtime.config import config
 from runtime.invocation import Invocation, connection_event
 from runtime.observability import logs
@@ -35,7 +38,11 @@ def handler(inv: Invocation) -> None:
         WINDOW_S,
     )
     token = _token(inv)
-    user_id = auth.verify_token(token, inv) if token is not None else None
+    user_id = None
+    if token is not None:
+        from runtime import auth  # speakers only: keeps PyJWT off a listener's cold start
+
+        user_id = auth.verify_token(token, inv)
     inv.bind(user_id=user_id)
     store.put_connection(
         inv.connection_id,
