@@ -233,7 +233,7 @@ DRILLS: dict[str, Drill] = {
         Drill(
             "server-errors",
             "DynamoDB outage: requests answered SERVICE_UNAVAILABLE fire the server-errors alarm",
-            ("server-errors", "connection-errors"),
+            ("server-errors",),
             _server_errors,
         ),
         Drill(

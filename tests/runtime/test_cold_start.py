@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENV
+from tests.support.runtime_env import ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("jwt", "cryptography")
