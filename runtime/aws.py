@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from runtime import budget
 from runtime.config import config
@@ -64,3 +65,21 @@ def reset_clients() -> None:
     """Forget the cached clients (tests that move endpoints or inject faults)."""
     for factory in (dynamodb, cloudwatch, connections):
         factory.cache_clear()
+
+
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a ``ClientError`` (e.g. ``ConditionalCheckFailedException``)."""
+    if not isinstance(error, ClientError):
+        return None
+    return error.response.get("Error", {}).get("Code")
+
+
+def error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def http_status(error: BaseException) -> int:
+    """The HTTP status of a ``ClientError``'s response (0 when there is none)."""
+    if not isinstance(error, ClientError):
+        return 0
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

@@ -45,11 +45,7 @@ class FanOutResult:
 
 def is_gone(error: BaseException) -> bool:
     """True when API Gateway says the connection no longer exists."""
-    if not isinstance(error, ClientError):
-        return False
-    code = error.response.get("Error", {}).get("Code")
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code == "GoneException" or status == 410
+    return aws.error_code(error) == "GoneException" or aws.http_status(error) == 410
 
 
 def post(connection_id: str, message: dict[str, Any]) -> bool:
@@ -117,6 +113,5 @@ def fan_out(connection_ids: Iterable[str], message: dict[str, Any]) -> FanOutRes
 def describe(error: BaseException) -> str:
     """An error without its text: botocore messages can embed the URL, i.e. a connection ID."""
     if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return f"{error.response.get('Error', {}).get('Code', 'ClientError')} (HTTP {status})"
+        return f"{aws.error_code(error) or 'ClientError'} (HTTP {aws.http_status(error) or None})"
     return type(error).__name__

@@ -111,8 +111,7 @@ class Invocation:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, ClientError):
-        err = error.response.get("Error", {})
-        return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}"
+        return f"{aws.error_code(error) or 'ClientError'}: {aws.error_message(error)}"
     return f"{type(error).__name__}: {error}"
 
 
@@ -121,9 +120,7 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, BotoCoreError):
         return True
     if isinstance(error, ClientError):
-        err = error.response.get("Error", {})
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return err.get("Code") in UNAVAILABLE_CODES or status >= 500
+        return aws.error_code(error) in UNAVAILABLE_CODES or aws.http_status(error) >= 500
     return False
 
 

@@ -145,6 +145,16 @@ def server_message(message_type: str, **fields: Any) -> dict[str, Any]:
     return {"type": message_type, **fields, "timestamp": fields.get("timestamp", now_ms())}
 
 
+# Why a session ended (``sessionEnded.reason``).
+SPEAKER_DISCONNECTED = "speakerDisconnected"
+EXPIRED = "expired"
+
+
+def session_ended(session_id: str, reason: str) -> dict[str, Any]:
+    """The push every connection of a session gets when it ends."""
+    return server_message("sessionEnded", sessionId=session_id, reason=reason)
+
+
 def error_message(error: ServiceError, request_id: str) -> dict[str, Any]:
     return {
         "type": "error",

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime import aws
-from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import keyed_hash
+from runtime.store import rate_windows
+from runtime.store.dynamo import Conflict
 
 if TYPE_CHECKING:
     from runtime.invocation import Invocation
@@ -54,33 +54,23 @@ def enforce(
     window_start = int(now // window_seconds) * window_seconds
     window_end = window_start + window_seconds
     try:
-        aws.dynamodb().update_item(
-            TableName=config().rate_limits_table,
-            Key={"identifier": {"S": identifier(operation, scope, value, window_start)}},
-            UpdateExpression="ADD #count :one SET windowStart = :ws, expiresAt = :exp",
-            ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-            # "count" is a DynamoDB reserved word.
-            ExpressionAttributeNames={"#count": "count"},
-            ExpressionAttributeValues={
-                ":one": {"N": "1"},
-                ":ws": {"N": str(window_start)},
-                ":exp": {"N": str(window_end + _TTL_MARGIN_S)},
-                ":limit": {"N": str(limit)},
-            },
+        rate_windows.count_in_window(
+            identifier(operation, scope, value, window_start),
+            limit=limit,
+            window_start=window_start,
+            expires_at=window_end + _TTL_MARGIN_S,
         )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            retry_after = max(1, math.ceil(window_end - now))
-            raise ServiceError(
-                ErrorCode.RATE_LIMIT_EXCEEDED,
-                f"Too many {operation} requests: the limit is {limit} per "
-                f"{_describe_window(window_seconds)}; retry in {retry_after} s.",
-                retryAfter=retry_after,
-                limit=limit,
-                windowSeconds=window_seconds,
-            ) from None
-        inv.count_dependency_failure("rateLimits", error)
-    except BotoCoreError as error:
+    except Conflict:
+        retry_after = max(1, math.ceil(window_end - now))
+        raise ServiceError(
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            f"Too many {operation} requests: the limit is {limit} per "
+            f"{_describe_window(window_seconds)}; retry in {retry_after} s.",
+            retryAfter=retry_after,
+            limit=limit,
+            windowSeconds=window_seconds,
+        ) from None
+    except (ClientError, BotoCoreError) as error:
         inv.count_dependency_failure("rateLimits", error)
 
 

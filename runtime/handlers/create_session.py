@@ -50,7 +50,7 @@ def _create(session: dict[str, Any]) -> str:
         session_id = generate_session_id()
         try:
             store.create_session({**session, "sessionId": session_id}, max_active=max_active)
-        except store.ConditionFailed as failed:
+        except store.Conflict as failed:
             if "role" in failed.reasons:
                 # A concurrent createSession/joinSession on this connection won the role.
                 raise ServiceError(

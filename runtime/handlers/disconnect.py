@@ -13,13 +13,10 @@ per 25 listener records. ``metricsTransport: api`` adds one PutMetricData to eac
 
 from __future__ import annotations
 
-from runtime import fanout, store
+from runtime import lifecycle, store
 from runtime.invocation import Invocation, connection_event
-from runtime.metric_names import DEPENDENCY_FAILURES, DISCONNECT_LATENCY
+from runtime.metric_names import DISCONNECT_LATENCY
 from runtime.observability.logs import log
-from runtime.protocol import server_message
-
-SPEAKER_DISCONNECTED = "speakerDisconnected"
 
 
 @connection_event(latency=DISCONNECT_LATENCY)
@@ -28,34 +25,19 @@ def handler(inv: Invocation) -> None:
     if record is None:
         log.info("connection already removed; nothing to do")
         return
-    session_id = record.get("sessionId")
-    role = record.get("role")
-    inv.bind(session_id=session_id, user_id=record.get("userId"))
-    if not session_id or role not in store.ROLES:
+    inv.bind(session_id=record.get("sessionId"), user_id=record.get("userId"))
+    released = lifecycle.release_connection(inv, record)
+    if released.role is None:
         log.info("connection without a role closed")
-        return
-    if role == store.LISTENER:
-        count = store.remove_listener(session_id)
-        log.bind(details={"listenerCount": count}).info("listener left")
-        return
-    _end_session(inv, session_id)
-
-
-def _end_session(inv: Invocation, session_id: str) -> None:
-    if not store.end_session(
-        session_id, speaker_connection_id=inv.connection_id, reason=SPEAKER_DISCONNECTED
-    ):
+    elif released.role == store.LISTENER:
+        log.bind(details={"listenerCount": released.listener_count}).info("listener left")
+    elif released.ended is None:
         log.info("session already ended or has another speaker; left as it is")
-        return
-    listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
-    result = fanout.fan_out(
-        listeners,
-        server_message("sessionEnded", sessionId=session_id, reason=SPEAKER_DISCONNECTED),
-    )
-    if result.failed:
-        # Visible as a degradation; their records go too, since the session is over either way.
-        inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
-    batches = store.delete_connections(listeners)
-    log.bind(details={**result.counts(), "listeners": len(listeners), "deleteCalls": batches}).info(
-        "session ended by its speaker; listeners notified"
-    )
+    else:
+        told = released.ended.told
+        details = {
+            **told.result.counts(),
+            "listeners": released.ended.listeners,
+            "deleteCalls": told.delete_calls,
+        }
+        log.bind(details=details).info("session ended by its speaker; listeners notified")

@@ -39,7 +39,7 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
             refresh_due=_reached(age_ms, cfg.connectionRefreshMinutes),
             warning_due=_reached(age_ms, cfg.connectionWarningMinutes),
         )
-    except store.ConditionFailed:
+    except store.Conflict:
         raise _rate_limited(now, cfg.heartbeatsPerMinute) from None
     if record is None:
         log.info("heartbeat on a connection without a record; acknowledged, not recreated")

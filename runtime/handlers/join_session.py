@@ -26,7 +26,7 @@ def _count_listener(session_id: str) -> dict[str, Any]:
     max_listeners = config().maxListenersPerSession
     try:
         return store.add_listener(session_id, max_listeners=max_listeners)
-    except store.ConditionFailed as failed:
+    except store.Conflict as failed:
         if failed.item is None or not failed.item.get("isActive"):
             raise ServiceError(
                 ErrorCode.SESSION_NOT_FOUND,
@@ -51,7 +51,7 @@ def _claim_listener(inv: Invocation, session_id: str, target_language: str) -> N
             target_language=target_language,
             claimed_by=inv.request_id,
         )
-    except store.ConditionFailed as failed:
+    except store.Conflict as failed:
         if (failed.item or {}).get("claimedBy") == inv.request_id:
             # Our own write landed but its response was lost and botocore retried it: the
             # join happened; answering FORBIDDEN and giving the place back would undo it.

@@ -119,7 +119,7 @@ def _refresh_speaker(inv: Invocation, session_id: str) -> None:
             now_ms=now_ms(),
             expires_at=store.ttl_from_now(),
         )
-    except store.TransactionConflict as conflict:
+    except store.Conflict as conflict:
         if "session" in conflict.items:
             raise _speaker_refused(session_id, conflict.items["session"]) from None
         # A concurrent request on this connection took a role between our read and write.
@@ -167,7 +167,7 @@ def _refresh_listener(inv: Invocation, session_id: str, target_language: str) ->
             now_ms=now_ms(),
             connected_at_ms=inv.connected_at_ms or now_ms(),
         )
-    except store.TransactionConflict as conflict:
+    except store.Conflict as conflict:
         if "session" in conflict.items:
             session = conflict.items["session"]
             if not session or not session.get("isActive"):

@@ -43,15 +43,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import fanout, store
+from runtime import fanout, lifecycle, store
 from runtime.config import config
 from runtime.invocation import Invocation, scheduled_job
 from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability.logs import log
-from runtime.protocol import now_ms, server_message
+from runtime.protocol import EXPIRED, now_ms
 
-EXPIRED = "expired"
-SPEAKER_DISCONNECTED = "speakerDisconnected"
 # Pause before confirming a count difference: long enough for a join's second write and
 # GSI propagation, short enough to correct within the same pass.
 DRIFT_RECHECK_S = 1.0
@@ -123,17 +121,12 @@ class Sweep:
         record = store.delete_connection(connection_id)
         if record is None:
             return  # its $disconnect got there first
-        session_id, role = record.get("sessionId"), record.get("role")
-        if not session_id:
-            return
-        if role == store.LISTENER:
-            store.remove_listener(session_id)
-        elif role == store.SPEAKER and store.end_session(
-            session_id, speaker_connection_id=connection_id, reason=SPEAKER_DISCONNECTED
-        ):
-            self.counts["sessionsEnded"] += 1
-            self.ended_here.add(session_id)
-            self.notify_and_remove_listeners(session_id, SPEAKER_DISCONNECTED, speaker=None)
+        session_id = record.get("sessionId") or ""
+        released = lifecycle.release_connection(
+            self.inv, record, on_ended=lambda: self.mark_ended(session_id)
+        )
+        if released.ended is not None:
+            self.counts["notified"] += len(released.ended.told.result.delivered)
 
     # --- 2. dead sessions ------------------------------------------------------------------------
 
@@ -141,34 +134,32 @@ class Sweep:
         """End a session whose speaker is gone or whose time is up; False if it was not ours
         to end (ended meanwhile, or its speaker refreshed onto a new connection)."""
         session_id = session["sessionId"]
-        speaker = session.get("speakerConnectionId")
+
+        def ended_here() -> None:
+            self.mark_ended(session_id)
+            log.bind(
+                sessionId=session_id,
+                details={"speakerPresent": speaker_present, "expiresAt": session.get("expiresAt")},
+            ).info("session ended by the sweeper")
+
         # The speaker condition makes a concurrent refresh (new speaker, new TTL) win.
-        if not store.end_session(session_id, speaker_connection_id=speaker, reason=EXPIRED):
-            return False
-        self.counts["sessionsEnded"] += 1
-        self.ended_here.add(session_id)
-        log.bind(
-            sessionId=session_id,
-            details={"speakerPresent": speaker_present, "expiresAt": session.get("expiresAt")},
-        ).info("session ended by the sweeper")
-        self.notify_and_remove_listeners(
-            session_id, EXPIRED, speaker=speaker if speaker_present else None
+        ended = lifecycle.end_session(
+            self.inv,
+            session_id,
+            EXPIRED,
+            speaker_connection_id=session.get("speakerConnectionId"),
+            tell_speaker=speaker_present,
+            on_ended=ended_here,
         )
+        if ended is None:
+            return False
+        self.counts["notified"] += len(ended.told.result.delivered)
         return True
 
-    def notify_and_remove_listeners(
-        self, session_id: str, reason: str, *, speaker: str | None
-    ) -> None:
-        listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
-        recipients = listeners + ([speaker] if speaker else [])
-        result = fanout.fan_out(
-            recipients, server_message("sessionEnded", sessionId=session_id, reason=reason)
-        )
-        self.counts["notified"] += len(result.delivered)
-        if result.failed:
-            self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
-        # Gone or not, the listeners' records go: the session is over either way.
-        store.delete_connections(listeners)
+    def mark_ended(self, session_id: str) -> None:
+        """This pass ended the session (and tells its listeners itself)."""
+        self.counts["sessionsEnded"] += 1
+        self.ended_here.add(session_id)
 
     # --- 3. counts -------------------------------------------------------------------------------
 
@@ -240,22 +231,22 @@ class Sweep:
         self, session_id: str, records: list[dict[str, Any]], session: dict[str, Any] | None
     ) -> None:
         reason = (session or {}).get("endReason") or EXPIRED
-        told = (session or {}).get("speakerConnectionId")
+        told_already = (session or {}).get("speakerConnectionId")
         # The ended session's own speaker got sessionEnded when the sweeper ended it (the
         # only way a session ends with its speaker's record left): remove, do not repeat.
-        recipients = [r["connectionId"] for r in records if r["connectionId"] != told]
-        result = fanout.fan_out(
-            recipients, server_message("sessionEnded", sessionId=session_id, reason=reason)
-        )
-        self.counts["notified"] += len(result.delivered)
-        if result.failed:
-            self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
         ids = [r["connectionId"] for r in records]
-        store.delete_connections(ids)
+        told = lifecycle.tell_and_remove(
+            self.inv,
+            session_id,
+            reason,
+            recipients=[cid for cid in ids if cid != told_already],
+            remove=ids,
+        )
+        self.counts["notified"] += len(told.result.delivered)
         self.counts["orphans"] += len(ids)
         log.bind(
             sessionId=session_id,
-            details={"orphans": len(ids), "reason": reason, **result.counts()},
+            details={"orphans": len(ids), "reason": reason, **told.result.counts()},
         ).info("orphaned connections of an ended session told and removed")
 
     # --- the pass --------------------------------------------------------------------------------

@@ -26,15 +26,15 @@ def test_create_session_enforces_limit_uniqueness_and_single_role(aws) -> None:
     store.put_connection("c2", connected_at_ms=1, ip_hash="h", user_id="user-1")
     store.create_session(_session("calm-river-101", "c1"), max_active=1)
 
-    with pytest.raises(store.ConditionFailed) as limit:
+    with pytest.raises(store.Conflict) as limit:
         store.create_session(_session("calm-river-102", "c2"), max_active=1)
     assert limit.value.reasons == ["limit"]
 
-    with pytest.raises(store.ConditionFailed) as taken:
+    with pytest.raises(store.Conflict) as taken:
         store.create_session(_session("calm-river-101", "c2"), max_active=5)
     assert taken.value.reasons == ["taken"]
 
-    with pytest.raises(store.ConditionFailed) as role:
+    with pytest.raises(store.Conflict) as role:
         store.create_session(_session("calm-river-103", "c1"), max_active=5)
     assert role.value.reasons == ["role"]
     assert store.get_session(store.COUNTERS_KEY)["activeSessions"] == 1
@@ -44,10 +44,10 @@ def test_listener_count_respects_cap_and_never_goes_negative(aws) -> None:
     store.put_connection("s", connected_at_ms=1, ip_hash="h", user_id="u")
     store.create_session(_session("calm-river-101", "s"), max_active=1)
     assert store.add_listener("calm-river-101", max_listeners=1)["listenerCount"] == 1
-    with pytest.raises(store.ConditionFailed) as full:
+    with pytest.raises(store.Conflict) as full:
         store.add_listener("calm-river-101", max_listeners=1)
     assert full.value.item["listenerCount"] == 1
-    with pytest.raises(store.ConditionFailed) as missing:
+    with pytest.raises(store.Conflict) as missing:
         store.add_listener("quiet-lake-555", max_listeners=1)
     assert missing.value.item is None
     assert store.remove_listener("calm-river-101") == 0

@@ -1,0 +1,124 @@
+"""Ending a session and releasing a connection, written once.
+
+``$disconnect`` and the sweeper both end sessions (a speaker leaving, a session expiring or
+orphaned) and release connections (a client closing, or one the sweeper found gone); the
+steps — end the session, tell the listeners ``sessionEnded``, remove their records, count a
+failed fan-out as a degradation — are these functions. Callers log what happened from the
+returned outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runtime import fanout, store
+from runtime.metric_names import DEPENDENCY_FAILURES
+from runtime.protocol import SPEAKER_DISCONNECTED, session_ended
+
+if TYPE_CHECKING:
+    from runtime.invocation import Invocation
+
+# The DependencyFailures Operation of a sessionEnded fan-out that failed for some recipients.
+FAN_OUT_OPERATION = "sessionEndedFanOut"
+
+
+@dataclass(frozen=True)
+class Told:
+    """What telling a session's connections that it ended did."""
+
+    result: fanout.FanOutResult
+    removed: int  # connection records deleted
+    delete_calls: int  # BatchWriteItem calls that took
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """A session this call ended: its listeners, told and removed."""
+
+    listeners: int
+    told: Told
+
+
+@dataclass(frozen=True)
+class Release:
+    """What releasing a closed connection did, by its role."""
+
+    role: str | None
+    session_id: str | None
+    # A listener: the session's listener count after it left (None: none was counted).
+    listener_count: int | None = None
+    # A speaker: the session it ended; None if it had ended already or has another speaker.
+    ended: SessionEnd | None = None
+
+
+def tell_and_remove(
+    inv: Invocation,
+    session_id: str,
+    reason: str,
+    *,
+    recipients: Sequence[str],
+    remove: Sequence[str],
+) -> Told:
+    """Push ``sessionEnded`` to ``recipients`` (concurrently) and delete the ``remove`` records.
+
+    Gone or not, the records go: the session is over either way. A failed push is a
+    degradation (DependencyFailures), never retried forever.
+    """
+    result = fanout.fan_out(list(recipients), session_ended(session_id, reason))
+    if result.failed:
+        inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=FAN_OUT_OPERATION)
+    calls = store.delete_connections(list(remove))
+    return Told(result, removed=len(remove), delete_calls=calls)
+
+
+def end_session(
+    inv: Invocation,
+    session_id: str,
+    reason: str,
+    *,
+    speaker_connection_id: str | None,
+    tell_speaker: bool = False,
+    on_ended: Callable[[], None] | None = None,
+) -> SessionEnd | None:
+    """End a session, tell its listeners (and its speaker with ``tell_speaker``), remove them.
+
+    With ``speaker_connection_id`` it ends only if that connection is still the speaker, so a
+    concurrent refresh wins. None when it was not this call's to end (ended already, or
+    another speaker): then nobody is told twice. ``on_ended`` runs once the session is
+    ended, before anyone is told (so it counts even if telling fails).
+    """
+    if not store.end_session(
+        session_id, speaker_connection_id=speaker_connection_id, reason=reason
+    ):
+        return None
+    if on_ended is not None:
+        on_ended()
+    listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+    speaker = [speaker_connection_id] if tell_speaker and speaker_connection_id else []
+    told = tell_and_remove(
+        inv, session_id, reason, recipients=listeners + speaker, remove=listeners
+    )
+    return SessionEnd(listeners=len(listeners), told=told)
+
+
+def release_connection(
+    inv: Invocation, record: store.Record, on_ended: Callable[[], None] | None = None
+) -> Release:
+    """What a closed connection leaves behind, once its record is deleted: a listener frees
+    its place; a speaker ends its session for everyone (``speakerDisconnected``)."""
+    session_id, role = record.get("sessionId"), record.get("role")
+    if not session_id or role not in store.ROLES:
+        return Release(role=None, session_id=session_id)
+    if role == store.LISTENER:
+        count = store.remove_listener(session_id)
+        return Release(role=role, session_id=session_id, listener_count=count)
+    ended = end_session(
+        inv,
+        session_id,
+        SPEAKER_DISCONNECTED,
+        speaker_connection_id=record["connectionId"],
+        on_ended=on_ended,
+    )
+    return Release(role=role, session_id=session_id, ended=ended)

@@ -1,0 +1,83 @@
+"""Counting windows: the RateLimits table's fixed windows and a connection's heartbeat minute.
+
+Both count with one conditional write that adds only while under the limit, so a check
+needs no read and concurrent requests cannot overshoot.
+"""
+
+from __future__ import annotations
+
+from runtime.config import config
+from runtime.store.dynamo import Conflict, Record, from_item, to_item, update_or_conflict, values
+
+# "count" is a DynamoDB reserved word.
+_COUNT = {"#count": "count"}
+
+
+def count_in_window(identifier: str, *, limit: int, window_start: int, expires_at: int) -> None:
+    """Count one request in the RateLimits item ``identifier``; Conflict when ``limit``
+    requests were already counted in it. The item expires (TTL) at ``expires_at``."""
+    update_or_conflict(
+        TableName=config().rate_limits_table,
+        Key=to_item({"identifier": identifier}),
+        UpdateExpression="ADD #count :one SET windowStart = :ws, expiresAt = :exp",
+        ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+        ExpressionAttributeNames=_COUNT,
+        ExpressionAttributeValues=values(one=1, ws=window_start, exp=expires_at, limit=limit),
+    )
+
+
+HEARTBEAT_WINDOW_MS = 60_000
+REFRESH_NOTIFIED = "refreshNotifiedAt"
+WARNING_NOTIFIED = "warningNotifiedAt"
+
+
+def heartbeat_window(now_ms: int) -> int:
+    """The index of the per-minute rate-limit window ``now_ms`` falls in."""
+    return now_ms // HEARTBEAT_WINDOW_MS
+
+
+def record_heartbeat(
+    connection_id: str,
+    *,
+    now_ms: int,
+    per_minute: int,
+    refresh_due: bool = False,
+    warning_due: bool = False,
+) -> Record | None:
+    """A heartbeat's whole bookkeeping in one UpdateItem; returns the record as it now is.
+
+    Sets ``lastSeenAt``, counts the heartbeat in this minute's counter (an attribute named
+    after the window; the previous window's is removed) only while under ``per_minute``, and
+    when due sets ``refreshNotifiedAt`` / ``warningNotifiedAt`` to ``now_ms`` unless already
+    set — so a returned value equal to ``now_ms`` means this call is the one that must push.
+    None when the connection has no record (never recreated). Conflict (with the
+    record) when the limit is reached.
+    """
+    window = heartbeat_window(now_ms)
+    names = {"#cur": f"hb{window}", "#prev": f"hb{window - 1}"}
+    sets = ["lastSeenAt = :now"]
+    for due, attribute, alias in (
+        (refresh_due, REFRESH_NOTIFIED, "#refresh"),
+        (warning_due, WARNING_NOTIFIED, "#warning"),
+    ):
+        if due:
+            names[alias] = attribute
+            sets.append(f"{alias} = if_not_exists({alias}, :now)")
+    try:
+        response = update_or_conflict(
+            TableName=config().connections_table,
+            Key=to_item({"connectionId": connection_id}),
+            UpdateExpression=f"SET {', '.join(sets)} ADD #cur :one REMOVE #prev",
+            ConditionExpression=(
+                "attribute_exists(connectionId) AND (attribute_not_exists(#cur) OR #cur < :limit)"
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values(now=now_ms, one=1, limit=per_minute),
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except Conflict as conflict:
+        if conflict.item is None:
+            return None
+        raise
+    return from_item(response.get("Attributes"))

@@ -1,0 +1,109 @@
+"""What the sweeper reads and corrects: the Scan of live connections, batched lookups of
+sessions and speakers, listener counts from the records, and the conditional corrections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from runtime.config import config
+from runtime.store.connections import LISTENER
+from runtime.store.dynamo import (
+    batch_get,
+    conditional_set,
+    from_item,
+    pages,
+    records,
+    values,
+)
+from runtime.store.sessions import COUNTERS_KEY
+from runtime.tables import LISTENERS_INDEX
+
+
+def count_listeners(session_id: str) -> int:
+    """How many listener records a session has: GSI Query with Select=COUNT (no items read back)."""
+    request = {
+        "TableName": config().connections_table,
+        "IndexName": LISTENERS_INDEX.name,
+        "KeyConditionExpression": "sessionId = :sid",
+        "FilterExpression": "#role = :listener",
+        "ExpressionAttributeNames": {"#role": "role"},
+        "ExpressionAttributeValues": values(sid=session_id, listener=LISTENER),
+        "Select": "COUNT",
+    }
+    return sum(int(page.get("Count", 0)) for page in pages("query", request))
+
+
+def set_listener_count(session_id: str, *, seen: int | None, actual: int) -> bool:
+    """Correct an active session's ``listenerCount`` to ``actual`` if it is still ``seen``.
+
+    The condition makes the correction lose against any join or leave that happened since
+    the count was read; False when it did (the next sweep looks again).
+    """
+    return _correct({"sessionId": session_id}, "listenerCount", seen, actual, active_only=True)
+
+
+def set_active_sessions(*, seen: int | None, actual: int) -> bool:
+    """Correct the active-sessions counter to ``actual`` if it is still ``seen`` (None: absent)."""
+    return _correct({"sessionId": COUNTERS_KEY}, "activeSessions", seen, actual)
+
+
+def _correct(
+    key: dict[str, str], attribute: str, seen: int | None, actual: int, *, active_only: bool = False
+) -> bool:
+    """Set a count in the Sessions table to ``actual`` only while it is still ``seen``."""
+    condition = f"attribute_not_exists({attribute})" if seen is None else f"{attribute} = :seen"
+    named: dict[str, Any] = {"actual": actual}
+    if seen is not None:
+        named["seen"] = seen
+    if active_only:
+        condition = "isActive = :true AND " + condition
+        named["true"] = True
+    return conditional_set(
+        config().sessions_table, key, f"SET {attribute} = :actual", condition, named
+    )
+
+
+def existing_connections(connection_ids: list[str]) -> set[str]:
+    """Which of these connections still have a record: BatchGetItem, 100 keys per call."""
+    items = batch_get(config().connections_table, "connectionId", connection_ids, "connectionId")
+    return {item["connectionId"]["S"] for item in items}
+
+
+def sessions_by_id(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """These sessions' state as it is now (consistent BatchGetItem, 100 per call); a session
+    that no longer exists is absent."""
+    items = batch_get(
+        config().sessions_table,
+        "sessionId",
+        session_ids,
+        "sessionId, isActive, endReason, endedAt, speakerConnectionId",
+    )
+    return {s["sessionId"]: s for s in map(from_item, items) if s}
+
+
+def sweep_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
+    """The records the sweeper looks at, in one Scan (the table holds only live connections;
+    leftovers expire by TTL): the silent ones (``is_silent``) and every one holding a role.
+    The filter costs no reads: a Scan is charged for what it reads, not what it returns."""
+    yield from records(
+        "scan",
+        {
+            "TableName": config().connections_table,
+            "FilterExpression": (
+                "lastSeenAt < :cutoff OR (attribute_not_exists(lastSeenAt) AND "
+                "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff)) OR "
+                "attribute_exists(sessionId)"
+            ),
+            "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": values(cutoff=silent_since_ms),
+        },
+    )
+
+
+def is_silent(record: dict[str, Any], silent_since_ms: int) -> bool:
+    """Whether a record was last seen before ``silent_since_ms`` (``sweep_connections``' filter:
+    without ``lastSeenAt``, ``connectedAt`` counts; without either, it is silent)."""
+    seen = record.get("lastSeenAt", record.get("connectedAt"))
+    return seen is None or int(seen) < silent_since_ms
