@@ -24,7 +24,7 @@ from runtime.metric_names import (
     STAGE,
     MetricSpec,
 )
-from runtime.settings import PROJECT
+from runtime.settings import PROJECT, StackSettings
 
 FIVE_MINUTES = 300
 ONE_MINUTE = 60
@@ -59,11 +59,13 @@ class Threshold:
     setting: str
     times: str | None = None
 
-    def value(self, settings: Any) -> float:
-        base = settings[self.setting]
+    def value(self, settings: StackSettings) -> float:
+        # Keyed access: the threshold names its setting as data. An int stays an int.
+        base: float = settings[self.setting]
         if self.times is None:
             return base
-        return math.ceil(round(base * settings[self.times], 6))
+        ratio: float = settings[self.times]
+        return math.ceil(round(base * ratio, 6))
 
     def describe(self) -> str:
         return self.setting if self.times is None else f"{self.setting} × {self.times}"

@@ -26,7 +26,7 @@ RETRIES = {"mode": "standard", "total_max_attempts": 3}
 CONNECT_TIMEOUT_S = 1
 READ_TIMEOUT_S = 2
 CLIENT_CONFIG = Config(
-    retries=RETRIES,  # type: ignore[arg-type]
+    retries=RETRIES,
     connect_timeout=CONNECT_TIMEOUT_S,
     read_timeout=READ_TIMEOUT_S,
     max_pool_connections=50,
@@ -71,7 +71,8 @@ def error_code(error: BaseException) -> str | None:
     """The AWS error code of a ``ClientError`` (e.g. ``ConditionalCheckFailedException``)."""
     if not isinstance(error, ClientError):
         return None
-    return error.response.get("Error", {}).get("Code")
+    code = error.response.get("Error", {}).get("Code")
+    return str(code) if code is not None else None
 
 
 def error_message(error: ClientError) -> str:

@@ -11,14 +11,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.settings import BY_KEY, SETTINGS, SettingsError
+from runtime.settings import BY_KEY, SETTINGS, RuntimeSettings, SettingsError
 from runtime.tables import CONNECTIONS, RATE_LIMITS, SESSIONS
 
 
 @dataclass(frozen=True)
-class RuntimeConfig:
+class RuntimeConfig(RuntimeSettings):
+    """The settings (typed, by key: ``config().maxActiveSessions``) and what the stack
+    resolves for every function: stage, table names, endpoint, key and token issuer."""
+
     stage: str
-    settings: dict[str, Any]
     sessions_table: str
     connections_table: str
     rate_limits_table: str
@@ -27,13 +29,6 @@ class RuntimeConfig:
     auth_issuer: str
     auth_audience: str
     auth_jwks_url: str
-
-    def __getattr__(self, key: str) -> Any:
-        # config().maxActiveSessions etc.: settings by their settings key (runtime/settings.py).
-        try:
-            return self.__dict__["settings"][key]
-        except KeyError:
-            raise AttributeError(key) from None
 
 
 def _setting(key: str) -> Any:
@@ -54,8 +49,8 @@ def config() -> RuntimeConfig:
         raise SettingsError("IP_HASH_KEY is not set: the functions need the stack's HMAC key")
     issuer = settings["authIssuer"]
     return RuntimeConfig(
+        **settings,
         stage=stage,
-        settings=settings,
         sessions_table=os.environ.get(SESSIONS.env, SESSIONS.physical_name(stage)),
         connections_table=os.environ.get(CONNECTIONS.env, CONNECTIONS.physical_name(stage)),
         rate_limits_table=os.environ.get(RATE_LIMITS.env, RATE_LIMITS.physical_name(stage)),

@@ -104,7 +104,7 @@ def end_session(
 
 
 def release_connection(
-    inv: Invocation, record: store.Record, on_ended: Callable[[], None] | None = None
+    inv: Invocation, record: store.ConnectionItem, on_ended: Callable[[], None] | None = None
 ) -> Release:
     """What a closed connection leaves behind, once its record is deleted: a listener frees
     its place; a speaker ends its session for everyone (``speakerDisconnected``)."""

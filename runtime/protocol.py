@@ -137,7 +137,7 @@ def optional_choice(
             field=field,
             allowed=list(choices),
         )
-    return value
+    return str(value)
 
 
 def server_message(message_type: str, **fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 PROJECT = "session-management"
@@ -377,28 +377,70 @@ RETIRED: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class StackSettings:
-    """Validated settings of one stack."""
+class RuntimeSettings:
+    """The settings the functions read, typed: one attribute per runtime key of ``SETTINGS``
+    (a test keeps the two equal, names and types)."""
+
+    maxActiveSessions: int
+    maxListenersPerSession: int
+    dataRetentionHours: int
+    logLevel: str
+    sessionsPerHour: int
+    listenerJoinsPerMinute: int
+    connectionAttemptsPerMinute: int
+    heartbeatsPerMinute: int
+    connectionRefreshMinutes: int
+    connectionWarningMinutes: int
+    heartbeatTimeoutSeconds: int
+    metricsNamespace: str
+    metricsTransport: str
+    ipHashKey: str
+    authIssuer: str
+    authAudience: str
+    authJwksUrl: str
+
+
+@dataclass(frozen=True)
+class SettingValues(RuntimeSettings):
+    """Every setting of a stack, typed: the runtime ones and those that only shape
+    infrastructure (alarm thresholds, the alarm email, tracing)."""
+
+    alarmEmail: str
+    sessionCreationP95Ms: int
+    listenerJoinP95Ms: int
+    serverErrorsPer5Min: int
+    functionErrorsPer5Min: int
+    dependencyFailuresPer5Min: int
+    activeSessionsAlarmRatio: float
+    tracing: bool
+    protect: bool
+    apiGatewayAccountOwner: bool
+    logRetentionDays: int
+
+
+@dataclass(frozen=True)
+class StackSettings(SettingValues):
+    """Validated settings of one stack: ``settings.maxActiveSessions``, typed."""
 
     stack: str
-    values: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
-        return self.values[key]
+        """A setting by its key, for code that holds keys as data (alarm thresholds)."""
+        if key not in BY_KEY:
+            raise KeyError(key)
+        return getattr(self, key)
 
-    def __getattr__(self, key: str) -> Any:
-        # Lets callers write settings.maxActiveSessions; unknown names are a programming error.
-        try:
-            return self.__dict__["values"][key]
-        except KeyError:
-            raise AttributeError(key) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting by key."""
+        return {s.key: getattr(self, s.key) for s in SETTINGS}
 
     def runtime_environment(self) -> dict[str, str]:
         """The functions' environment variables for every runtime setting (secrets excluded)."""
         env: dict[str, str] = {"STAGE": self.stack}
         for s in SETTINGS:
             if s.runtime and not s.secret:
-                value = self.values[s.key]
+                value = getattr(self, s.key)
                 env[s.env] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 
@@ -448,4 +490,4 @@ def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
             f"config key '{PROJECT}:alarmEmail' is required when '{PROJECT}:protect' is on: "
             f"an email address for the alarm topic"
         )
-    return StackSettings(stack=stack, values=values)
+    return StackSettings(stack=stack, **values)

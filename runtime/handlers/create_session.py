@@ -43,7 +43,7 @@ def _speaker(inv: Invocation) -> str:
     return user_id
 
 
-def _create(session: dict[str, Any]) -> str:
+def _create(session: store.SessionItem) -> str:
     """Write the session under a fresh ID; returns the ID. Retries only on ID collisions."""
     max_active = config().maxActiveSessions
     for _ in range(MAX_ID_ATTEMPTS):

@@ -10,7 +10,8 @@ from typing import Any
 
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
-from runtime.protocol import ACTIONS, require_action
+from runtime.protocol import require_action
+from runtime.routes import ACTIONS
 
 
 @message_route()

@@ -69,7 +69,7 @@ def _rate_limited(now: int, limit: int) -> ServiceError:
     )
 
 
-def _push_refresh_required(inv: Invocation, record: dict[str, Any], now: int) -> None:
+def _push_refresh_required(inv: Invocation, record: store.ConnectionItem, now: int) -> None:
     role = record.get("role")
     if role not in store.ROLES or not record.get("sessionId"):
         # Nothing to refresh into; the warning (if due) still tells the client the clock.

@@ -22,7 +22,7 @@ from runtime.session_ids import require_session_id
 WINDOW_S = 60
 
 
-def _count_listener(session_id: str) -> dict[str, Any]:
+def _count_listener(session_id: str) -> store.SessionItem:
     max_listeners = config().maxListenersPerSession
     try:
         return store.add_listener(session_id, max_listeners=max_listeners)

@@ -22,7 +22,7 @@ session is answered with success and nothing is counted twice.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from runtime import store
 from runtime.config import config
@@ -123,12 +123,14 @@ def _refresh_speaker(inv: Invocation, session_id: str) -> None:
         if "session" in conflict.items:
             raise _speaker_refused(session_id, conflict.items["session"]) from None
         # A concurrent request on this connection took a role between our read and write.
-        _already_speaker(inv, session_id, conflict.items.get("role") or {})
+        _already_speaker(
+            inv, session_id, cast("store.ConnectionItem", conflict.items.get("role") or {})
+        )
         return
     log.info("speaker moved to a new connection")
 
 
-def _speaker_refused(session_id: str, session: dict[str, Any] | None) -> ServiceError:
+def _speaker_refused(session_id: str, session: store.Record | None) -> ServiceError:
     if not session or not session.get("isActive"):
         return _not_found(session_id)
     return ServiceError(
@@ -139,7 +141,7 @@ def _speaker_refused(session_id: str, session: dict[str, Any] | None) -> Service
     )
 
 
-def _already_speaker(inv: Invocation, session_id: str, record: dict[str, Any]) -> None:
+def _already_speaker(inv: Invocation, session_id: str, record: store.ConnectionItem) -> None:
     """Succeed only if this connection already is this session's current speaker."""
     if record.get("role") == store.SPEAKER and record.get("sessionId") == session_id:
         session = store.get_session(session_id)

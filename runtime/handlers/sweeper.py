@@ -74,7 +74,7 @@ class Sweep:
     counts: Counter[str] = field(default_factory=Counter)
     truncated: bool = False
     # Records of the Scan that hold a role and are not silent: the orphan candidates.
-    role_holders: list[dict[str, Any]] = field(default_factory=list)
+    role_holders: list[store.ConnectionItem] = field(default_factory=list)
     # Sessions this pass ended (it told their listeners itself).
     ended_here: set[str] = field(default_factory=set)
 
@@ -130,7 +130,7 @@ class Sweep:
 
     # --- 2. dead sessions ------------------------------------------------------------------------
 
-    def end_session(self, session: dict[str, Any], speaker_present: bool) -> bool:
+    def end_session(self, session: store.SessionItem, speaker_present: bool) -> bool:
         """End a session whose speaker is gone or whose time is up; False if it was not ours
         to end (ended meanwhile, or its speaker refreshed onto a new connection)."""
         session_id = session["sessionId"]
@@ -163,7 +163,7 @@ class Sweep:
 
     # --- 3. counts -------------------------------------------------------------------------------
 
-    def check_listener_count(self, session: dict[str, Any]) -> _Drift | None:
+    def check_listener_count(self, session: store.SessionItem) -> _Drift | None:
         records = store.count_listeners(session["sessionId"])
         seen = session.get("listenerCount")
         return None if seen == records else _Drift(session["sessionId"], seen, records)
@@ -211,7 +211,7 @@ class Sweep:
             self.degraded("orphans", error)
             return
         now = now_ms()
-        orphans: dict[str, list[dict[str, Any]]] = {}
+        orphans: dict[str, list[store.ConnectionItem]] = {}
         for record in candidates:
             session = sessions.get(record["sessionId"])
             if session and session.get("isActive"):
@@ -228,7 +228,10 @@ class Sweep:
                 self.degraded("orphans", error)
 
     def end_orphans_of(
-        self, session_id: str, records: list[dict[str, Any]], session: dict[str, Any] | None
+        self,
+        session_id: str,
+        records: list[store.ConnectionItem],
+        session: store.SessionItem | None,
     ) -> None:
         reason = (session or {}).get("endReason") or EXPIRED
         told_already = (session or {}).get("speakerConnectionId")
@@ -311,7 +314,7 @@ _SUMMARY = (
 )
 
 
-def _is_active(session: dict[str, Any], ended: set[str]) -> bool:
+def _is_active(session: store.SessionItem, ended: set[str]) -> bool:
     # The index entry of a session that just ended may linger for a moment.
     return session.get("isActive") is not False and session["sessionId"] not in ended
 

@@ -32,6 +32,7 @@ from runtime.store.rate_windows import (
     heartbeat_window,
     record_heartbeat,
 )
+from runtime.store.records import ConnectionItem, SessionItem
 from runtime.store.sessions import (
     ACTIVE_SHARD,
     COUNTERS_KEY,
@@ -64,7 +65,9 @@ __all__ = [
     "SPEAKER",
     "WARNING_NOTIFIED",
     "Conflict",
+    "ConnectionItem",
     "Record",
+    "SessionItem",
     "active_sessions",
     "add_listener",
     "add_refreshed_listener",

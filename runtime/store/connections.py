@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 from runtime import aws
 from runtime.config import config
 from runtime.store.dynamo import (
-    Record,
     batch_delete,
     from_item,
     records,
@@ -16,6 +16,7 @@ from runtime.store.dynamo import (
     update_or_conflict,
     values,
 )
+from runtime.store.records import ConnectionItem
 from runtime.tables import LISTENERS_INDEX
 
 SPEAKER = "speaker"
@@ -41,13 +42,13 @@ def put_connection(
     )
 
 
-def get_connection(connection_id: str) -> Record | None:
+def get_connection(connection_id: str) -> ConnectionItem | None:
     response = aws.dynamodb().get_item(
         TableName=config().connections_table,
         Key=to_item({"connectionId": connection_id}),
         ConsistentRead=True,
     )
-    return from_item(response.get("Item"))
+    return cast("ConnectionItem | None", from_item(response.get("Item")))
 
 
 def claim_role(
@@ -83,17 +84,17 @@ def claim_role(
     )
 
 
-def delete_connection(connection_id: str) -> Record | None:
+def delete_connection(connection_id: str) -> ConnectionItem | None:
     """Delete a connection record; returns it as it was (None if already gone: idempotent)."""
     response = aws.dynamodb().delete_item(
         TableName=config().connections_table,
         Key=to_item({"connectionId": connection_id}),
         ReturnValues="ALL_OLD",
     )
-    return from_item(response.get("Attributes"))
+    return cast("ConnectionItem | None", from_item(response.get("Attributes")))
 
 
-def listener_connections(session_id: str) -> Iterator[Record]:
+def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
     """Every listener connection record of a session, through the GSI, page by page."""
     request = {
         "TableName": config().connections_table,
@@ -103,7 +104,7 @@ def listener_connections(session_id: str) -> Iterator[Record]:
     }
     for record in records("query", request):
         if record.get("role") == LISTENER:
-            yield record
+            yield cast("ConnectionItem", record)
 
 
 def delete_connections(connection_ids: list[str]) -> int:

@@ -6,8 +6,11 @@ needs no read and concurrent requests cannot overshoot.
 
 from __future__ import annotations
 
+from typing import cast
+
 from runtime.config import config
-from runtime.store.dynamo import Conflict, Record, from_item, to_item, update_or_conflict, values
+from runtime.store.dynamo import Conflict, from_item, to_item, update_or_conflict, values
+from runtime.store.records import ConnectionItem
 
 # "count" is a DynamoDB reserved word.
 _COUNT = {"#count": "count"}
@@ -43,7 +46,7 @@ def record_heartbeat(
     per_minute: int,
     refresh_due: bool = False,
     warning_due: bool = False,
-) -> Record | None:
+) -> ConnectionItem | None:
     """A heartbeat's whole bookkeeping in one UpdateItem; returns the record as it now is.
 
     Sets ``lastSeenAt``, counts the heartbeat in this minute's counter (an attribute named
@@ -80,4 +83,4 @@ def record_heartbeat(
         if conflict.item is None:
             return None
         raise
-    return from_item(response.get("Attributes"))
+    return cast("ConnectionItem | None", from_item(response.get("Attributes")))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from runtime import aws
 from runtime.config import config
@@ -25,6 +25,7 @@ from runtime.store.dynamo import (
     update_part,
     values,
 )
+from runtime.store.records import SessionItem
 from runtime.tables import ACTIVE_SESSIONS_INDEX
 
 # Only active sessions carry this attribute, so only they appear in the sparse index.
@@ -37,16 +38,16 @@ _ROLE = {"#role": "role"}
 _ROLE_TTL = {"#role": "role", "#ttl": "ttl"}
 
 
-def get_session(session_id: str) -> dict[str, Any] | None:
+def get_session(session_id: str) -> SessionItem | None:
     response = aws.dynamodb().get_item(
         TableName=config().sessions_table,
         Key=to_item({"sessionId": session_id}),
         ConsistentRead=True,
     )
-    return from_item(response.get("Item"))
+    return cast("SessionItem | None", from_item(response.get("Item")))
 
 
-def create_session(session: dict[str, Any], *, max_active: int) -> None:
+def create_session(session: SessionItem, *, max_active: int) -> None:
     """Create a session and make its connection the speaker, atomically, in one transaction.
 
     Three parts: the active-sessions counter (< ``max_active``), the new session item (its ID
@@ -79,7 +80,7 @@ def create_session(session: dict[str, Any], *, max_active: int) -> None:
     transact({"limit": counter, "taken": session_put, "role": role})
 
 
-def add_listener(session_id: str, *, max_listeners: int) -> dict[str, Any]:
+def add_listener(session_id: str, *, max_listeners: int) -> SessionItem:
     """Count one more listener if the session is active and not full; returns the new item.
 
     Conflict carries the old item (None when the session does not exist).
@@ -95,7 +96,7 @@ def add_listener(session_id: str, *, max_listeners: int) -> dict[str, Any]:
     )
     item = from_item(response.get("Attributes"))
     assert item is not None
-    return item
+    return cast("SessionItem", item)
 
 
 def remove_listener(session_id: str) -> int | None:
@@ -160,9 +161,9 @@ def end_session(session_id: str, *, speaker_connection_id: str | None, reason: s
     return True
 
 
-def active_sessions() -> Iterator[dict[str, Any]]:
+def active_sessions() -> Iterator[SessionItem]:
     """Every active session (sparse index: bounded by maxActiveSessions, not by history)."""
-    yield from records(
+    for record in records(
         "query",
         {
             "TableName": config().sessions_table,
@@ -170,7 +171,8 @@ def active_sessions() -> Iterator[dict[str, Any]]:
             "KeyConditionExpression": "activeShard = :shard",
             "ExpressionAttributeValues": values(shard=ACTIVE_SHARD),
         },
-    )
+    ):
+        yield cast("SessionItem", record)
 
 
 def swap_speaker(

@@ -4,7 +4,7 @@ sessions and speakers, listener counts from the records, and the conditional cor
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from runtime.config import config
 from runtime.store.connections import LISTENER
@@ -16,6 +16,7 @@ from runtime.store.dynamo import (
     records,
     values,
 )
+from runtime.store.records import ConnectionItem, SessionItem
 from runtime.store.sessions import COUNTERS_KEY
 from runtime.tables import LISTENERS_INDEX
 
@@ -70,7 +71,7 @@ def existing_connections(connection_ids: list[str]) -> set[str]:
     return {item["connectionId"]["S"] for item in items}
 
 
-def sessions_by_id(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def sessions_by_id(session_ids: Iterable[str]) -> dict[str, SessionItem]:
     """These sessions' state as it is now (consistent BatchGetItem, 100 per call); a session
     that no longer exists is absent."""
     items = batch_get(
@@ -79,14 +80,15 @@ def sessions_by_id(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         session_ids,
         "sessionId, isActive, endReason, endedAt, speakerConnectionId",
     )
-    return {s["sessionId"]: s for s in map(from_item, items) if s}
+    sessions = (cast("SessionItem | None", from_item(item)) for item in items)
+    return {s["sessionId"]: s for s in sessions if s}
 
 
-def sweep_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
+def sweep_connections(silent_since_ms: int) -> Iterator[ConnectionItem]:
     """The records the sweeper looks at, in one Scan (the table holds only live connections;
     leftovers expire by TTL): the silent ones (``is_silent``) and every one holding a role.
     The filter costs no reads: a Scan is charged for what it reads, not what it returns."""
-    yield from records(
+    for record in records(
         "scan",
         {
             "TableName": config().connections_table,
@@ -99,10 +101,11 @@ def sweep_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
             "ExpressionAttributeNames": {"#role": "role"},
             "ExpressionAttributeValues": values(cutoff=silent_since_ms),
         },
-    )
+    ):
+        yield cast("ConnectionItem", record)
 
 
-def is_silent(record: dict[str, Any], silent_since_ms: int) -> bool:
+def is_silent(record: ConnectionItem, silent_since_ms: int) -> bool:
     """Whether a record was last seen before ``silent_since_ms`` (``sweep_connections``' filter:
     without ``lastSeenAt``, ``connectedAt`` counts; without either, it is silent)."""
     seen = record.get("lastSeenAt", record.get("connectedAt"))
