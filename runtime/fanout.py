@@ -9,7 +9,7 @@ thread pool; one gone or failing listener never stops the others.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +48,7 @@ def is_gone(error: BaseException) -> bool:
     return aws.error_code(error) == "GoneException" or aws.http_status(error) == 410
 
 
-def post(connection_id: str, message: dict[str, Any]) -> bool:
+def post(connection_id: str, message: Mapping[str, Any]) -> bool:
     """Send one message; False if the connection is gone."""
     return _post_data(connection_id, encode(message).encode())
 
@@ -77,7 +77,7 @@ def _post_data(connection_id: str, data: bytes) -> bool:
     return True
 
 
-def fan_out(connection_ids: Iterable[str], message: dict[str, Any]) -> FanOutResult:
+def fan_out(connection_ids: Iterable[str], message: Mapping[str, Any]) -> FanOutResult:
     """Post ``message`` to every connection concurrently; never raises for one connection."""
     ids = list(dict.fromkeys(connection_ids))
     if not ids:

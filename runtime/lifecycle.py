@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtime import fanout, store
+from runtime.messages import SPEAKER_DISCONNECTED, session_ended
 from runtime.metric_names import DEPENDENCY_FAILURES
-from runtime.protocol import SPEAKER_DISCONNECTED, session_ended
 
 if TYPE_CHECKING:
     from runtime.invocation import Invocation

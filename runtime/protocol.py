@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import ErrorCode, ServiceError
 from runtime.routes import ACTIONS  # the actions clients may send: the route table's
+
+if TYPE_CHECKING:
+    from runtime.messages import ErrorReply
 
 # API Gateway rejects WebSocket messages over 128 KB; the service holds itself to the same.
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -145,17 +149,7 @@ def server_message(message_type: str, **fields: Any) -> dict[str, Any]:
     return {"type": message_type, **fields, "timestamp": fields.get("timestamp", now_ms())}
 
 
-# Why a session ended (``sessionEnded.reason``).
-SPEAKER_DISCONNECTED = "speakerDisconnected"
-EXPIRED = "expired"
-
-
-def session_ended(session_id: str, reason: str) -> dict[str, Any]:
-    """The push every connection of a session gets when it ends."""
-    return server_message("sessionEnded", sessionId=session_id, reason=reason)
-
-
-def error_message(error: ServiceError, request_id: str) -> dict[str, Any]:
+def error_message(error: ServiceError, request_id: str) -> ErrorReply:
     return {
         "type": "error",
         "code": error.code.value,
@@ -167,5 +161,5 @@ def error_message(error: ServiceError, request_id: str) -> dict[str, Any]:
     }
 
 
-def encode(message: dict[str, Any]) -> str:
+def encode(message: Mapping[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), default=str)

@@ -46,9 +46,10 @@ from typing import Any
 from runtime import fanout, lifecycle, store
 from runtime.config import config
 from runtime.invocation import Invocation, scheduled_job
+from runtime.messages import EXPIRED
 from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability.logs import log
-from runtime.protocol import EXPIRED, now_ms
+from runtime.protocol import now_ms
 
 # Pause before confirming a count difference: long enough for a join's second write and
 # GSI propagation, short enough to correct within the same pass.
