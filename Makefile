@@ -49,6 +49,7 @@ dev: setup
 lint: setup
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 
 format: setup
 	$(UV) run --frozen ruff format .
@@ -61,4 +62,4 @@ bench: setup
 	$(UV) run --frozen python -m bench
 
 clean:
-	rm -rf .venv build .pytest_cache .ruff_cache .hypothesis
+	rm -rf .venv build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -256,15 +256,15 @@ class SessionApi(pulumi.ComponentResource):
             )
         pool, client = self._cognito()
         # UserPool.endpoint is "cognito-idp.{region}.amazonaws.com/{pool_id}".
-        issuer = pulumi.Output.concat("https://", pool.endpoint)
+        pool_issuer = pulumi.Output.concat("https://", pool.endpoint)
         return (
             pool,
             client,
             AuthSettings(
-                issuer=issuer,
+                issuer=pool_issuer,
                 # Speakers send Cognito ID tokens, whose `aud` is the app client ID.
                 audience=client.id,
-                jwks_url=pulumi.Output.concat(issuer, "/.well-known/jwks.json"),
+                jwks_url=pulumi.Output.concat(pool_issuer, "/.well-known/jwks.json"),
             ),
         )
 

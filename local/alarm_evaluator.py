@@ -202,7 +202,7 @@ def decide(alarm: StackAlarm, points: Sequence[Datapoint], current: str) -> tupl
             f"Insufficient Data: {_plural(missing, 'datapoint')} "
             f"{'was' if missing == 1 else 'were'} unknown."
         )
-    breaching = sum(1 for p in present if compare(p.value, alarm.threshold))  # type: ignore[arg-type]
+    breaching = len([p for p in present if compare(p.value, alarm.threshold)])  # type: ignore[arg-type]
     if treat == "breaching":
         breaching += missing
     shown = ", ".join(f"{p.value!r} ({_stamp(p.start)})" for p in reversed(present))

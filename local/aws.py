@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from runtime.store.dynamo import condition_failed
 from runtime.tables import TABLES, Table
 
 # The supervisor's probe, answered by local.aws_server at once (outside its one-request
@@ -197,7 +198,7 @@ def _expire_table(dynamodb: Any, table: Table, name: str) -> int:
                 )
                 deleted += 1
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if not condition_failed(error):
                     raise
         start_key = page.get("LastEvaluatedKey")
         if not start_key:

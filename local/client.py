@@ -217,7 +217,7 @@ async def open_connection(url: str, token: str | None = None, **options: Any) ->
         return await connect_service(url, token, **options)
     except InvalidStatus as error:
         status = error.response.status_code
-        body = _body_text(error.response.body or b"")
+        body = _body_text(bytes(error.response.body or b""))
         raise ClientError(
             f"handshake rejected by {shown}: HTTP {status}"
             + (f" ({body})" if body else "")
@@ -279,7 +279,9 @@ class Conversation:
         self._readers.append(MessageReader(ws, deliver, closed))
         return ws
 
-    async def next_message(self, timeout: float | None = None) -> tuple[Any, Any] | None:
+    async def next_message(
+        self, timeout: float | None = None
+    ) -> tuple[ClientConnection, dict[str, Any] | Closed] | None:
         """The next (connection, message) or None when the user asked to stop."""
         getter = asyncio.create_task(self.queue.get())
         stopper = asyncio.create_task(self.stop.wait())

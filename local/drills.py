@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,7 @@ class Drill:
     summary: str
     # The alarm it fires: the first of these slugs the stack has (function alarms: by name).
     targets: tuple[str, ...]
-    pressure: Callable[[DrillRun], Awaitable[None]]
+    pressure: Callable[[DrillRun], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -123,7 +123,7 @@ class DrillRun:
         """Send ``payload`` and return the reply (an ``error`` reply too), counted by kind."""
         await ws.send(json.dumps(payload))
         while True:
-            doc = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
+            doc: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
             if doc.get("type") in ("heartbeatAck",) and payload.get("action") != "heartbeat":
                 continue
             kind = doc.get("code") or doc.get("type") or "?"

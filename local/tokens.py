@@ -88,7 +88,8 @@ def fetch_connections(port: int, host: str = "127.0.0.1") -> list[dict[str, Any]
 def _get_json(url: str, port: int) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1)
-            return json.loads(response.read().decode())
+            doc: dict[str, Any] = json.loads(response.read().decode())
+            return doc
     except urllib.error.HTTPError as error:
         body = error.read().decode(errors="replace")[:300]
         if error.code == 404:

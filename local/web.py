@@ -29,7 +29,7 @@ from local import console
 from local.loopback import loopback_middleware
 
 # aiohttp's defaults, named: 8 KB per request line or header field, 128 fields.
-HEAD_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
+HEAD_LIMITS: dict[str, Any] = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

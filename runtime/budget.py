@@ -28,7 +28,7 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-class OutOfTime(BotoCoreError):
+class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
     fmt = "No time left for another AWS call attempt ({remaining:.1f}s of the budget left)"
 
 

@@ -19,7 +19,7 @@ def live_sessions(now_ms: int | None = None) -> list[dict[str, Any]]:
     """Active sessions, newest first: languages, listener counts by target language, age."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     ids = [record["sessionId"] for record in store.active_sessions()]
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     for session_id in ids:
         record = store.get_session(session_id)
         if record is None or not record.get("isActive"):

@@ -106,7 +106,7 @@ class MetricsBuffer:
                 key = (spec.name, spec.unit, tuple((d, by_name[d]) for d in dims))
                 per_datum[key].extend(values)
         data: list[dict[str, Any]] = []
-        for (name, unit, dims), values in per_datum.items():
+        for (name, unit, dimensions), values in per_datum.items():
             for start in range(0, len(values), _MAX_VALUES):
                 distinct: dict[float, int] = defaultdict(int)
                 for v in values[start : start + _MAX_VALUES]:
@@ -116,7 +116,7 @@ class MetricsBuffer:
                         "MetricName": name,
                         "Unit": unit,
                         "Timestamp": now,
-                        "Dimensions": [{"Name": n, "Value": v} for n, v in dims],
+                        "Dimensions": [{"Name": n, "Value": v} for n, v in dimensions],
                         "Values": list(distinct),
                         "Counts": [float(c) for c in distinct.values()],
                     }
