@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,7 +268,7 @@ def _serve(
 def message_route(
     *, latency: MetricSpec | None = None
 ) -> Callable[
-    [Callable[[Invocation, dict[str, Any]], dict[str, Any]]], Callable[..., dict[str, Any]]
+    [Callable[[Invocation, dict[str, Any]], Mapping[str, Any]]], Callable[..., dict[str, Any]]
 ]:
     """Wrap ``fn(invocation, message) -> reply`` as a Lambda handler for a two-way route.
 
@@ -277,7 +277,7 @@ def message_route(
     """
 
     def decorate(
-        fn: Callable[[Invocation, dict[str, Any]], dict[str, Any]],
+        fn: Callable[[Invocation, dict[str, Any]], Mapping[str, Any]],
     ) -> Callable[..., dict[str, Any]]:
         operation = routes.for_module(fn.__module__).operation
 

@@ -14,9 +14,10 @@ from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_source_language
+from runtime.messages import SessionCreated
 from runtime.metric_names import SESSION_CREATION_LATENCY
 from runtime.observability import logs
-from runtime.protocol import now_ms, optional_choice, server_message
+from runtime.protocol import now_ms, optional_choice
 from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id
 
 QUALITY_TIERS = ("standard", "premium")
@@ -75,7 +76,7 @@ def _create(session: store.SessionItem) -> str:
 
 
 @message_route(latency=SESSION_CREATION_LATENCY)
-def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+def handler(inv: Invocation, message: dict[str, Any]) -> SessionCreated:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     source_language = validate_source_language(message.get("sourceLanguage"))
     quality_tier = optional_choice(message, "qualityTier", QUALITY_TIERS, "standard")
@@ -97,10 +98,11 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
         },
     )
     inv.bind(session_id=session_id, user_id=user_id)
-    return server_message(
-        "sessionCreated",
+    return SessionCreated(
+        type="sessionCreated",
         sessionId=session_id,
         sourceLanguage=source_language,
         qualityTier=quality_tier,
         expiresAt=expires_at_s * 1000,  # messages carry epoch ms; the TTL is epoch seconds
+        timestamp=now_ms(),
     )

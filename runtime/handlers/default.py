@@ -6,7 +6,7 @@ arriving here means its route is not deployed, which the client is told plainly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
@@ -15,7 +15,7 @@ from runtime.routes import ACTIONS
 
 
 @message_route()
-def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+def handler(inv: Invocation, message: dict[str, Any]) -> NoReturn:
     action = require_action(message)  # INVALID_ACTION for a missing or unknown action
     raise ServiceError(
         ErrorCode.INVALID_ACTION,

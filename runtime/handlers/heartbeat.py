@@ -17,9 +17,16 @@ from runtime import fanout, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
+from runtime.messages import (
+    ConnectionRefreshRequired,
+    HeartbeatAck,
+    Push,
+    connection_warning,
+    heartbeat_ack,
+)
 from runtime.metric_names import DEPENDENCY_FAILURES, HEARTBEAT_LATENCY
 from runtime.observability.logs import log
-from runtime.protocol import now_ms, server_message
+from runtime.protocol import now_ms
 
 # API Gateway closes every WebSocket connection after two hours.
 MAX_CONNECTION_MINUTES = 120
@@ -27,7 +34,7 @@ _MINUTE_MS = 60_000
 
 
 @message_route(latency=HEARTBEAT_LATENCY)
-def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+def handler(inv: Invocation, message: dict[str, Any]) -> HeartbeatAck:
     cfg = config()
     now = now_ms()
     age_ms = now - inv.connected_at_ms if inv.connected_at_ms else None
@@ -43,14 +50,14 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
         raise _rate_limited(now, cfg.heartbeatsPerMinute) from None
     if record is None:
         log.info("heartbeat on a connection without a record; acknowledged, not recreated")
-        return server_message("heartbeatAck", timestamp=now)
+        return heartbeat_ack(now)
     inv.bind(session_id=record.get("sessionId"), user_id=record.get("userId"))
     if record.get(store.REFRESH_NOTIFIED) == now:
         _push_refresh_required(inv, record, now)
     if record.get(store.WARNING_NOTIFIED) == now and age_ms is not None:
         remaining = max(0, (MAX_CONNECTION_MINUTES * _MINUTE_MS - age_ms) // _MINUTE_MS)
-        _push(inv, server_message("connectionWarning", remainingMinutes=remaining, timestamp=now))
-    return server_message("heartbeatAck", timestamp=now)
+        _push(inv, connection_warning(remaining, now))
+    return heartbeat_ack(now)
 
 
 def _reached(age_ms: int | None, minutes: int) -> bool:
@@ -75,13 +82,27 @@ def _push_refresh_required(inv: Invocation, record: store.ConnectionItem, now: i
         # Nothing to refresh into; the warning (if due) still tells the client the clock.
         log.debug("refresh age reached by a connection without a role; nothing pushed")
         return
-    fields: dict[str, Any] = {"sessionId": record["sessionId"], "role": role}
-    if role == store.LISTENER and record.get("targetLanguage"):
-        fields["targetLanguage"] = record["targetLanguage"]
-    _push(inv, server_message("connectionRefreshRequired", **fields, timestamp=now))
+    notice: ConnectionRefreshRequired
+    session_id, language = record["sessionId"], record.get("targetLanguage")
+    if role == store.LISTENER and language:
+        notice = {
+            "type": "connectionRefreshRequired",
+            "sessionId": session_id,
+            "role": role,
+            "targetLanguage": language,
+            "timestamp": now,
+        }
+    else:
+        notice = {
+            "type": "connectionRefreshRequired",
+            "sessionId": session_id,
+            "role": role,
+            "timestamp": now,
+        }
+    _push(inv, notice)
 
 
-def _push(inv: Invocation, message: dict[str, Any]) -> None:
+def _push(inv: Invocation, message: Push) -> None:
     """A notice is best effort: the heartbeat itself has already succeeded."""
     try:
         delivered = fanout.post(inv.connection_id, message)

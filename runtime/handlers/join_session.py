@@ -14,9 +14,10 @@ from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
+from runtime.messages import SessionJoined
 from runtime.metric_names import LISTENER_JOIN_LATENCY
 from runtime.observability import logs
-from runtime.protocol import server_message
+from runtime.protocol import now_ms
 from runtime.session_ids import require_session_id
 
 WINDOW_S = 60
@@ -78,7 +79,7 @@ def _give_back(inv: Invocation, session_id: str) -> None:
 
 
 @message_route(latency=LISTENER_JOIN_LATENCY)
-def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+def handler(inv: Invocation, message: dict[str, Any]) -> SessionJoined:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)
     target_language = validate_target_language(message.get("targetLanguage"))
@@ -94,10 +95,11 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     )
     session = _count_listener(session_id)
     _claim_listener(inv, session_id, target_language)
-    return server_message(
-        "sessionJoined",
+    return SessionJoined(
+        type="sessionJoined",
         sessionId=session_id,
         sourceLanguage=session.get("sourceLanguage"),
         targetLanguage=target_language,
         listenerCount=session.get("listenerCount"),
+        timestamp=now_ms(),
     )

@@ -29,9 +29,10 @@ from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
+from runtime.messages import ConnectionRefreshComplete
 from runtime.observability import logs
 from runtime.observability.logs import log
-from runtime.protocol import now_ms, server_message
+from runtime.protocol import now_ms
 from runtime.session_ids import require_session_id
 
 # In-flight listener refreshes allowed above the cap, as a share of it (at least one).
@@ -46,7 +47,7 @@ def refresh_slack(max_listeners: int) -> int:
 
 
 @message_route()
-def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
+def handler(inv: Invocation, message: dict[str, Any]) -> ConnectionRefreshComplete:
     logs.bind(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)
     role = _role(message)
@@ -60,7 +61,9 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     else:
         assert target_language is not None
         _refresh_listener(inv, session_id, target_language)
-    return server_message("connectionRefreshComplete", sessionId=session_id, role=role)
+    return ConnectionRefreshComplete(
+        type="connectionRefreshComplete", sessionId=session_id, role=role, timestamp=now_ms()
+    )
 
 
 def _role(message: dict[str, Any]) -> str:
