@@ -40,7 +40,7 @@ class Conflict(Exception):
         self.item = next(iter(self.items.values()), None)
 
 
-# --- the codec -------------------------------------------------------------------------------
+# --- the codec -----------------------------------------------------------------------------------
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def ttl_from_now() -> int:
     return now_s() + config().dataRetentionHours * 3600
 
 
-# --- conditions --------------------------------------------------------------------------------
+# --- conditions ----------------------------------------------------------------------------------
 
 
 def condition_failed(error: BaseException) -> bool:
@@ -165,7 +165,7 @@ def transact(parts: Mapping[str, dict[str, Any]]) -> None:
         raise Conflict(failed) from None
 
 
-# --- reading many ------------------------------------------------------------------------------
+# --- reading many --------------------------------------------------------------------------------
 
 
 def pages(operation: str, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -219,7 +219,7 @@ def batch_get(
             raise RuntimeError("BatchGetItem left keys unprocessed after bounded retries")
 
 
-# --- writing many ------------------------------------------------------------------------------
+# --- writing many --------------------------------------------------------------------------------
 
 
 def batch_delete(table: str, key: str, ids: list[str]) -> int:
