@@ -96,12 +96,12 @@ class Invocation:
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
-    def bind(self, *, session_id: str | None = None, user_id: str | None = None) -> None:
+    def identify(self, *, session_id: str | None = None, user_id: str | None = None) -> None:
         """Name the session (it becomes the correlation ID) and the user in every later line."""
         if session_id:
-            logs.bind(sessionId=session_id, correlationId=session_id)
+            logs.set_invocation_fields(sessionId=session_id, correlationId=session_id)
         if user_id:
-            logs.bind(userContext={"userId": user_id, "ipHash": self.ip_hash})
+            logs.set_invocation_fields(userContext={"userId": user_id, "ipHash": self.ip_hash})
 
     def count_dependency_failure(self, dependency: str, error: BaseException) -> None:
         """A degradation the request survives: a WARN line and the DependencyFailures metric."""

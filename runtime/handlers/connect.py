@@ -28,7 +28,7 @@ def _token(inv: Invocation) -> str | None:
 @connection_event()
 def handler(inv: Invocation) -> None:
     cfg = config()
-    logs.bind(userContext={"ipHash": inv.ip_hash})
+    logs.set_invocation_fields(userContext={"ipHash": inv.ip_hash})
     rate_limits.enforce(
         inv,
         inv.operation,
@@ -43,7 +43,7 @@ def handler(inv: Invocation) -> None:
         from runtime import auth  # speakers only: keeps PyJWT off a listener's cold start
 
         user_id = auth.verify_token(token, inv)
-    inv.bind(user_id=user_id)
+    inv.identify(user_id=user_id)
     store.put_connection(
         inv.connection_id,
         connected_at_ms=inv.connected_at_ms or now_ms(),

@@ -33,7 +33,7 @@ def _speaker(inv: Invocation) -> str:
             ErrorCode.UNAUTHORIZED,
             "Creating a session needs a verified speaker: connect with ?token=<ID token>.",
         )
-    inv.bind(user_id=user_id)
+    inv.identify(user_id=user_id)
     role = (connection or {}).get("role")
     if role:
         raise ServiceError(
@@ -77,7 +77,7 @@ def _create(session: store.SessionItem) -> str:
 
 @message_route(latency=SESSION_CREATION_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> SessionCreated:
-    logs.bind(userContext={"ipHash": inv.ip_hash})
+    logs.set_invocation_fields(userContext={"ipHash": inv.ip_hash})
     source_language = validate_source_language(message.get("sourceLanguage"))
     quality_tier = optional_choice(message, "qualityTier", QUALITY_TIERS, "standard")
 
@@ -97,7 +97,7 @@ def handler(inv: Invocation, message: dict[str, Any]) -> SessionCreated:
             "expiresAt": expires_at_s,
         },
     )
-    inv.bind(session_id=session_id, user_id=user_id)
+    inv.identify(session_id=session_id, user_id=user_id)
     return SessionCreated(
         type="sessionCreated",
         sessionId=session_id,

@@ -25,7 +25,7 @@ def handler(inv: Invocation) -> None:
     if record is None:
         log.info("connection already removed; nothing to do")
         return
-    inv.bind(session_id=record.get("sessionId"), user_id=record.get("userId"))
+    inv.identify(session_id=record.get("sessionId"), user_id=record.get("userId"))
     released = lifecycle.release_connection(inv, record)
     if released.role is None:
         log.info("connection without a role closed")

@@ -51,7 +51,7 @@ def handler(inv: Invocation, message: dict[str, Any]) -> HeartbeatAck:
     if record is None:
         log.info("heartbeat on a connection without a record; acknowledged, not recreated")
         return heartbeat_ack(now)
-    inv.bind(session_id=record.get("sessionId"), user_id=record.get("userId"))
+    inv.identify(session_id=record.get("sessionId"), user_id=record.get("userId"))
     if record.get(store.REFRESH_NOTIFIED) == now:
         _push_refresh_required(inv, record, now)
     if record.get(store.WARNING_NOTIFIED) == now and age_ms is not None:

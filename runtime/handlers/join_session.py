@@ -80,10 +80,10 @@ def _give_back(inv: Invocation, session_id: str) -> None:
 
 @message_route(latency=LISTENER_JOIN_LATENCY)
 def handler(inv: Invocation, message: dict[str, Any]) -> SessionJoined:
-    logs.bind(userContext={"ipHash": inv.ip_hash})
+    logs.set_invocation_fields(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)
     target_language = validate_target_language(message.get("targetLanguage"))
-    inv.bind(session_id=session_id)
+    inv.identify(session_id=session_id)
 
     rate_limits.enforce(
         inv,

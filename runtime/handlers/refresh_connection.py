@@ -48,14 +48,14 @@ def refresh_slack(max_listeners: int) -> int:
 
 @message_route()
 def handler(inv: Invocation, message: dict[str, Any]) -> ConnectionRefreshComplete:
-    logs.bind(userContext={"ipHash": inv.ip_hash})
+    logs.set_invocation_fields(userContext={"ipHash": inv.ip_hash})
     session_id = require_session_id(message)
     role = _role(message)
     # Validated before any AWS call, so a bad request costs nothing.
     target_language = (
         validate_target_language(message.get("targetLanguage")) if role == store.LISTENER else None
     )
-    inv.bind(session_id=session_id)
+    inv.identify(session_id=session_id)
     if role == store.SPEAKER:
         _refresh_speaker(inv, session_id)
     else:
@@ -109,7 +109,7 @@ def _refresh_speaker(inv: Invocation, session_id: str) -> None:
             "Refreshing as the speaker needs a verified token: "
             "open the new connection with ?token=<ID token>.",
         )
-    inv.bind(user_id=user_id)
+    inv.identify(user_id=user_id)
     if record.get("role"):
         # Redelivery, or a connection that already has another role: no write needed.
         _already_speaker(inv, session_id, record)

@@ -4,6 +4,10 @@ Per-invocation fields (function, operation, requestId, correlationId, coldStart,
 a ContextVar that a loguru patcher merges into every record, so any module can just log, and
 concurrent invocations on threads (the local stack) never mix their fields. Worker threads
 of one invocation run in a copy of its context (``contextvars.copy_context``) and share them.
+
+Fields reach a line two ways: ``set_invocation_fields(...)`` adds them to every later line
+of the invocation (``Invocation.identify`` uses it to name the session and user), and
+loguru's own ``log.bind(...).info(...)`` adds them to that one line.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def end_invocation(token: contextvars.Token[dict[str, Any] | None]) -> None:
     _fields.reset(token)
 
 
-def bind(**fields: Any) -> None:
+def set_invocation_fields(**fields: Any) -> None:
     """Add fields (e.g. sessionId, userContext) to every later line of this invocation."""
     current = _fields.get()
     if current is not None:
