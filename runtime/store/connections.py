@@ -10,6 +10,7 @@ from runtime.config import config
 from runtime.store.dynamo import (
     batch_delete,
     from_item,
+    get_item,
     records,
     to_item,
     ttl_from_now,
@@ -43,12 +44,8 @@ def put_connection(
 
 
 def get_connection(connection_id: str) -> ConnectionItem | None:
-    response = aws.dynamodb().get_item(
-        TableName=config().connections_table,
-        Key=to_item({"connectionId": connection_id}),
-        ConsistentRead=True,
-    )
-    return cast("ConnectionItem | None", from_item(response.get("Item")))
+    item = get_item(config().connections_table, {"connectionId": connection_id})
+    return cast("ConnectionItem | None", item)
 
 
 def claim_role(

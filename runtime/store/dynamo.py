@@ -74,6 +74,12 @@ def ttl_from_now() -> int:
     return now_s() + config().dataRetentionHours * 3600
 
 
+def get_item(table: str, key: Mapping[str, Any]) -> Record | None:
+    """One item by its key, read consistently (None when there is none)."""
+    response = aws.dynamodb().get_item(TableName=table, Key=to_item(key), ConsistentRead=True)
+    return from_item(response.get("Item"))
+
+
 # --- conditions ----------------------------------------------------------------------------------
 
 

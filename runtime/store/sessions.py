@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
-from runtime import aws
 from runtime.config import config
 from runtime.store.connections import LISTENER, SPEAKER
 from runtime.store.dynamo import (
     Conflict,
     conditional_set,
     from_item,
+    get_item,
     records,
     to_item,
     transact,
@@ -39,12 +39,7 @@ _ROLE_TTL = {"#role": "role", "#ttl": "ttl"}
 
 
 def get_session(session_id: str) -> SessionItem | None:
-    response = aws.dynamodb().get_item(
-        TableName=config().sessions_table,
-        Key=to_item({"sessionId": session_id}),
-        ConsistentRead=True,
-    )
-    return cast("SessionItem | None", from_item(response.get("Item")))
+    return cast("SessionItem | None", get_item(config().sessions_table, {"sessionId": session_id}))
 
 
 def create_session(session: SessionItem, *, max_active: int) -> None:
