@@ -2,7 +2,7 @@
 
 ``$disconnect`` and the sweeper both end sessions (a speaker leaving, a session expiring or
 orphaned) and release connections (a client closing, or one the sweeper found gone); the
-steps — end the session, tell the listeners ``sessionEnded``, remove their records, count a
+steps — end the session, tell the listeners ``sessionEnded``, take their role, count a
 failed fan-out as a degradation — are these functions. Callers log what happened from the
 returned outcome.
 """
@@ -29,13 +29,13 @@ class Told:
     """What telling a session's connections that it ended did."""
 
     result: fanout.FanOutResult
-    removed: int  # connection records deleted
-    delete_calls: int  # BatchWriteItem calls that took
+    released: int  # connection records that lost their role
+    write_calls: int  # BatchWriteItem calls that took
 
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """A session this call ended: its listeners, told and removed."""
+    """A session this call ended: its listeners, told and released."""
 
     listeners: int
     told: Told
@@ -53,24 +53,27 @@ class Release:
     ended: SessionEnd | None = None
 
 
-def tell_and_remove(
+def tell_and_release(
     inv: Invocation,
     session_id: str,
     reason: str,
     *,
     recipients: Sequence[str],
-    remove: Sequence[str],
+    records: Sequence[store.ConnectionItem],
 ) -> Told:
-    """Push ``sessionEnded`` to ``recipients`` (concurrently) and delete the ``remove`` records.
+    """Push ``sessionEnded`` to ``recipients`` (concurrently) and take the role from the
+    connection ``records`` of the ended session.
 
-    Gone or not, the records go: the session is over either way. A failed push is a
-    degradation (DependencyFailures), never retried forever.
+    Gone or not, they lose the role: the session is over either way. Their records (and
+    liveness) stay, since the sockets are open and may join another session; the records of
+    connections the push found gone (410) are deleted. A failed push is a degradation
+    (DependencyFailures), never retried forever.
     """
     result = fanout.fan_out(list(recipients), session_ended(session_id, reason))
     if result.failed:
         inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=FAN_OUT_OPERATION)
-    calls = store.delete_connections(list(remove))
-    return Told(result, removed=len(remove), delete_calls=calls)
+    calls = store.release_roles(list(records), gone=set(result.gone))
+    return Told(result, released=len(records), write_calls=calls)
 
 
 def end_session(
@@ -95,10 +98,11 @@ def end_session(
         return None
     if on_ended is not None:
         on_ended()
-    listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+    records = list(store.listener_connections(session_id))
+    listeners = [r["connectionId"] for r in records]
     speaker = [speaker_connection_id] if tell_speaker and speaker_connection_id else []
-    told = tell_and_remove(
-        inv, session_id, reason, recipients=listeners + speaker, remove=listeners
+    told = tell_and_release(
+        inv, session_id, reason, recipients=listeners + speaker, records=records
     )
     return SessionEnd(listeners=len(listeners), told=told)
 

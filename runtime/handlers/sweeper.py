@@ -8,7 +8,7 @@ Each pass, in this order:
    would (a listener frees its place, a speaker ends its session and tells the listeners).
 2. Every active session (sparse index) whose speaker record is missing or whose
    ``expiresAt`` has passed is ended with reason ``expired``; its listeners (and a still
-   connected speaker) get ``sessionEnded`` and the listener records are removed.
+   connected speaker) get ``sessionEnded`` and the listeners lose their role.
 3. Counts are reconciled with the records, so a crash between two writes cannot leave a
    wrong count for longer than a sweep: each active session's ``listenerCount`` against its
    listener records (GSI query, ``Select=COUNT``) and the active-sessions counter against
@@ -25,7 +25,8 @@ Each pass, in this order:
    gone, or ended more than ``ORPHAN_GRACE_MS`` ago (its ``$disconnect`` may still be
    telling the listeners). Orphans get ``sessionEnded`` (the session's ``endReason``, else
    ``expired``) — except a speaker record that is its ended session's speaker, which was
-   told when the sweeper ended the session — and their records are deleted.
+   told when the sweeper ended the session — and lose their role (their records, with
+   their liveness, stay: the sockets are open and may join another session).
 
 Cost is proportional to live state: one Scan of the Connections table (which holds only
 live connections), one query of the active-sessions index (≤ maxActiveSessions items), one
@@ -239,12 +240,14 @@ class Sweep:
         # The ended session's own speaker got sessionEnded when the sweeper ended it (the
         # only way a session ends with its speaker's record left): remove, do not repeat.
         ids = [r["connectionId"] for r in records]
-        told = lifecycle.tell_and_remove(
+        # They heartbeat, so their sockets are open: take the role, keep the record (unless
+        # the push found them gone).
+        told = lifecycle.tell_and_release(
             self.inv,
             session_id,
             reason,
             recipients=[cid for cid in ids if cid != told_already],
-            remove=ids,
+            records=records,
         )
         self.counts["notified"] += len(told.result.delivered)
         self.counts["orphans"] += len(ids)

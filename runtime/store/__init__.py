@@ -14,6 +14,7 @@ without knowing which module is its home.
 
 from runtime.store.connections import (
     LISTENER,
+    ROLE_ATTRIBUTES,
     ROLES,
     SPEAKER,
     claim_role,
@@ -22,13 +23,17 @@ from runtime.store.connections import (
     get_connection,
     listener_connections,
     put_connection,
+    release_roles,
 )
 from runtime.store.dynamo import Conflict, Record, from_item, now_s, to_item, ttl_from_now
 from runtime.store.rate_windows import (
+    FAILED_LOOKUPS,
     HEARTBEAT_WINDOW_MS,
     REFRESH_NOTIFIED,
     WARNING_NOTIFIED,
+    count_failed_lookup,
     count_in_window,
+    failed_lookups,
     heartbeat_window,
     record_heartbeat,
 )
@@ -58,10 +63,12 @@ from runtime.store.sweeps import (
 __all__ = [
     "ACTIVE_SHARD",
     "COUNTERS_KEY",
+    "FAILED_LOOKUPS",
     "HEARTBEAT_WINDOW_MS",
     "LISTENER",
     "REFRESH_NOTIFIED",
     "ROLES",
+    "ROLE_ATTRIBUTES",
     "SPEAKER",
     "WARNING_NOTIFIED",
     "Conflict",
@@ -72,6 +79,7 @@ __all__ = [
     "add_listener",
     "add_refreshed_listener",
     "claim_role",
+    "count_failed_lookup",
     "count_in_window",
     "count_listeners",
     "create_session",
@@ -79,6 +87,7 @@ __all__ = [
     "delete_connections",
     "end_session",
     "existing_connections",
+    "failed_lookups",
     "from_item",
     "get_connection",
     "get_session",
@@ -88,6 +97,7 @@ __all__ = [
     "now_s",
     "put_connection",
     "record_heartbeat",
+    "release_roles",
     "remove_listener",
     "sessions_by_id",
     "set_active_sessions",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from typing import cast
 
 from runtime import aws
 from runtime.config import config
 from runtime.store.dynamo import (
-    batch_delete,
+    batch_write,
+    delete_request,
     from_item,
     get_item,
+    put_request,
     records,
     to_item,
     ttl_from_now,
@@ -56,14 +59,26 @@ def claim_role(
     target_language: str | None = None,
     claimed_by: str | None = None,
 ) -> None:
-    """Give a connection its one role; Conflict (with the old item) if it has one.
+    """Give a connection its one role; Conflict (with the old item) if it has one, or with
+    ``item`` None if the connection has no record: its ``$disconnect`` already ran.
+
+    The claim never creates a record. ``$disconnect`` deletes the record first, so a join
+    racing its own connection's disconnect either lands before the delete (and the
+    disconnect sees the role and gives the place back) or fails here (and the join gives it
+    back): no ordering leaves a listener record or a count behind. The claim is activity, so
+    it refreshes ``lastSeenAt``.
 
     ``claimed_by`` (the request ID) is stored as ``claimedBy`` so a caller can recognise its
     own earlier write when botocore retried a call whose response was lost.
     """
     names = {"#role": "role", "#ttl": "ttl"}
-    expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl"
-    named = {"role": role, "sid": session_id, "ttl": ttl_from_now()}
+    expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl, lastSeenAt = :now"
+    named = {
+        "role": role,
+        "sid": session_id,
+        "ttl": ttl_from_now(),
+        "now": int(time.time() * 1000),
+    }
     if claimed_by:
         expression += ", claimedBy = :by"
         named["by"] = claimed_by
@@ -74,7 +89,7 @@ def claim_role(
         TableName=config().connections_table,
         Key=to_item({"connectionId": connection_id}),
         UpdateExpression=expression,
-        ConditionExpression="attribute_not_exists(#role)",
+        ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#role)",
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values(**named),
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -104,6 +119,33 @@ def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
             yield cast("ConnectionItem", record)
 
 
+# What a role adds to a connection record; releasing the role removes exactly these.
+ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
+
+
+def release_roles(records: list[ConnectionItem], *, gone: Collection[str] = ()) -> int:
+    """Take their role from connections whose session ended, 25 per BatchWriteItem; returns
+    the number of calls.
+
+    Each record is written back without its role attributes, keeping everything else
+    (``connectedAt``, ``lastSeenAt``, ``userId``, …): the connection is still open, may join
+    another session on the same socket, and the sweeper judges its liveness by those fields.
+    ``records`` must be whole records (the listener index projects every attribute). The
+    records of connections known to be ``gone`` (410 on the push) are deleted instead.
+    A batch write cannot be conditional: a connection whose ``$disconnect`` ran between the
+    caller's read and this write gets a role-less record back, which holds no place; the
+    sweeper closes it (410) once it is silent.
+    """
+    writes = [
+        delete_request({"connectionId": record["connectionId"]})
+        if record["connectionId"] in gone
+        else put_request({k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES})
+        for record in records
+    ]
+    return batch_write(config().connections_table, writes)
+
+
 def delete_connections(connection_ids: list[str]) -> int:
     """Delete many connection records, 25 per BatchWriteItem; returns the number of calls."""
-    return batch_delete(config().connections_table, "connectionId", connection_ids)
+    writes = [delete_request({"connectionId": cid}) for cid in connection_ids]
+    return batch_write(config().connections_table, writes)

@@ -228,15 +228,20 @@ def batch_get(
 # --- writing many --------------------------------------------------------------------------------
 
 
-def batch_delete(table: str, key: str, ids: list[str]) -> int:
-    """Delete many items, 25 per BatchWriteItem; returns the number of calls."""
+def delete_request(key: Mapping[str, Any]) -> dict[str, Any]:
+    return {"DeleteRequest": {"Key": to_item(key)}}
+
+
+def put_request(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {"PutRequest": {"Item": to_item(item)}}
+
+
+def batch_write(table: str, writes: list[dict[str, Any]]) -> int:
+    """Many puts and deletes (``put_request`` / ``delete_request``), 25 per BatchWriteItem,
+    unprocessed ones retried a bounded number of times; returns the number of calls."""
     calls = 0
-    for start in range(0, len(ids), BATCH_WRITE_ITEMS):
-        requests = [
-            {"DeleteRequest": {"Key": to_item({key: value})}}
-            for value in ids[start : start + BATCH_WRITE_ITEMS]
-        ]
-        pending: dict[str, Any] = {table: requests}
+    for start in range(0, len(writes), BATCH_WRITE_ITEMS):
+        pending: dict[str, Any] = {table: writes[start : start + BATCH_WRITE_ITEMS]}
         for _ in range(_BATCH_ROUNDS):
             calls += 1
             response = aws.dynamodb().batch_write_item(RequestItems=pending)

@@ -6,27 +6,74 @@ needs no read and concurrent requests cannot overshoot.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
+from runtime import aws
 from runtime.config import config
 from runtime.store.dynamo import Conflict, from_item, to_item, update_or_conflict, values
 from runtime.store.records import ConnectionItem
 
 # "count" is a DynamoDB reserved word.
 _COUNT = {"#count": "count"}
+# Failed session lookups of one IP, counted on its join-limit item (runtime.session_lookups).
+FAILED_LOOKUPS = "failedLookups"
 
 
-def count_in_window(identifier: str, *, limit: int, window_start: int, expires_at: int) -> None:
+def count_in_window(
+    identifier: str,
+    *,
+    limit: int,
+    window_start: int,
+    expires_at: int,
+    failures_below: int | None = None,
+) -> None:
     """Count one request in the RateLimits item ``identifier``; Conflict when ``limit``
-    requests were already counted in it. The item expires (TTL) at ``expires_at``."""
+    requests were already counted in it. The item expires (TTL) at ``expires_at``.
+
+    With ``failures_below`` the request is also refused once the item has counted that many
+    failed lookups; the Conflict then carries the item as it was, to tell which limit said no.
+    """
+    condition = "attribute_not_exists(#count) OR #count < :limit"
+    names = dict(_COUNT)
+    named: dict[str, Any] = {"one": 1, "ws": window_start, "exp": expires_at, "limit": limit}
+    extra: dict[str, Any] = {}
+    if failures_below is not None:
+        condition = f"({condition}) AND (attribute_not_exists(#failures) OR #failures < :budget)"
+        names["#failures"] = FAILED_LOOKUPS
+        named["budget"] = failures_below
+        extra["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     update_or_conflict(
         TableName=config().rate_limits_table,
         Key=to_item({"identifier": identifier}),
         UpdateExpression="ADD #count :one SET windowStart = :ws, expiresAt = :exp",
-        ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-        ExpressionAttributeNames=_COUNT,
-        ExpressionAttributeValues=values(one=1, ws=window_start, exp=expires_at, limit=limit),
+        ConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values(**named),
+        **extra,
     )
+
+
+def count_failed_lookup(identifier: str, *, window_start: int, expires_at: int) -> None:
+    """Count one failed session lookup on the RateLimits item ``identifier`` (no condition)."""
+    aws.dynamodb().update_item(
+        TableName=config().rate_limits_table,
+        Key=to_item({"identifier": identifier}),
+        UpdateExpression="ADD #failures :one SET windowStart = :ws, expiresAt = :exp",
+        ExpressionAttributeNames={"#failures": FAILED_LOOKUPS},
+        ExpressionAttributeValues=values(one=1, ws=window_start, exp=expires_at),
+    )
+
+
+def failed_lookups(identifier: str) -> int:
+    """How many failed lookups the RateLimits item ``identifier`` has counted (consistent)."""
+    response = aws.dynamodb().get_item(
+        TableName=config().rate_limits_table,
+        Key=to_item({"identifier": identifier}),
+        ProjectionExpression="#failures",
+        ExpressionAttributeNames={"#failures": FAILED_LOOKUPS},
+        ConsistentRead=True,
+    )
+    return int((from_item(response.get("Item")) or {}).get(FAILED_LOOKUPS, 0))
 
 
 HEARTBEAT_WINDOW_MS = 60_000

@@ -229,7 +229,9 @@ def add_refreshed_listener(
         {"connectionId": connection_id},
         "SET #role = :role, sessionId = :sid, targetLanguage = :lang, #ttl = :ttl, "
         "lastSeenAt = :now, connectedAt = if_not_exists(connectedAt, :connected)",
-        "attribute_not_exists(#role)",
+        # Never creates a record: a refresh racing its connection's $disconnect must not
+        # leave a counted listener behind.
+        "attribute_exists(connectionId) AND attribute_not_exists(#role)",
         {
             "role": LISTENER,
             "sid": session_id,

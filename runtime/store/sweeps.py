@@ -97,8 +97,7 @@ def sweep_connections(silent_since_ms: int) -> Iterator[ConnectionItem]:
                 "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff)) OR "
                 "attribute_exists(sessionId)"
             ),
-            "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
-            "ExpressionAttributeNames": {"#role": "role"},
+            # Whole records: an orphan's role is released by writing its record back.
             "ExpressionAttributeValues": values(cutoff=silent_since_ms),
         },
     ):

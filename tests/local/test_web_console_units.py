@@ -173,6 +173,9 @@ def test_logs_route_reads_the_ring_and_answers_400_on_a_bad_filter():
 def test_another_sites_page_is_refused_and_this_servers_own_page_allowed():
     assert call("/_local/sessions", headers={"origin": "http://evil.example"}).status == 403
     assert call("/_local/console", headers={"origin": "http://127.0.0.1:8080"}).status == 200
+    # DNS rebinding: a name the attacker controls pointed at 127.0.0.1.
+    for path in ("/_local/console", "/_local/console/console.js", "/_local/logs"):
+        assert call(path, headers={"Host": "evil.example:8080"}).status == 403
 
 
 def test_only_get_is_allowed():
