@@ -35,6 +35,7 @@ from runtime.handlers import (
     heartbeat,
     join_session,
     metrics_reporter,
+    refresh_connection,
 )
 from runtime.hashing import ip_hash
 from runtime.tables import TABLES
@@ -183,6 +184,43 @@ def join(h: Harness) -> dict[str, int]:
     return h.measure(lambda: h.send(join_session.handler, cid, body))
 
 
+def join_unknown(h: Harness) -> dict[str, int]:
+    """A join that finds no session: the failed lookup is counted (one more write)."""
+
+    h.session()
+    cid = h.listener_connection()
+    body = {"action": "joinSession", "sessionId": "quiet-lake-555", "targetLanguage": "es"}
+    return h.measure(lambda: h.send(join_session.handler, cid, body))
+
+
+def refresh_listener(h: Harness) -> dict[str, int]:
+
+    _, session_id, _ = h.session(listeners=1)
+    cid = h.listener_connection()
+    body = {
+        "action": "refreshConnection",
+        "sessionId": session_id,
+        "role": "listener",
+        "targetLanguage": "es",
+    }
+    return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
+
+
+def refresh_speaker(h: Harness) -> dict[str, int]:
+
+    speaker, session_id, _ = h.session()
+    cid = h._new_id()
+    # The new connection carries the same speaker's verified identity.
+    store.put_connection(
+        cid,
+        connected_at_ms=int(time.time() * 1000),
+        ip_hash=ip_hash(cid),
+        user_id=f"user-{speaker}",
+    )
+    body = {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}
+    return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
+
+
 def heartbeat_once(h: Harness) -> dict[str, int]:
 
     _, _, (listener,) = h.session(listeners=1)
@@ -224,6 +262,9 @@ SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
     "$connect (listener)": connect_listener,
     "createSession": create,
     "joinSession": join,
+    "joinSession (unknown session)": join_unknown,
+    "refreshConnection (listener)": refresh_listener,
+    "refreshConnection (speaker)": refresh_speaker,
     "heartbeat": heartbeat_once,
     "heartbeat (refresh notice due)": heartbeat_with_notice,
     "$disconnect (listener)": listener_disconnect,

@@ -21,6 +21,12 @@ FIXED_BUDGETS: dict[str, int] = {
     "$connect (listener)": 2,
     "createSession": 3,
     "joinSession": 3,
+    # Join limit + failed-lookup budget (one write), the lookup, the failure counted.
+    "joinSession (unknown session)": 3,
+    # The join limit (a listener refresh counts as a join), the transaction.
+    "refreshConnection (listener)": 2,
+    # Its connection, the failed-lookup budget (GetItem), the transaction.
+    "refreshConnection (speaker)": 3,
     "heartbeat": 1,
     "$disconnect (listener)": 2,
 }

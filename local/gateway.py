@@ -10,8 +10,9 @@ API Gateway behaviour reproduced here:
   than 200 rejects the handshake with that status and the handler's body. Until ``$connect``
   has returned 200 and the handshake completed, @connections answers 410 for the ID.
 * Route selection on ``$request.body.action``; ``$default`` for anything else (not JSON, no
-  or unknown action, reserved ``$…`` names, binary frames). Two-way routes send the handler's
-  ``body`` back as one text frame.
+  or unknown action, reserved ``$…`` names, nested too deeply to read). Two-way routes send
+  the handler's ``body`` back as one text frame.
+* A binary frame is refused: the connection is closed with 1003, as API Gateway does.
 * 128 KB message limit (close 1009), idle timeout and maximum connection duration (1001).
 * ``$disconnect`` exactly once for every connection whose ``$connect`` succeeded, however it
   ends: client close, abrupt TCP drop, server-initiated close, shutdown.
@@ -59,6 +60,8 @@ CONNECT_ROUTE = "$connect"
 DISCONNECT_ROUTE = "$disconnect"
 MAX_MESSAGE_BYTES = 128 * 1024
 GOING_AWAY = 1001
+# API Gateway WebSocket APIs refuse binary frames: the client is disconnected with 1003.
+UNSUPPORTED_DATA = 1003
 NORMAL = 1000
 ABNORMAL = 1006
 MESSAGE_TOO_BIG = 1009
@@ -122,10 +125,14 @@ class LocalConnection:
 
 
 def select_route(body: str, route_keys: Iterable[str]) -> str:
-    """API Gateway's ``$request.body.action`` selection, falling back to ``$default``."""
+    """API Gateway's ``$request.body.action`` selection, falling back to ``$default``.
+
+    A body whose action cannot be read — not JSON, or nested too deeply to parse — goes to
+    ``$default``, as on AWS, whose handler answers it.
+    """
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return DEFAULT_ROUTE
     action = doc.get("action") if isinstance(doc, dict) else None
     if isinstance(action, str) and not action.startswith("$") and action in set(route_keys):
@@ -391,6 +398,11 @@ class Gateway:
             message = await ws.receive()
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 record.touch()
+                if message.type is WSMsgType.BINARY:
+                    self.close_connection(
+                        record, UNSUPPORTED_DATA, "Binary frames are not supported"
+                    )
+                    continue  # no route sees it; the close ends the loop
                 await record.slots.acquire()
                 task = asyncio.create_task(self._handle_frame(record, message.data))
                 self._tasks.add(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -13,6 +14,13 @@ from runtime.routes import ACTIONS  # the actions clients may send: the route ta
 MAX_MESSAGE_BYTES = 128 * 1024
 # Client-supplied values echoed back in error details are cut to this length.
 _ECHO_CHARS = 64
+# No valid message nests deeper than 2; far deeper nesting only makes json (and anything
+# that walks the result) recurse until Python's recursion limit, at a depth that depends on
+# how deep the caller's stack already is. Refused before parsing, so the answer is the same
+# everywhere.
+MAX_NESTING_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def now_ms() -> int:
@@ -37,6 +45,13 @@ def parse_message(body: Any) -> dict[str, Any]:
             f"The message is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}; "
             "send a smaller message.",
             maxBytes=MAX_MESSAGE_BYTES,
+        )
+    if nests_too_deeply(body):
+        raise ServiceError(
+            ErrorCode.INVALID_MESSAGE,
+            f"The message nests arrays or objects deeper than {MAX_NESTING_DEPTH} levels; "
+            "send one flat JSON object with an 'action'.",
+            maxDepth=MAX_NESTING_DEPTH,
         )
     try:
         message = json.loads(body)
@@ -69,6 +84,20 @@ def json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def nests_too_deeply(text: str) -> bool:
+    """Whether arrays and objects in a JSON text nest deeper than ``MAX_NESTING_DEPTH``
+    (brackets inside strings don't count), found without recursion; the usual frame has
+    fewer brackets than the limit and costs two counts."""
+    if text.count("[") + text.count("{") <= MAX_NESTING_DEPTH:
+        return False
+    depth = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_NESTING_DEPTH:
+            return True
+    return False
 
 
 def echo(value: Any) -> str:

@@ -225,7 +225,15 @@ SETTINGS: tuple[Setting, ...] = (
         "listenerJoinsPerMinute",
         int,
         10,
-        "joinSession calls allowed per client IP per minute.",
+        "joinSession and listener refreshConnection calls allowed per client IP per minute.",
+        minimum=1,
+    ),
+    Setting(
+        "sessionLookupFailuresPerMinute",
+        int,
+        5,
+        "Lookups of a session ID that does not exist or has ended (joinSession, "
+        "refreshConnection) allowed per client IP per minute; then RATE_LIMIT_EXCEEDED.",
         minimum=1,
     ),
     Setting(

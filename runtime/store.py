@@ -8,7 +8,7 @@ names here are the data contract (docs/architecture.md#data).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -161,14 +161,26 @@ def claim_role(
     target_language: str | None = None,
     claimed_by: str | None = None,
 ) -> None:
-    """Give a connection its one role; ConditionFailed (with the old item) if it has one.
+    """Give a connection its one role; ConditionFailed (with the old item) if it has one, or
+    with ``item`` None if the connection has no record: its ``$disconnect`` already ran.
+
+    The claim never creates a record. ``$disconnect`` deletes the record first, so a join
+    racing its own connection's disconnect either lands before the delete (and the
+    disconnect sees the role and gives the place back) or fails here (and the join gives it
+    back): no ordering leaves a listener record or a count behind. The claim is activity, so
+    it refreshes ``lastSeenAt``.
 
     ``claimed_by`` (the request ID) is stored as ``claimedBy`` so a caller can recognise its
     own earlier write when botocore retried a call whose response was lost.
     """
     names = {"#role": "role", "#ttl": "ttl"}
-    expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl"
-    values = {"role": role, "sid": session_id, "ttl": ttl_from_now()}
+    expression = "SET #role = :role, sessionId = :sid, #ttl = :ttl, lastSeenAt = :now"
+    values = {
+        "role": role,
+        "sid": session_id,
+        "ttl": ttl_from_now(),
+        "now": int(time.time() * 1000),
+    }
     if claimed_by:
         expression += ", claimedBy = :by"
         values["by"] = claimed_by
@@ -180,7 +192,7 @@ def claim_role(
             TableName=config().connections_table,
             Key=to_item({"connectionId": connection_id}),
             UpdateExpression=expression,
-            ConditionExpression="attribute_not_exists(#role)",
+            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#role)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=_values(**values),
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -215,15 +227,47 @@ def listener_connections(session_id: str) -> Iterator[dict[str, Any]]:
             yield record
 
 
+# What a role adds to a connection record; releasing the role removes exactly these.
+ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
+
+
+def release_roles(records: list[dict[str, Any]], *, gone: Collection[str] = ()) -> int:
+    """Take their role from connections whose session ended, 25 per BatchWriteItem; returns
+    the number of calls.
+
+    Each record is written back without its role attributes, keeping everything else
+    (``connectedAt``, ``lastSeenAt``, ``userId``, …): the connection is still open, may join
+    another session on the same socket, and the sweeper judges its liveness by those fields.
+    ``records`` must be whole records (the listener index projects every attribute). The
+    records of connections known to be ``gone`` (410 on the push) are deleted instead.
+    A batch write cannot be conditional: a connection whose ``$disconnect`` ran between the
+    caller's read and this write gets a role-less record back, which holds no place; the
+    sweeper closes it (410) once it is silent.
+    """
+    writes: list[dict[str, Any]] = []
+    for record in records:
+        if record["connectionId"] in gone:
+            writes.append(
+                {"DeleteRequest": {"Key": to_item({"connectionId": record["connectionId"]})}}
+            )
+        else:
+            kept = {k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES}
+            writes.append({"PutRequest": {"Item": to_item(kept)}})
+    return _batch_write(writes)
+
+
 def delete_connections(connection_ids: list[str]) -> int:
     """Delete many connection records, 25 per BatchWriteItem; returns the number of calls."""
+    return _batch_write(
+        [{"DeleteRequest": {"Key": to_item({"connectionId": cid})}} for cid in connection_ids]
+    )
+
+
+def _batch_write(writes: list[dict[str, Any]]) -> int:
     calls = 0
     table = config().connections_table
-    for start in range(0, len(connection_ids), _BATCH):
-        requests = [
-            {"DeleteRequest": {"Key": to_item({"connectionId": cid})}}
-            for cid in connection_ids[start : start + _BATCH]
-        ]
+    for start in range(0, len(writes), _BATCH):
+        requests = writes[start : start + _BATCH]
         pending: dict[str, Any] = {table: requests}
         for _ in range(_BATCH_ROUNDS):
             calls += 1
@@ -579,7 +623,11 @@ def add_refreshed_listener(
                         "#ttl = :ttl, lastSeenAt = :now, "
                         "connectedAt = if_not_exists(connectedAt, :connected)"
                     ),
-                    "ConditionExpression": "attribute_not_exists(#role)",
+                    # Never creates a record: a refresh racing its connection's
+                    # $disconnect must not leave a counted listener behind.
+                    "ConditionExpression": (
+                        "attribute_exists(connectionId) AND attribute_not_exists(#role)"
+                    ),
                     "ExpressionAttributeNames": {"#role": "role", "#ttl": "ttl"},
                     "ExpressionAttributeValues": _values(
                         role=LISTENER,
@@ -722,8 +770,7 @@ def sweep_connections(silent_since_ms: int) -> Iterator[dict[str, Any]]:
                 "(attribute_not_exists(connectedAt) OR connectedAt < :cutoff)) OR "
                 "attribute_exists(sessionId)"
             ),
-            "ProjectionExpression": "connectionId, #role, sessionId, lastSeenAt, connectedAt",
-            "ExpressionAttributeNames": {"#role": "role"},
+            # Whole records: an orphan's role is released by writing its record back.
             "ExpressionAttributeValues": _values(cutoff=silent_since_ms),
         },
     )

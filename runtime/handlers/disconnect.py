@@ -8,7 +8,7 @@ delivery that ended it notifies the listeners.
 
 Budget (metrics ride in the EMF log line): listener ≤ 2 calls (DeleteItem, UpdateItem); speaker
 ≤ 3 (DeleteItem, TransactWriteItems, Query) plus one post per listener and one BatchWriteItem
-per 25 listener records. ``metricsTransport: api`` adds one PutMetricData to each.
+per 25 listener records (their roles released). ``metricsTransport: api`` adds one PutMetricData to each.
 """
 
 from __future__ import annotations
@@ -47,15 +47,19 @@ def _end_session(inv: Invocation, session_id: str) -> None:
     ):
         log.info("session already ended or has another speaker; left as it is")
         return
-    listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+    records = list(store.listener_connections(session_id))
+    listeners = [r["connectionId"] for r in records]
     result = fanout.fan_out(
         listeners,
         server_message("sessionEnded", sessionId=session_id, reason=SPEAKER_DISCONNECTED),
     )
     if result.failed:
-        # Visible as a degradation; their records go too, since the session is over either way.
+        # Visible as a degradation; their roles go too, since the session is over either way.
         inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
-    batches = store.delete_connections(listeners)
+    # The listeners' sockets stay open and may join another session: they lose the role, not
+    # the record (and its liveness), so a rejoin can claim a role and the sweeper sees them;
+    # the records of those already gone (410) are deleted.
+    batches = store.release_roles(records, gone=set(result.gone))
     log.bind(details={**result.counts(), "listeners": len(listeners), "deleteCalls": batches}).info(
         "session ended by its speaker; listeners notified"
     )

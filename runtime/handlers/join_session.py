@@ -2,24 +2,25 @@
 
 The listener count is taken atomically against ``maxListenersPerSession`` (ALL_NEW gives the
 count this join produced); then the connection claims its one role. If it already had one,
-the count is given back and the client told FORBIDDEN.
+the count is given back and the client told FORBIDDEN. The claim never creates a connection
+record, so a join racing its own connection's ``$disconnect`` (a client that drops right after
+sending) gives its place back in every ordering (see ``store.claim_role``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from runtime import rate_limits, store
+from runtime import session_lookups, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
 from runtime.languages import validate_target_language
 from runtime.metric_names import LISTENER_JOIN_LATENCY
 from runtime.observability import logs
+from runtime.observability.logs import log
 from runtime.protocol import server_message
 from runtime.session_ids import require_session_id
-
-WINDOW_S = 60
 
 
 def _count_listener(session_id: str) -> dict[str, Any]:
@@ -57,7 +58,16 @@ def _claim_listener(inv: Invocation, session_id: str, target_language: str) -> N
             # join happened; answering FORBIDDEN and giving the place back would undo it.
             return
         _give_back(inv, session_id)
-        role = (failed.item or {}).get("role")
+        if failed.item is None:
+            # The connection's $disconnect ran first: nobody will read this reply, and the
+            # place is given back rather than left for the sweeper.
+            log.info("connection closed during the join; its place was given back")
+            raise ServiceError(
+                ErrorCode.FORBIDDEN,
+                "This connection is closed; open a new connection to join.",
+                reason="connectionClosed",
+            ) from None
+        role = failed.item.get("role")
         raise ServiceError(
             ErrorCode.FORBIDDEN,
             f"This connection is already a {role or 'participant'}; "
@@ -84,15 +94,14 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
     target_language = validate_target_language(message.get("targetLanguage"))
     inv.bind(session_id=session_id)
 
-    rate_limits.enforce(
-        inv,
-        inv.operation,
-        "ip",
-        inv.source_ip or "unknown",
-        config().listenerJoinsPerMinute,
-        WINDOW_S,
-    )
-    session = _count_listener(session_id)
+    # The join limit and the failed-lookup budget, in the one conditional write.
+    session_lookups.admit(inv, counts_as_join=True)
+    try:
+        session = _count_listener(session_id)
+    except ServiceError as error:
+        if error.code is ErrorCode.SESSION_NOT_FOUND:
+            session_lookups.record_failure(inv)
+        raise
     _claim_listener(inv, session_id, target_language)
     return server_message(
         "sessionJoined",

@@ -13,8 +13,10 @@ on it, gets ``connectionRefreshComplete`` and then closes the old one.
   ``maxListenersPerSession`` for that moment, but never by more than ``refresh_slack``:
   refresh cannot be used to grow a session much past its cap.
 
-Budget: speaker 2 calls (GetItem, TransactWriteItems), listener 1 (EMF carries the metrics;
-``metricsTransport: api`` adds one PutMetricData).
+Budget: speaker 3 calls (GetItem, the failed-lookup budget's GetItem, TransactWriteItems),
+listener 2 (the join limit's UpdateItem, TransactWriteItems); EMF carries the metrics
+(``metricsTransport: api`` adds one PutMetricData). A lookup that finds no session adds one
+UpdateItem (``session_lookups.record_failure``).
 Redelivery is idempotent: a connection that already holds the requested role in that
 session is answered with success and nothing is counted twice.
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from runtime import store
+from runtime import session_lookups, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
@@ -55,11 +57,19 @@ def handler(inv: Invocation, message: dict[str, Any]) -> dict[str, Any]:
         validate_target_language(message.get("targetLanguage")) if role == store.LISTENER else None
     )
     inv.bind(session_id=session_id)
-    if role == store.SPEAKER:
-        _refresh_speaker(inv, session_id)
-    else:
-        assert target_language is not None
-        _refresh_listener(inv, session_id, target_language)
+    try:
+        if role == store.SPEAKER:
+            _refresh_speaker(inv, session_id)
+        else:
+            assert target_language is not None
+            # A listener refresh is a join onto a new connection: it counts against the join
+            # limit (and the failed-lookup budget) in the same conditional write.
+            session_lookups.admit(inv, counts_as_join=True)
+            _refresh_listener(inv, session_id, target_language)
+    except ServiceError as error:
+        if error.code is ErrorCode.SESSION_NOT_FOUND:
+            session_lookups.record_failure(inv)
+        raise
     return server_message("connectionRefreshComplete", sessionId=session_id, role=role)
 
 
@@ -107,6 +117,7 @@ def _refresh_speaker(inv: Invocation, session_id: str) -> None:
             "open the new connection with ?token=<ID token>.",
         )
     inv.bind(user_id=user_id)
+    session_lookups.admit(inv, counts_as_join=False)
     if record.get("role"):
         # Redelivery, or a connection that already has another role: no write needed.
         _already_speaker(inv, session_id, record)
@@ -121,7 +132,11 @@ def _refresh_speaker(inv: Invocation, session_id: str) -> None:
         )
     except store.TransactionConflict as conflict:
         if "session" in conflict.items:
-            raise _speaker_refused(session_id, conflict.items["session"]) from None
+            refused = _speaker_refused(session_id, conflict.items["session"])
+            if refused.code is ErrorCode.FORBIDDEN:
+                # "Not yours" tells a guesser the session exists: a failed lookup too.
+                session_lookups.record_failure(inv)
+            raise refused from None
         # A concurrent request on this connection took a role between our read and write.
         _already_speaker(inv, session_id, conflict.items.get("role") or {})
         return

@@ -8,7 +8,7 @@ Each pass, in this order:
    would (a listener frees its place, a speaker ends its session and tells the listeners).
 2. Every active session (sparse index) whose speaker record is missing or whose
    ``expiresAt`` has passed is ended with reason ``expired``; its listeners (and a still
-   connected speaker) get ``sessionEnded`` and the listener records are removed.
+   connected speaker) get ``sessionEnded`` and the listeners lose their role.
 3. Counts are reconciled with the records, so a crash between two writes cannot leave a
    wrong count for longer than a sweep: each active session's ``listenerCount`` against its
    listener records (GSI query, ``Select=COUNT``) and the active-sessions counter against
@@ -25,7 +25,8 @@ Each pass, in this order:
    gone, or ended more than ``ORPHAN_GRACE_MS`` ago (its ``$disconnect`` may still be
    telling the listeners). Orphans get ``sessionEnded`` (the session's ``endReason``, else
    ``expired``) — except a speaker record that is its ended session's speaker, which was
-   told when the sweeper ended the session — and their records are deleted.
+   told when the sweeper ended the session — and lose their role (their records, with
+   their liveness, stay: the sockets are open and may join another session).
 
 Cost is proportional to live state: one Scan of the Connections table (which holds only
 live connections), one query of the active-sessions index (≤ maxActiveSessions items), one
@@ -159,7 +160,8 @@ class Sweep:
     def notify_and_remove_listeners(
         self, session_id: str, reason: str, *, speaker: str | None
     ) -> None:
-        listeners = [r["connectionId"] for r in store.listener_connections(session_id)]
+        records = list(store.listener_connections(session_id))
+        listeners = [r["connectionId"] for r in records]
         recipients = listeners + ([speaker] if speaker else [])
         result = fanout.fan_out(
             recipients, server_message("sessionEnded", sessionId=session_id, reason=reason)
@@ -167,8 +169,9 @@ class Sweep:
         self.counts["notified"] += len(result.delivered)
         if result.failed:
             self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
-        # Gone or not, the listeners' records go: the session is over either way.
-        store.delete_connections(listeners)
+        # Gone or not, the listeners lose their role: the session is over either way. Their
+        # records (and liveness) stay: the sockets are open and may join another session.
+        store.release_roles(records, gone=set(result.gone))
 
     # --- 3. counts -------------------------------------------------------------------------------
 
@@ -251,7 +254,9 @@ class Sweep:
         if result.failed:
             self.inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation="sessionEndedFanOut")
         ids = [r["connectionId"] for r in records]
-        store.delete_connections(ids)
+        # They heartbeat, so their sockets are open: take the role, keep the record (unless
+        # the push found them gone).
+        store.release_roles(records, gone=set(result.gone))
         self.counts["orphans"] += len(ids)
         log.bind(
             sessionId=session_id,

@@ -9,10 +9,13 @@ of one invocation run in a copy of its context (``contextvars.copy_context``) an
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import json
+import re
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -115,9 +118,34 @@ def _json_line(record: Any) -> str:
         # A lone surrogate (from a client's string) cannot be written as UTF-8; escaped JSON
         # keeps the line one valid object instead of losing it.
         text = json.dumps(line, default=str, ensure_ascii=True)
-    for secret in extra.get(_REDACT, ()):
+    return redact(text, extra.get(_REDACT, ())) + "\n"
+
+
+# Candidates only; each IPv6 candidate is confirmed by ``ipaddress`` (so "12:30:05" stays).
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:.])")
+# An @connections URL names a connection; percent-encoded or not, the ID goes.
+_CONNECTION_PATH = re.compile(r"(@connections/)[^/?#\s\"']+")
+
+
+def _redact_ipv6(match: re.Match[str]) -> str:
+    try:
+        ipaddress.IPv6Address(match.group())
+    except ValueError:
+        return match.group()
+    return REDACTED
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """The one redaction every log line passes through, inside an invocation or not: the
+    invocation's own raw values (its connection ID, its client's IP), then any IP address
+    and any connection ID in an @connections path — such as an endpoint URL quoted by a
+    botocore error in a scheduled job, which has no client IP of its own to redact."""
+    for secret in secrets:
         text = text.replace(secret, REDACTED)
-    return text + "\n"
+    text = _CONNECTION_PATH.sub(rf"\1{REDACTED}", text)
+    text = _IPV4.sub(REDACTED, text)
+    return _IPV6.sub(_redact_ipv6, text)
 
 
 def _sink(message: Any) -> None:

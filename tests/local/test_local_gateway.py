@@ -127,10 +127,6 @@ def test_route_selection_and_two_way_replies():
                 answer = await reply(ws, frame)
                 assert answer["route"] == route, (frame, answer)
                 assert answer["b64"] is False
-            binary = await reply(ws, b"\xff\xfe")
-            assert binary == {"route": "$default", "body": "//4=", "b64": True}
-            utf8 = await reply(ws, b'{"action":"heartbeat"}')
-            assert utf8["route"] == "heartbeat"
             await ws.close()
 
     run(scenario())
@@ -140,6 +136,28 @@ def test_route_selection_and_two_way_replies():
     context = stand_ins.contexts[0]
     assert context.function_name == "session-management-test-connect"
     assert context.get_remaining_time_in_millis() > 0
+
+
+@pytest.mark.parametrize("frame", [b"\xff\xfe", b'{"action":"heartbeat"}'])
+def test_a_binary_frame_closes_the_connection_with_1003_like_api_gateway(frame: bytes):
+    """API Gateway WebSocket APIs do not take binary frames, even ones holding JSON: the
+    client is disconnected with 1003 and no route runs."""
+    stand_ins = StandIns()
+
+    async def scenario() -> tuple[int | None, str]:
+        async with running(stand_ins) as gateway:
+            ws = await client(gateway)
+            await ws.send(frame)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code is not None
+            return ws.close_code, ws.close_reason or ""
+
+    code, reason = run(scenario())
+    assert code == 1003 and "Binary" in reason
+    routed = {k: v for k, v in stand_ins.events.items() if k not in ("$connect", "$disconnect")}
+    assert routed == {}
+    assert len(stand_ins.events["$disconnect"]) == 1
 
 
 def test_connect_event_carries_query_headers_and_identity():

@@ -102,6 +102,9 @@ def test_scheduled_event_and_context():
         ("[1,2]", "$default"),
         ("not json", "$default"),
         ("", "$default"),
+        # Nested too deeply for json to parse: the action cannot be read (issue 9, item 4).
+        ("[" * 100_000 + "]" * 100_000, "$default"),
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, "$default"),
     ],
 )
 def test_route_selection(body, route):

@@ -221,6 +221,20 @@ def _scan(client: Any, table: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def held_roles(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The connection records that still hold (part of) a role."""
+    return {cid: r for cid, r in records.items() if set(store.ROLE_ATTRIBUTES) & set(r)}
+
+
+def assert_role_released(connection_id: str) -> None:
+    """An open connection whose session ended: its record stays, with its liveness and
+    without any role attribute (it may join another session on the same socket)."""
+    record = store.get_connection(connection_id)
+    assert record is not None, connection_id
+    assert not set(store.ROLE_ATTRIBUTES) & set(record), record
+    assert {"connectedAt", "lastSeenAt"} <= set(record), record
+
+
 def snapshot() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], int | None]:
     """(sessions by ID, connections by ID, active counter) read straight from the tables."""
     client = boto3.client("dynamodb")

@@ -54,6 +54,24 @@ def test_join_makes_3_calls(harness) -> None:
     assert sum(calls_made.values()) <= 3
 
 
+def test_a_join_of_an_unknown_session_makes_3_calls(harness) -> None:
+    calls_made = call_scenarios.join_unknown(harness)
+    # Join limit + failed-lookup budget (one conditional write), the lookup, the failure.
+    assert calls_made == {"dynamodb:UpdateItem": 3}
+
+
+def test_a_listener_refresh_makes_2_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_listener(harness)
+    # The join limit (a refresh counts as a join) and the count + role transaction.
+    assert calls_made == {"dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 1}
+
+
+def test_a_speaker_refresh_makes_3_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_speaker(harness)
+    # Its connection record, the failed-lookup budget, the swap transaction.
+    assert calls_made == {"dynamodb:GetItem": 2, "dynamodb:TransactWriteItems": 1}
+
+
 def test_heartbeat_makes_1_call(harness) -> None:
     assert call_scenarios.heartbeat_once(harness) == {"dynamodb:UpdateItem": 1}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from runtime.handlers import default
-from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
+from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH
 from tests.runtime.helpers_entry import assert_error, aws_calls
 from tests.support.lambda_events import LambdaContext, message_event, new_connection_id
 
@@ -41,6 +41,37 @@ def test_frames_that_are_not_json_objects_are_invalid_message(aws: None, case: s
     # Zero AWS calls: ConnectionErrors rides in the EMF log line.
     assert calls.names == []
     assert calls.metric_sum("ConnectionErrors", ErrorCode="INVALID_MESSAGE") == 1
+
+
+NESTED = {
+    "arrays": "[" * 1000 + "]" * 1000,
+    "objects": '{"a":' * 1000 + "1" + "}" * 1000,
+    # Parses at the top of a stack, not always deeper in: refused the same way everywhere.
+    "inside_a_field": '{"action":"joinSession","sessionId":' + "[" * 900 + "]" * 900 + "}",
+    "just_over": "[" * (MAX_NESTING_DEPTH + 1) + "]" * (MAX_NESTING_DEPTH + 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NESTED))
+def test_deeply_nested_frames_get_one_invalid_message_naming_the_limit(
+    aws: None, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with aws_calls() as calls:
+        _response, message = _send(NESTED[case])
+    details = assert_error(message, "INVALID_MESSAGE", 400)
+    assert details == {"maxDepth": MAX_NESTING_DEPTH}
+    assert "nests" in message["message"]
+    assert calls.metric_sum("ConnectionErrors", ErrorCode="INVALID_MESSAGE") == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("errorCode") for line in lines if line["level"] == "WARN"] == [
+        "INVALID_MESSAGE"
+    ]
+
+
+def test_nesting_at_the_limit_and_brackets_inside_strings_are_fine(aws: None) -> None:
+    nested = "[" * (MAX_NESTING_DEPTH - 1) + "]" * (MAX_NESTING_DEPTH - 1)
+    _, message = _send('{"action":"dance","pad":' + nested + ',"s":"' + "[" * 500 + '"}')
+    assert message["code"] == "INVALID_ACTION"  # parsed: got past the nesting check
 
 
 def test_too_large_names_the_limit(aws: None) -> None:

@@ -105,6 +105,7 @@ def _drive_frames() -> None:
         {"action": ["createSession"]},
         {"action": "dance"},
         {"action": "heartbeat"},  # a known action whose route is not deployed
+        "[" * 1000 + "]" * 1000,  # nested too deeply
     ]
     for body in bodies:
         event = message_event("Frames0000001=", body, route_key="$default")
@@ -211,6 +212,14 @@ def _drive_join(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         send(join_session.handler, cid, {"action": "joinSession", **body}, ip="198.51.100.171")
     join(speaker_cid, session_id, ip="198.51.100.170")  # the speaker cannot also listen
+    join("Closed000001=", session_id, ip="198.51.100.174")  # its $disconnect already ran
+    # Past the join limit, and past the failed-lookup budget.
+    _set(monkeypatch, LISTENER_JOINS_PER_MINUTE=1, SESSION_LOOKUP_FAILURES_PER_MINUTE=1)
+    for _ in range(2):
+        join(listener(ip="198.51.100.175"), session_id, ip="198.51.100.175")
+    for _ in range(2):
+        join(listener(ip="198.51.100.176"), "quiet-lake-555", ip="198.51.100.176")
+    _set(monkeypatch, LISTENER_JOINS_PER_MINUTE=10, SESSION_LOOKUP_FAILURES_PER_MINUTE=5)
     _set(monkeypatch, MAX_LISTENERS_PER_SESSION=1)
     join(listener(ip="198.51.100.172"), session_id, ip="198.51.100.172")
     join(listener(ip="198.51.100.173"), session_id, ip="198.51.100.173")  # full

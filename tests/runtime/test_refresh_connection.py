@@ -17,6 +17,7 @@ from tests.runtime.helpers_entry import assert_error, aws_calls, join
 from tests.runtime.helpers_lifecycle import log_lines, set_env
 from tests.runtime.helpers_resilience import (
     assert_consistent,
+    held_roles,
     new_listener,
     new_speaker,
     refresh,
@@ -142,14 +143,16 @@ def test_speaker_refresh_redelivered_changes_nothing(issuer) -> None:
     assert_consistent()
 
 
-def test_speaker_refresh_costs_two_calls(issuer) -> None:
+def test_speaker_refresh_costs_three_calls(issuer) -> None:
     _, session_id = start_session(issuer, "alice")
     new = new_speaker(issuer, "alice")
     with aws_calls() as calls:
         _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
-    # GetItem (who is this?) + one TransactWriteItems; no metric on success. Budget: 3.
+    # GetItem (who is this?), the failed-lookup budget's GetItem (a session-ID lookup must not
+    # be a free guess), one TransactWriteItems; no metric on success. Budget: 4.
     assert calls.names == [
         "dynamodb.GetItem(session-management-test-Connections)",
+        "dynamodb.GetItem(session-management-test-RateLimits)",
         "dynamodb.TransactWriteItems",
     ]
 
@@ -265,12 +268,16 @@ def test_listener_refresh_on_a_connection_with_another_role_is_forbidden(issuer)
     assert_consistent()
 
 
-def test_listener_refresh_costs_one_call(issuer) -> None:
+def test_listener_refresh_costs_two_calls(issuer) -> None:
     _, session_id = start_session(issuer, "alice")
     new = new_listener()
     with aws_calls() as calls:
         _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
-    assert calls.names == ["dynamodb.TransactWriteItems"]  # budget: 2 with a metric
+    # The join limit (with the failed-lookup budget in its condition) and the transaction.
+    assert calls.names == [
+        "dynamodb.UpdateItem(session-management-test-RateLimits)",
+        "dynamodb.TransactWriteItems",
+    ]  # budget: 3 with a metric
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -336,7 +343,8 @@ def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections
         assert ended["type"] == "sessionEnded"
     sessions, records, counter = snapshot()
     assert counter == 0
-    assert records == {}
+    assert held_roles(records) == {}
+    assert set(records) == set(listeners.values())  # only the open listener sockets
     assert sessions[session_id]["isActive"] is False
 
 

@@ -68,6 +68,8 @@ def test_end_session_is_idempotent_and_checks_the_speaker(aws) -> None:
 def test_batched_deletes_use_one_call_per_25(aws) -> None:
     ids = [f"c{i}" for i in range(60)]
     for cid in ids:
+        # A role is claimed only by a connection that has a record ($connect wrote it).
+        store.put_connection(cid, connected_at_ms=1, ip_hash="h", user_id=None)
         store.claim_role(cid, role="listener", session_id="calm-river-101", target_language="es")
     assert len(list(store.listener_connections("calm-river-101"))) == 60
     assert store.delete_connections(ids) == 3

@@ -1,0 +1,158 @@
+"""A join or refresh racing its own connection's ``$disconnect`` (a client that drops the TCP
+connection right after sending) leaves no listener record and no counted place, in every
+ordering and without the sweeper; and every record of a live connection carries its
+liveness, so the sweeper never closes a connection that heartbeats (issue 9, items 1 and 3).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from runtime import store
+from runtime.handlers import disconnect, heartbeat, refresh_connection, sweeper
+from tests.runtime.helpers_lifecycle import Service, heartbeat_event, set_env
+from tests.support.lambda_events import LambdaContext, disconnect_event, message_event, reply
+
+
+def leave(connection_id: str) -> dict:
+    return disconnect.handler(disconnect_event(connection_id), LambdaContext())
+
+
+def assert_no_trace(session_id: str, *connection_ids: str) -> None:
+    assert store.get_session(session_id)["listenerCount"] == 0
+    assert list(store.listener_connections(session_id)) == []
+    assert store.count_listeners(session_id) == 0
+    for cid in connection_ids:
+        assert store.get_connection(cid) is None
+
+
+def test_a_join_after_its_disconnect_gives_its_place_back(aws, service: Service) -> None:
+    _, session_id = service.start_session()
+    cid = service.connect()
+    leave(cid)  # the $disconnect Lambda ran before the join's
+
+    answer = service.join(cid, session_id)
+
+    assert answer["code"] == "FORBIDDEN"
+    assert answer["details"]["reason"] == "connectionClosed"
+    assert_no_trace(session_id, cid)
+
+
+def test_a_disconnect_between_the_joins_two_writes_leaves_nothing(
+    aws, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, session_id = service.start_session()
+    cid = service.connect()
+    counted = store.add_listener
+
+    def count_then_disconnect(*args, **kwargs):
+        item = counted(*args, **kwargs)
+        assert leave(cid) == {"statusCode": 200}  # lands between the count and the claim
+        return item
+
+    monkeypatch.setattr(store, "add_listener", count_then_disconnect)
+    answer = service.join(cid, session_id)
+
+    assert answer["code"] == "FORBIDDEN"
+    assert_no_trace(session_id, cid)
+
+
+def test_a_disconnect_after_the_join_frees_the_place(aws, service: Service) -> None:
+    _, session_id = service.start_session()
+    cid = service.connect()
+    assert service.join(cid, session_id)["type"] == "sessionJoined"
+    leave(cid)
+    assert_no_trace(session_id, cid)
+
+
+def test_a_listener_refresh_after_its_disconnect_counts_nothing(aws, service: Service) -> None:
+    _, session_id = service.start_session()
+    cid = service.connect()
+    leave(cid)
+    body = {
+        "action": "refreshConnection",
+        "sessionId": session_id,
+        "role": "listener",
+        "targetLanguage": "es",
+    }
+    answer = reply(refresh_connection.handler(message_event(cid, body), LambdaContext()))
+    assert answer["type"] == "error"
+    assert_no_trace(session_id, cid)
+
+
+def test_joins_racing_their_disconnects_concurrently_leave_no_count_and_no_record(
+    aws_server, service: Service
+) -> None:
+    """40 clients each send joinSession and drop at once: the join and the $disconnect run
+    as concurrent Lambdas, in whatever order the threads fall."""
+    _, session_id = service.start_session()
+    clients = [service.connect() for _ in range(40)]
+    start = threading.Barrier(len(clients) * 2)
+
+    def join(cid: str) -> dict:
+        start.wait()
+        return service.join(cid, session_id)
+
+    def drop(cid: str) -> dict:
+        start.wait()
+        return leave(cid)
+
+    with ThreadPoolExecutor(max_workers=len(clients) * 2) as pool:
+        futures = [pool.submit(fn, cid) for cid in clients for fn in (join, drop)]
+        results = [f.result(timeout=120) for f in futures]
+
+    assert all("statusCode" in r or r["type"] in ("sessionJoined", "error") for r in results)
+    assert_no_trace(session_id, *clients)
+
+
+# ---------------------------------------------------------------------------- item 3: liveness
+
+
+def _rejoined_listener(service: Service) -> tuple[str, str]:
+    """A listener whose session ended (speaker left) and who joined another on the same socket."""
+    speaker, first = service.start_session()
+    cid = service.listener(first)
+    assert reply(heartbeat.handler(heartbeat_event(cid), LambdaContext()))["type"] == "heartbeatAck"
+    leave(speaker)  # sessionEnded to the listener; its role is released
+    _, second = service.start_session()
+    assert service.join(cid, second)["type"] == "sessionJoined"
+    return cid, second
+
+
+def test_a_listener_keeps_its_liveness_after_rejoining_on_the_same_socket(
+    aws, service: Service
+) -> None:
+    cid, second = _rejoined_listener(service)
+    record = store.get_connection(cid)
+    assert (record["role"], record["sessionId"]) == ("listener", second)
+    assert isinstance(record.get("connectedAt"), int)
+    assert isinstance(record.get("lastSeenAt"), int)
+    assert store.get_session(second)["listenerCount"] == 1
+
+
+def test_the_sweeper_leaves_a_rejoined_listener_that_heartbeats_alone(
+    aws, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It heartbeated just before its session ended and rejoined at once: well within
+    heartbeatTimeoutSeconds, so the sweeper must leave it be."""
+    set_env(monkeypatch, HEARTBEAT_TIMEOUT_SECONDS=90)
+    cid, second = _rejoined_listener(service)
+
+    summary = sweeper.handler({}, LambdaContext())
+
+    assert summary["closed"] == 0 and summary["gone"] == 0
+    assert cid not in service.connections.deletes
+    assert store.get_connection(cid)["role"] == "listener"
+    assert store.get_session(second)["listenerCount"] == 1
+
+
+def test_a_refreshed_listener_record_carries_its_liveness(aws, service: Service) -> None:
+    _, session_id = service.start_session()
+    service.listener(session_id)
+    new = service.refresh(session_id, "listener", "es")
+    record = store.get_connection(new)
+    assert isinstance(record.get("connectedAt"), int)
+    assert isinstance(record.get("lastSeenAt"), int)
