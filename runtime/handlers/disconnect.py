@@ -8,7 +8,8 @@ delivery that ended it notifies the listeners.
 
 Budget (metrics ride in the EMF log line): listener ≤ 2 calls (DeleteItem, UpdateItem); speaker
 ≤ 3 (DeleteItem, TransactWriteItems, Query) plus one post per listener and one BatchWriteItem
-per 25 listener records (their roles released). ``metricsTransport: api`` adds one PutMetricData to each.
+per 25 listener records (their roles released). ``metricsTransport: api`` adds one
+PutMetricData to each.
 """
 
 from __future__ import annotations
