@@ -12,6 +12,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from runtime import aws as runtime_aws
 from runtime import store
+from runtime.config import config
 from runtime.handlers import heartbeat, metrics_reporter, sweeper
 from runtime.observability import logs
 from runtime.observability.logs import REDACTED, log
@@ -85,6 +86,9 @@ def test_scheduled_jobs_failure_lines_redact_the_endpoint_like_request_lines(
 def test_a_metrics_publish_failure_line_redacts_the_endpoint(
     aws, context, capsys, monkeypatch
 ) -> None:
+    monkeypatch.setenv("METRICS_TRANSPORT", "api")  # the one path that calls CloudWatch
+    config.cache_clear()
+
     def unreachable(**kwargs: object) -> None:
         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/")
 

@@ -143,7 +143,7 @@ def test_a_listener_refresh_counts_against_the_join_limit(
 def test_a_failed_lookup_costs_one_write_and_a_found_one_nothing_extra(
     issuer: Issuer, budget: int
 ) -> None:
-    """The happy path keeps its 4 calls (test_call_budget); a failed join adds one write."""
+    """The happy path keeps its 3 calls (test_call_budget); a failed join adds one write."""
     _, live = new_session(issuer)
     cid = listener(ip=GUESSER_IP)
     with aws_calls() as failed:
@@ -162,5 +162,4 @@ def test_a_failed_lookup_costs_one_write_and_a_found_one_nothing_extra(
         f"dynamodb.UpdateItem({PREFIX}RateLimits)",  # join limit + budget check
         f"dynamodb.UpdateItem({PREFIX}Sessions)",  # the lookup
         f"dynamodb.UpdateItem({PREFIX}RateLimits)",  # the failure counted
-        "cloudwatch.PutMetricData",
     ]
