@@ -21,7 +21,7 @@ from bench import report
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
-SECTIONS = ("calls", "cold-start", "package", "model", "local", "gateway", "console")
+SECTIONS = ("calls", "cost", "cold-start", "package", "model", "local", "gateway", "console")
 QUICK_LISTENERS = "10,30"
 
 
@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "does not write the doc unless --doc is given",
     )
     parser.add_argument("--skip-calls", action="store_true", help="skip the AWS call counts")
+    parser.add_argument(
+        "--skip-cost", action="store_true", help="skip the cost of 1,000 listener-hours"
+    )
     parser.add_argument("--skip-cold-start", action="store_true", help="skip import timings")
     parser.add_argument("--skip-package", action="store_true", help="skip the package size")
     parser.add_argument(
@@ -100,6 +103,12 @@ def _calls() -> Section:
     from bench.calls import calls_section
 
     return calls_section()
+
+
+def _cost(runs: int) -> Section:
+    from bench.cost import cost_section
+
+    return cost_section(runs=runs)
 
 
 def _cold_start(runs: int) -> Section:
@@ -173,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: list[Section] = []
     if not args.skip_calls:
         sections.append(_guarded("AWS calls per operation", _calls))
+    if not args.skip_cost:
+        sections.append(_guarded("cost of 1,000 listener-hours", lambda: _cost(runs)))
     if not args.skip_cold_start:
         sections.append(_guarded("cold-start proxy", lambda: _cold_start(runs)))
     if not args.skip_package:
