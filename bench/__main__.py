@@ -60,7 +60,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECTION[,SECTION]",
         help="run only these sections (" + ", ".join(SECTIONS) + "), e.g. --only gateway",
     )
-    parser.add_argument("--runs", type=int, help="fresh processes per import (default 5)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="fresh processes per import (default 9; the CPU ratios are their medians)",
+    )
     parser.add_argument(
         "--listeners",
         help=f"listener counts for the local stack (default {FULL_LISTENERS})",
@@ -175,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     listeners = tuple(
         iter_sizes(args.listeners or (QUICK_LISTENERS if args.quick else FULL_LISTENERS))
     )
-    runs = args.runs or (2 if args.quick else 5)
+    runs = args.runs or (2 if args.quick else 9)
     heartbeats = args.heartbeats if args.heartbeats is not None else (20 if args.quick else 200)
     started = time.perf_counter()
 

@@ -8,7 +8,6 @@ limit. Settings reach the functions as environment variables named after the key
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -415,6 +414,8 @@ def check_aws_keys(keys: Iterable[str]) -> None:
     """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
     unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
     if unknown:
+        import difflib  # only here: every function imports this module in its cold start
+
         close = [
             f"aws:{match}"
             for key in unknown

@@ -17,10 +17,13 @@ from runtime.languages import validate_source_language
 from runtime.metric_names import SESSION_CREATION_LATENCY
 from runtime.observability import logs
 from runtime.protocol import now_ms, optional_choice, server_message
-from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id
+from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id, load_word_lists
 
 QUALITY_TIERS = ("standard", "premium")
 WINDOW_S = 3600
+
+# Every createSession draws from the word lists: read them in the cold start, as before.
+load_word_lists()
 
 
 def _speaker(inv: Invocation) -> str:
