@@ -171,3 +171,17 @@ def test_drill_list_names_every_drill():
         check=True,
     )
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(DRILLS)
+
+
+def test_a_drill_without_a_stack_says_how_to_start_one(unused_port):
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "drill", "server-errors", "--port", str(unused_port)],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"no local stack on port {unused_port}" in result.stderr
+    assert "--alarm-time-scale 60" in result.stderr
