@@ -346,7 +346,8 @@ SETTINGS: tuple[Setting, ...] = (
         "ipHashKey",
         str,
         "",
-        "HMAC key for IP and connection hashes; generated once per stack if unset.",
+        "HMAC key for IP and connection hashes; generated once per stack if unset. Held in an "
+        "SSM SecureString parameter, never in a function's environment.",
         secret=True,
     ),
     Setting(
