@@ -63,7 +63,7 @@ def connections() -> Any:
 @functools.cache
 def ssm() -> Any:
     """Parameter Store: the stack's HMAC key, read once per process."""
-    return boto3.client("ssm", config=CLIENT_CONFIG)
+    return _within_budget(boto3.client("ssm", config=CLIENT_CONFIG))
 
 
 def reset_clients() -> None:

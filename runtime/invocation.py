@@ -151,6 +151,8 @@ def _begin(
         request_id=str(request_id),
         connection_id=str((event.get("requestContext") or {}).get("connectionId") or ""),
     )
+    # Started first: on a cold start the first hash reads the key, an AWS call like any other.
+    budget_token = budget.start(context if budgeted else None)
     correlation = inv.request_id
     if inv.connection_id:
         try:
@@ -168,7 +170,7 @@ def _begin(
         redact=(inv.connection_id, inv.source_ip or ""),
     )
     _warm_functions.add(_context_name(context))
-    return inv, (token, budget.start(context if budgeted else None))
+    return inv, (token, budget_token)
 
 
 def _finish(inv: Invocation, tokens: tuple[Any, Any]) -> None:
