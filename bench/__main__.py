@@ -21,7 +21,7 @@ from bench import report
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
-SECTIONS = ("calls", "cold-start", "package", "model", "local", "gateway", "console")
+SECTIONS = ("calls", "cost", "cold-start", "package", "model", "local", "gateway", "console")
 QUICK_LISTENERS = "10,30"
 
 
@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "does not write the doc unless --doc is given",
     )
     parser.add_argument("--skip-calls", action="store_true", help="skip the AWS call counts")
+    parser.add_argument(
+        "--skip-cost", action="store_true", help="skip the cost of 1,000 listener-hours"
+    )
     parser.add_argument("--skip-cold-start", action="store_true", help="skip import timings")
     parser.add_argument("--skip-package", action="store_true", help="skip the package size")
     parser.add_argument(
@@ -57,7 +60,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECTION[,SECTION]",
         help="run only these sections (" + ", ".join(SECTIONS) + "), e.g. --only gateway",
     )
-    parser.add_argument("--runs", type=int, help="fresh processes per import (default 5)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="fresh processes per import (default 9; the CPU ratios are their medians)",
+    )
     parser.add_argument(
         "--listeners",
         help=f"listener counts for the local stack (default {FULL_LISTENERS})",
@@ -100,6 +107,12 @@ def _calls() -> Section:
     from bench.calls import calls_section
 
     return calls_section()
+
+
+def _cost(runs: int) -> Section:
+    from bench.cost import cost_section
+
+    return cost_section(runs=runs)
 
 
 def _cold_start(runs: int) -> Section:
@@ -166,13 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     listeners = tuple(
         iter_sizes(args.listeners or (QUICK_LISTENERS if args.quick else FULL_LISTENERS))
     )
-    runs = args.runs or (2 if args.quick else 5)
+    runs = args.runs or (2 if args.quick else 9)
     heartbeats = args.heartbeats if args.heartbeats is not None else (20 if args.quick else 200)
     started = time.perf_counter()
 
     sections: list[Section] = []
     if not args.skip_calls:
         sections.append(_guarded("AWS calls per operation", _calls))
+    if not args.skip_cost:
+        sections.append(_guarded("cost of 1,000 listener-hours", lambda: _cost(runs)))
     if not args.skip_cold_start:
         sections.append(_guarded("cold-start proxy", lambda: _cold_start(runs)))
     if not args.skip_package:

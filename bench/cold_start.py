@@ -15,8 +15,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
 
 from bench.report import Section, fmt_ms, median
 
@@ -30,10 +35,11 @@ LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "u
 # The handlers every listener's first requests go through.
 UNCOMPILED_MODULES = ("runtime.handlers.connect", "runtime.handlers.join_session")
 
+HASH_KEY_PARAMETER = "/session-management-bench/ip-hash-key"
 # What a deployed function's environment holds (values are placeholders: nothing connects).
 FUNCTION_ENV = {
     "STAGE": "bench",
-    "IP_HASH_KEY": "bench-hmac-key",
+    "IP_HASH_KEY_PARAMETER": HASH_KEY_PARAMETER,
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "bench",
@@ -95,12 +101,18 @@ def clean_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **FUNCTION_ENV}
 
 
-def _run(code: str, what: str, python: str, options: tuple[str, ...] = ()) -> str:
+def _run(
+    code: str,
+    what: str,
+    python: str,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> str:
     result = subprocess.run(
         [python, "-I", *options, "-c", code],
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         cwd=ROOT,
         timeout=SUBPROCESS_TIMEOUT_S,
         check=False,
@@ -112,9 +124,15 @@ def _run(code: str, what: str, python: str, options: tuple[str, ...] = ()) -> st
 
 
 def _timed(
-    timed: str, what: str, python: str, *, setup: str = "", options: tuple[str, ...] = ()
+    timed: str,
+    what: str,
+    python: str,
+    *,
+    setup: str = "",
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Sample:
-    out = _run(_TIMED.format(root=str(ROOT), setup=setup, timed=timed), what, python, options)
+    out = _run(_TIMED.format(root=str(ROOT), setup=setup, timed=timed), what, python, options, env)
     wall, cpu = out.strip().splitlines()[-1].split()
     return Sample(float(wall), float(cpu))
 
@@ -138,6 +156,42 @@ def first_clients_sample(*, python: str = sys.executable) -> Sample:
         python,
         setup="import runtime.handlers.join_session\nfrom runtime import aws",
     )
+
+
+@contextmanager
+def parameter_store() -> Iterator[str]:
+    """A local moto server holding the stack's HMAC key parameter; its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client(
+            "ssm",
+            endpoint_url=endpoint,
+            region_name=FUNCTION_ENV["AWS_REGION"],
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).put_parameter(Name=HASH_KEY_PARAMETER, Value="bench-hmac-key", Type="SecureString")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def hash_key_samples(endpoint: str, *, python: str = sys.executable) -> tuple[Sample, Sample]:
+    """After a handler's imports, reading the HMAC key: (creating the SSM client + the
+    GetParameter call, the GetParameter call alone), against a local Parameter Store."""
+    env = {"AWS_ENDPOINT_URL": endpoint}
+    setup = "import runtime.handlers.join_session\nfrom runtime import aws, hash_key"
+    both = _timed("hash_key.ip_hash_key()", "reading the key", python, setup=setup, env=env)
+    call = _timed(
+        "hash_key.ip_hash_key()",
+        "reading the key",
+        python,
+        setup=setup + "\naws.ssm()",
+        env=env,
+    )
+    return both, call
 
 
 def provided_modules(module: str, *, python: str = sys.executable) -> list[str]:
@@ -287,6 +341,21 @@ def cold_start_section(runs: int = 5, modules: list[str] | None = None) -> Secti
             "then creating the DynamoDB client (first AWS call's set-up)",
             fmt_ms(clients.median_s),
             _versus(clients, reference),
+        )
+    try:
+        with parameter_store() as endpoint:
+            pairs = [hash_key_samples(endpoint) for _ in range(runs)]
+    except (ImportFailed, subprocess.TimeoutExpired) as error:
+        section.notes.append(str(error))
+    else:
+        with_client = ImportTiming("hash key", tuple(both for both, _ in pairs))
+        call_only = ImportTiming("GetParameter", tuple(call for _, call in pairs))
+        section.add(
+            "then reading the HMAC key from SSM, once per cold start (SSM client + "
+            "GetParameter, local Parameter Store)",
+            fmt_ms(with_client.median_s),
+            f"{_versus(with_client, reference)}; the GetParameter call alone "
+            f"{fmt_ms(call_only.median_s)} (+ the network round trip to SSM on AWS)",
         )
     for module in UNCOMPILED_MODULES if modules is None else ():
         try:

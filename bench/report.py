@@ -202,10 +202,27 @@ API call through botocore's `before-call.<service>.<API>` event, once per call (
 retries are attempts inside one call, so they are not counted twice). The scenarios are
 `bench/call_scenarios.py` (`python -m bench.call_counter` prints the same counts per API;
 `tests/runtime/test_call_budget.py` asserts them). Each scenario sets up its state first,
-uncounted, then counts exactly one operation. Budgets include the one `PutMetricData` every
-invocation ends with; a speaker's disconnect may also make one `PostToConnection` per
-listener and one `BatchWriteItem` per 25 listener records (DynamoDB's batch limit), so its
-budget is 5 + N + ⌈N/25⌉. Operations without a budget are shown for completeness.
+uncounted, then counts exactly one operation. The budgets are for the default
+`metricsTransport: emf` (metrics ride in the log line, no CloudWatch call; with `api` every
+invocation that measured something adds exactly one `PutMetricData`, which the tests check);
+a speaker's disconnect may also make one `PostToConnection` per listener and one
+`BatchWriteItem` per 25 listener records (DynamoDB's batch limit), so its budget is
+3 + N + ⌈N/25⌉. Operations without a budget are shown for completeness.
+
+### 1b. AWS cost of 1,000 listener-hours
+
+`bench/cost.py`: a listener-hour is one join (`$connect` + `joinSession`), a heartbeat every
+30 s (120) and one `$disconnect`. Each of those operations runs through its real handler on
+moto (the scenarios of §1), 9 times under `metricsTransport: emf` and 9 times under `api`, in
+the same run; each gives its AWS calls by API, the bytes of the EMF lines it wrote and its
+median duration. They are priced at the us-east-1 list prices in `bench/prices.py` (each with
+its source page): Lambda requests and GB-seconds (the function's memory from the route table ×
+the handler's duration on moto plus a modelled 5 ms per AWS call, rounded up to 1 ms), API
+Gateway messages (each client message and its reply) and connection minutes (60), DynamoDB
+on-demand request units (1 per write or read of a record under 1 KB), `PutMetricData`
+requests (`api`) and CloudWatch Logs ingestion of the EMF bytes (`emf`). Charges that do not
+depend on the transport (the custom metrics themselves, the other log lines, storage) are left
+out.
 
 ### 2. Cold-start proxy
 
@@ -213,22 +230,24 @@ Each sample is a fresh `python -I` process (isolated mode: no user site, no `PYT
 variables, no current directory on `sys.path`) with a minimal environment (`PATH` plus the
 variables a function is configured with) that times `import <module>`, in wall-clock time
 (`perf_counter`) and CPU time (`process_time`); interpreter start-up is not included. One
-warm-up pass (so bytecode caches exist) is followed by 5 passes over every handler module of
+warm-up pass (so bytecode caches exist) is followed by 9 passes over every handler module of
 the route table and a bare `import boto3`, round-robin, so a burst of other work on the
 machine hits every module alike. The table shows each wall-clock median and its ratio to
 `import boto3`, which every function pays anyway (the Lambda runtime provides boto3), with
 the CPU-time median and ratio beside it: CPU time hardly moves when other processes compete
-for the cores, wall time does, so on a busy machine the CPU ratio is the steadier one.
+for the cores, wall time does, so on a busy machine the CPU ratio is the steadier one. Each
+WebSocket route handler's CPU ratio is held to a target of at most 1.3× (`OK`/`OVER`).
 
-Further rows: the time a fresh process then spends creating its DynamoDB and CloudWatch
-clients (botocore loads its service models on the first client, before any request); the
-`$connect` and `joinSession` imports with everything the archive ships compiled from source,
-as happens on Lambda (the archive has no `.pyc` files and the code directory is read-only,
-so nothing is cached between cold starts): a fresh `-X pycache_prefix` directory holds
-bytecode for the standard library and boto3's closure only, and the timed process reads it
-with `-B`, sampled alternately with the normal import; and where the slowest handler's import
-time goes according to `-X importtime`, each module's self time charged to the package our
-code imported (asyncio pulled in by loguru counts as loguru).
+Further rows: the time a fresh process then spends creating its DynamoDB client (botocore
+loads its service model on the first client, before any request; with EMF no request-path
+function creates a CloudWatch client); the `$connect` and `joinSession` imports with
+everything the archive ships compiled from source, as happens on Lambda (the archive has no
+`.pyc` files and the code directory is read-only, so nothing is cached between cold starts):
+a fresh `-X pycache_prefix` directory holds bytecode for the standard library and boto3's
+closure only, and the timed process reads it with `-B`, sampled alternately with the normal
+import; and where the slowest handler's import time goes according to `-X importtime`, each
+module's self time charged to the package our code imported (asyncio pulled in by loguru
+counts as loguru).
 
 ### 3. Package size
 
@@ -302,35 +321,30 @@ scanned for handler failures, and its logs are kept for inspection.
 
 OBSERVATIONS = """\
 - **Calls.** Every operation is within its budget. A speaker leaving a 500-listener session
-  makes 524 calls, 500 of them `PostToConnection`: API Gateway has no broadcast, so one post
-  per listener is the floor; the rest is 4 fixed calls plus one `BatchWriteItem` per 25
+  makes 523 calls, 500 of them `PostToConnection`: API Gateway has no broadcast, so one post
+  per listener is the floor; the rest is 3 fixed calls plus one `BatchWriteItem` per 25
   listener records.
-- **The largest remaining cost is the per-invocation `PutMetricData`.** It is 1 of the 2 calls
-  of a heartbeat (the most frequent operation: every listener, all session long), 1 of 4 of a
-  join or a create and 1 of 3 of a listener leaving. In money, at approximate us-east-1 list
-  prices (check the current ones), a `PutMetricData` request costs about $10 per million,
-  against about $0.20 per million Lambda requests, about $1 per million API Gateway messages
-  and under $1 per million DynamoDB on-demand writes: it is most of the per-heartbeat bill.
-  In time, it runs before the reply is returned (`runtime/invocation.py` publishes in the
-  handler's `finally`), so it is one of the heartbeat's two sequential round trips. Cutting
-  it means publishing metrics as CloudWatch Embedded Metric Format: the functions already
-  write one JSON log line per invocation, and an `_aws` block in it makes CloudWatch Logs
-  extract the same metrics (same namespace, names, units and dimension sets, so the alarms
-  and dashboard stay as they are) with no API call and no added latency. That is a change
-  to the observability contract ("one PutMetricData call"), to the call budgets (each drops by
-  one) and to the local stack, which would then read metrics from the log lines.
-- **Cold start.** A handler costs roughly 1.3 to 1.7 times a bare `import boto3` in CPU time
-  (wall-clock ratios swing more on a busy machine), and creating the first DynamoDB and
-  CloudWatch clients costs about half as much again (botocore loads its service models):
-  boto3/botocore is most of a cold start, the service's own modules a few percent. Two
-  avoidable costs remain. First, the archive ships no bytecode, so on Lambda every cold start
-  compiles `runtime/`, loguru, PyJWT and `cryptography`'s Python modules again (the "compiling
-  what the archive ships" rows: tens of ms of CPU for `joinSession`, about twice that for
-  `$connect`). Compiling them at build time with the functions' Python (3.12) and
-  `compileall --invalidation-mode unchecked-hash` keeps the zip deterministic and removes
-  that. Second, PyJWT with `cryptography` is a third to a half of `$connect`'s import time, and is
-  paid by every listener's `$connect`, although only speakers send a token: importing `jwt`
-  inside `runtime.auth.verify_token` would take it off the listeners' path.
+- **Metrics cost no AWS call any more.** With `metricsTransport: emf` (the default) the
+  metrics ride in one JSON log line per invocation and CloudWatch Logs extracts them, so every
+  request path lost its `PutMetricData`: a heartbeat is one DynamoDB call, a join or a create
+  three, a listener leaving two. The cost rows show what that is worth: per 1,000
+  listener-hours, `PutMetricData` was about three quarters of the `api` bill, and the EMF
+  bytes that replace it cost a few cents of Logs ingestion. The rest of the `emf` bill is
+  mostly API Gateway messages (each heartbeat and its ack are two), then DynamoDB writes and
+  Lambda requests; Lambda compute is small because every handler is a few milliseconds.
+- **Cold start.** A listener's `$connect` no longer imports PyJWT or `cryptography` (only a
+  token brings `runtime.auth` in; a test checks `sys.modules` in a fresh process), the ID word
+  lists are read only by `create_session`, and the data files are read without
+  `importlib.resources`. The target of 1.3× is still missed by a few percent: `$default`
+  reads about 1.2×, the other WebSocket handlers 1.3–1.35× (one run's median moves by about
+  ±0.05 between runs on this shared machine). What a handler adds to `import boto3` is now
+  mostly loguru (with the asyncio it imports, about 15 ms of CPU, 0.12×) and the service's
+  own modules (about 10 ms, most of it the frozen dataclasses of the contract modules being
+  built); getting under 1.3× with margin means trimming those, not boto3. Creating
+  the DynamoDB client costs about half a boto3 import again (botocore loads its service
+  model). The archive still ships no bytecode, so on Lambda every cold start compiles
+  `runtime/` and loguru (the "compiling what the archive ships" rows); compiling at build time
+  with Python 3.12 and `compileall --invalidation-mode unchecked-hash` would remove that.
 - **Package.** `cryptography` (with cffi) is about nine tenths of the archive; the service's
   code is under 1%. The archive is far below Lambda's limits, and at this size it is import
   time, not download size, that shapes a cold start, so splitting the package would buy

@@ -19,6 +19,7 @@ from components import naming
 from components.function import MonitoredFunction, MonitoredFunctionArgs
 from components.packaging import LambdaArchive
 from components.stack_settings import StackConfig
+from runtime import hash_key
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
 from runtime.settings import BY_KEY, PROJECT, StackSettings
 from runtime.tables import TABLES, Table
@@ -139,6 +140,7 @@ class SessionApi(pulumi.ComponentResource):
 
         self.tables = self._tables()
         self.ip_hash_key = self._ip_hash_key()
+        self.ip_hash_key_parameter = self._ip_hash_key_parameter()
         self.user_pool, self.user_pool_client, self.auth = self._auth()
         self.api = self._api()
         # https://{api_id}.execute-api.{region}.amazonaws.com/{stage}, for the @connections API.
@@ -234,6 +236,19 @@ class SessionApi(pulumi.ComponentResource):
         )
         # The provider marks `result` secret; say so here too, so it never depends on that.
         return pulumi.Output.secret(generated.result)
+
+    def _ip_hash_key_parameter(self) -> aws.ssm.Parameter:
+        """The key as an SSM SecureString (the AWS-managed ``aws/ssm`` key): the functions read
+        it once per cold start, so it is in no function's environment."""
+        return aws.ssm.Parameter(
+            self._child_name("ip-hash-key-parameter"),
+            name=naming.ip_hash_key_parameter(self.prefix),
+            type="SecureString",
+            value=self.ip_hash_key,
+            description=f"HMAC key for IP and connection hashes ({self.stage_name})",
+            tags=self.tags,
+            opts=self._opts("ip-hash-key-parameter"),
+        )
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -339,7 +354,7 @@ class SessionApi(pulumi.ComponentResource):
         env: dict[str, pulumi.Input[str]] = dict(self.settings.runtime_environment())
         env.update({table.env: self.tables[table.logical_name].name for table in TABLES})
         env["CONNECTIONS_ENDPOINT"] = self.connections_url
-        env[BY_KEY["ipHashKey"].env] = self.ip_hash_key
+        env[hash_key.PARAMETER_ENV] = self.ip_hash_key_parameter.name
         env[BY_KEY["authIssuer"].env] = self.auth.issuer
         env[BY_KEY["authAudience"].env] = self.auth.audience
         env[BY_KEY["authJwksUrl"].env] = self.auth.jwks_url
@@ -365,6 +380,7 @@ class SessionApi(pulumi.ComponentResource):
                     environment=environment,
                     table_arns=table_arns,
                     connections_arn=self.connections_arn,
+                    hash_key_parameter_arn=self.ip_hash_key_parameter.arn,
                     metrics_namespace=self.settings.metricsNamespace,
                     log_retention_days=self.log_retention_days,
                     tracing=self.settings.tracing,

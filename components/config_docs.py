@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from runtime.hash_key import PARAMETER_ENV
 from runtime.settings import SETTINGS, Setting
 
 DOC = Path(__file__).resolve().parent.parent / "README.md"
@@ -40,6 +41,8 @@ def config_table() -> str:
     for s in SETTINGS:
         kind = _TYPES[s.kind] + (" (secret)" if s.secret else "")
         env = f"`{s.env}`" if s.runtime else "— (infrastructure only)"
+        if s.secret:
+            env = f"SSM parameter named by `{PARAMETER_ENV}`"
         description = s.description.replace("|", "\\|")
         rows.append(
             f"| `{s.key}` | {kind} | {_default(s)} | {_allowed(s)} | {env} | {description} |"

@@ -56,6 +56,7 @@ def function_policy(
     log_group_arn: str,
     table_arns: Mapping[str, str],
     connections_arn: str | None,
+    hash_key_parameter_arn: str,
     metrics_namespace: str,
     tracing: bool,
 ) -> dict[str, Any]:
@@ -108,6 +109,17 @@ def function_policy(
                 ],
             }
         )
+    # The stack's HMAC key: this one parameter. It is encrypted with the AWS-managed aws/ssm
+    # key, whose key policy already lets the account's principals decrypt through SSM, so no
+    # kms:Decrypt grant is needed.
+    statements.append(
+        {
+            "Sid": "ReadHashKey",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [hash_key_parameter_arn],
+        }
+    )
     statements.append(
         {
             "Sid": "PutMetricsInOwnNamespace",
@@ -140,6 +152,8 @@ class MonitoredFunctionArgs:
     table_arns: Mapping[str, pulumi.Input[str]]
     # The stage's execute-api ARN; needed only when the function manages connections.
     connections_arn: pulumi.Input[str] | None
+    # The SSM parameter holding the stack's HMAC key (the function may read only it).
+    hash_key_parameter_arn: pulumi.Input[str]
     metrics_namespace: str
     log_retention_days: int
     tracing: bool
@@ -215,6 +229,7 @@ class MonitoredFunction(pulumi.ComponentResource):
         document = pulumi.Output.all(
             log_group_arn=log_group.arn,
             connections_arn=args.connections_arn if args.function.manages_connections else None,
+            hash_key_parameter_arn=args.hash_key_parameter_arn,
             table_arns=pulumi.Output.all(*[args.table_arns[t] for t in tables]),
         ).apply(
             lambda v: json.dumps(
@@ -222,6 +237,7 @@ class MonitoredFunction(pulumi.ComponentResource):
                     args.function,
                     log_group_arn=v["log_group_arn"],
                     connections_arn=v["connections_arn"],
+                    hash_key_parameter_arn=v["hash_key_parameter_arn"],
                     table_arns=dict(zip(tables, v["table_arns"], strict=True)),
                     metrics_namespace=args.metrics_namespace,
                     tracing=args.tracing,

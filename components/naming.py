@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runtime import hash_key
 from runtime.routes import ROUTES, SCHEDULED
 from runtime.settings import PROJECT, SettingsError
 from runtime.tables import TABLES
@@ -68,7 +69,7 @@ def query_name(prefix: str, slug: str) -> str:
 
 def ip_hash_key_parameter(prefix: str) -> str:
     """The SSM parameter holding the stack's HMAC key."""
-    return f"/{prefix}/ip-hash-key"
+    return hash_key.parameter_name_for(prefix)
 
 
 @dataclass(frozen=True)

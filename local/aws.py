@@ -24,6 +24,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from runtime.hash_key import parameter_name_for
+from runtime.settings import PROJECT
 from runtime.store.dynamo import condition_failed
 from runtime.tables import TABLES, Table
 
@@ -161,6 +163,15 @@ class EmbeddedAws:
             )
             names.append(kwargs["TableName"])
         return names
+
+    def put_hash_key(self, stage: str, value: str) -> str:
+        """The stack's HMAC key as the SecureString parameter the functions read, as on AWS;
+        returns the parameter's name."""
+        name = parameter_name_for(f"{PROJECT}-{stage}")
+        self.client("ssm").put_parameter(
+            Name=name, Value=value, Type="SecureString", Overwrite=True
+        )
+        return name
 
     def expire_items(self, stage: str, tables: tuple[Table, ...] = TABLES) -> int:
         """Delete items whose TTL attribute is in the past; returns how many were deleted."""

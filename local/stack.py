@@ -35,6 +35,7 @@ from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
 from local.webconsole.log_ring import LogRing
 from local.webconsole.metrics import StackView, dashboard_data
 from local.webconsole.routes import CONSOLE_PATH, console_routes
+from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS
 from runtime.tables import TABLES
@@ -75,7 +76,7 @@ def function_environment(
     issuer: str,
     audience: str,
     jwks_url: str,
-    ip_hash_key: str,
+    ip_hash_key_parameter: str,
 ) -> dict[str, str]:
     """The environment every function sees, rendered from the settings model and tables."""
     stage = config.stack
@@ -84,7 +85,8 @@ def function_environment(
     env.update(
         {
             "CONNECTIONS_ENDPOINT": connections_endpoint,
-            BY_KEY["ipHashKey"].env: ip_hash_key,
+            # The key itself is in the embedded SSM, as on AWS: only its name is here.
+            PARAMETER_ENV: ip_hash_key_parameter,
             BY_KEY["authIssuer"].env: issuer,
             BY_KEY["authAudience"].env: audience,
             BY_KEY["authJwksUrl"].env: jwks_url,
@@ -157,6 +159,9 @@ class LocalStack:
         if any(cfg.settings[k] for k in ("authIssuer", "authAudience", "authJwksUrl")):
             console.say("note: the stack's auth settings are replaced by the local token issuer")
         await loop.run_in_executor(None, self.aws.wait_ready)
+        hash_key_parameter = await loop.run_in_executor(
+            None, self.aws.put_hash_key, stage, cfg.settings["ipHashKey"] or secrets.token_hex(32)
+        )
         apply_environment(
             function_environment(
                 cfg,
@@ -165,7 +170,7 @@ class LocalStack:
                 issuer=self.issuer.issuer,
                 audience=self.issuer.audience,
                 jwks_url=base + JWKS_PATH,
-                ip_hash_key=cfg.settings["ipHashKey"] or secrets.token_hex(32),
+                ip_hash_key_parameter=hash_key_parameter,
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)

@@ -61,9 +61,18 @@ def connections() -> Any:
     )
 
 
+@functools.cache
+def ssm() -> Any:
+    """Parameter Store: the stack's HMAC key, read once per process."""
+    return _within_budget(boto3.client("ssm", config=CLIENT_CONFIG))
+
+
 def reset_clients() -> None:
-    """Forget the cached clients (tests that move endpoints or inject faults)."""
-    for factory in (dynamodb, cloudwatch, connections):
+    """Forget the cached clients, and the key read through them (tests that move endpoints
+    or inject faults)."""
+    from runtime import hash_key  # it reads the key through ssm(); imported late, no cycle
+
+    for factory in (dynamodb, cloudwatch, connections, ssm, hash_key.ip_hash_key):
         factory.cache_clear()
 
 

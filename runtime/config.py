@@ -11,21 +11,20 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.settings import BY_KEY, SETTINGS, RuntimeSettings, SettingsError
+from runtime.settings import BY_KEY, SETTINGS, RuntimeSettings
 from runtime.tables import CONNECTIONS, RATE_LIMITS, SESSIONS
 
 
 @dataclass(frozen=True)
 class RuntimeConfig(RuntimeSettings):
     """The settings (typed, by key: ``config().maxActiveSessions``) and what the stack
-    resolves for every function: stage, table names, endpoint, key and token issuer."""
+    resolves for every function: stage, table names, endpoint and token issuer."""
 
     stage: str
     sessions_table: str
     connections_table: str
     rate_limits_table: str
     connections_endpoint: str
-    ip_hash_key: bytes
     auth_issuer: str
     auth_audience: str
     auth_jwks_url: str
@@ -42,11 +41,6 @@ def config() -> RuntimeConfig:
     """The process's configuration; ``config.cache_clear()`` re-reads it (tests)."""
     stage = os.environ.get("STAGE", "dev")
     settings = {s.key: _setting(s.key) for s in SETTINGS if s.runtime}
-    key = os.environ.get(BY_KEY["ipHashKey"].env, "")
-    if not key:
-        # A per-process random key would make hashes (and so rate-limit keys) differ between
-        # instances; refusing to start is safer than silently weakening the limits.
-        raise SettingsError("IP_HASH_KEY is not set: the functions need the stack's HMAC key")
     issuer = settings["authIssuer"]
     return RuntimeConfig(
         **settings,
@@ -55,7 +49,6 @@ def config() -> RuntimeConfig:
         connections_table=os.environ.get(CONNECTIONS.env, CONNECTIONS.physical_name(stage)),
         rate_limits_table=os.environ.get(RATE_LIMITS.env, RATE_LIMITS.physical_name(stage)),
         connections_endpoint=os.environ.get("CONNECTIONS_ENDPOINT", ""),
-        ip_hash_key=key.encode(),
         auth_issuer=issuer,
         auth_audience=settings["authAudience"],
         auth_jwks_url=settings["authJwksUrl"]

@@ -70,6 +70,8 @@ class Invocation:
     request_id: str
     connection_id: str = ""
     started: float = field(default_factory=time.perf_counter)
+    # Why the invocation could not start (the stack key unreadable): answered, never raised.
+    setup_error: Exception | None = None
 
     @property
     def request_context(self) -> dict[str, Any]:
@@ -146,18 +148,26 @@ def _begin(
         request_id=str(request_id),
         connection_id=str((event.get("requestContext") or {}).get("connectionId") or ""),
     )
+    # Started first: on a cold start the first hash reads the key, an AWS call like any other.
+    budget_token = budget.start(context if budgeted else None)
+    correlation = inv.request_id
+    if inv.connection_id:
+        try:
+            correlation = inv.connection_hash  # the first hash reads the key (cold start)
+        except Exception as error:  # SSM unreachable or denied: the reply says so
+            inv.setup_error = error
     token = logs.start_invocation(
         {
             "function": _context_name(context),
             "operation": operation,
             "requestId": inv.request_id,
-            "correlationId": inv.connection_hash if inv.connection_id else inv.request_id,
+            "correlationId": correlation,
             "coldStart": _context_name(context) not in _warm_functions,
         },
         redact=(inv.connection_id, inv.source_ip or ""),
     )
     _warm_functions.add(_context_name(context))
-    return inv, (token, budget.start(context if budgeted else None))
+    return inv, (token, budget_token)
 
 
 def _finish(inv: Invocation, tokens: tuple[Any, Any]) -> None:
@@ -256,6 +266,8 @@ def _serve(
     inv, token = _begin(event, context, operation)
     try:
         try:
+            if inv.setup_error is not None:
+                raise inv.setup_error
             response = respond(inv)
         except Exception as error:
             return _error_response(inv, error)

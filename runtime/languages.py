@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 
+from runtime import data as data_files
 from runtime.errors import ErrorCode, ServiceError
 from runtime.protocol import json_kind
 
@@ -29,7 +29,7 @@ LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 
 def _load() -> tuple[frozenset[str], frozenset[str]]:
     """Read and check ``languages.json``; a broken file fails the import, loudly."""
-    text = resources.files("runtime.data").joinpath("languages.json").read_text(encoding="utf-8")
+    text = data_files.read_text("languages.json")
     data = json.loads(text)
     lists: dict[str, frozenset[str]] = {}
     for key in ("source", "target"):

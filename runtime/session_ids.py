@@ -17,9 +17,9 @@ import random
 import re
 import secrets
 from collections.abc import Iterable
-from importlib import resources
 from typing import Any
 
+from runtime import data as data_files
 from runtime.errors import ErrorCode, ServiceError
 from runtime.protocol import MAX_MESSAGE_BYTES, echo, require_string
 
@@ -57,7 +57,7 @@ _SYSTEM_RANDOM = secrets.SystemRandom()
 
 def _read_lines(name: str) -> list[str]:
     """The non-blank, non-comment lines of ``runtime/data/<name>``, stripped and lowercased."""
-    text = resources.files("runtime.data").joinpath(name).read_text(encoding="utf-8")
+    text = data_files.read_text(name)
     lines = (line.strip().lower() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
@@ -89,9 +89,35 @@ def _combination_allowed(adjective: str, noun: str, blocklist: Iterable[str]) ->
     return not any(entry in joined for entry in blocklist)
 
 
-_BLOCKLIST: tuple[str, ...] = _load_blocklist(_read_lines("blocklist.txt"))
-ADJECTIVES: tuple[str, ...] = _filter_words(_read_lines("adjectives.txt"), _BLOCKLIST)
-NOUNS: tuple[str, ...] = _filter_words(_read_lines("nouns.txt"), _BLOCKLIST)
+_WORD_LISTS = ("_BLOCKLIST", "ADJECTIVES", "NOUNS")
+# Declared here, bound by load_word_lists (on first access through __getattr__).
+_BLOCKLIST: tuple[str, ...]
+ADJECTIVES: tuple[str, ...]
+NOUNS: tuple[str, ...]
+
+
+def load_word_lists() -> None:
+    """Read and check the word lists (``_BLOCKLIST``, ``ADJECTIVES``, ``NOUNS``) once.
+
+    Only generating an ID needs them: ``create_session`` loads them when it is imported, while
+    the functions that only validate IDs (joinSession, refreshConnection) never pay for it in
+    their cold start. A broken file fails loudly, as before.
+    """
+    names = globals()
+    if all(name in names for name in _WORD_LISTS):
+        return
+    blocklist = _load_blocklist(_read_lines("blocklist.txt"))
+    names.setdefault("_BLOCKLIST", blocklist)
+    names.setdefault("ADJECTIVES", _filter_words(_read_lines("adjectives.txt"), blocklist))
+    names.setdefault("NOUNS", _filter_words(_read_lines("nouns.txt"), blocklist))
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: ``session_ids.ADJECTIVES`` and friends load the lists on first access.
+    if name in _WORD_LISTS:
+        load_word_lists()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_valid_session_id(value: object) -> bool:
@@ -132,11 +158,13 @@ def generate_session_id(rng: random.Random | None = None) -> str:
     deterministic output in tests. Pairs matching a hyphenated blocklist entry are redrawn.
     The result is not guaranteed unique: the caller enforces that with a conditional write.
     """
+    load_word_lists()
+    blocklist, adjectives, nouns = (globals()[name] for name in _WORD_LISTS)
     source = _SYSTEM_RANDOM if rng is None else rng
     for _ in range(_MAX_PAIR_DRAWS):
-        adjective = source.choice(ADJECTIVES)
-        noun = source.choice(NOUNS)
-        if _combination_allowed(adjective, noun, _BLOCKLIST):
+        adjective = source.choice(adjectives)
+        noun = source.choice(nouns)
+        if _combination_allowed(adjective, noun, blocklist):
             number = source.randint(_NUMBER_MIN, _NUMBER_MAX)
             return f"{adjective}-{noun}-{number}"
     raise RuntimeError("could not draw an allowed adjective-noun pair; check the word lists")

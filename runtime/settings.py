@@ -8,7 +8,6 @@ limit. Settings reach the functions as environment variables named after the key
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -347,7 +346,8 @@ SETTINGS: tuple[Setting, ...] = (
         "ipHashKey",
         str,
         "",
-        "HMAC key for IP and connection hashes; generated once per stack if unset.",
+        "HMAC key for IP and connection hashes; generated once per stack if unset. Held in an "
+        "SSM SecureString parameter, never in a function's environment.",
         secret=True,
     ),
     Setting(
@@ -458,6 +458,8 @@ def check_aws_keys(keys: Iterable[str]) -> None:
     """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
     unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
     if unknown:
+        import difflib  # only here: every function imports this module in its cold start
+
         close = [
             f"aws:{match}"
             for key in unknown

@@ -256,3 +256,51 @@ def test_only_runs_the_named_sections():
     assert args.skip_local and args.skip_calls and args.skip_cold_start and args.skip_model
     with pytest.raises(SystemExit):
         bench_main.parse_args(["--only", "nope"])
+
+
+# ------------------------------------------------------------------------------- cost
+
+
+def _samples(put: int, emf_bytes: int) -> dict:
+    from bench.cost import Sample
+
+    extra = {"cloudwatch:PutMetricData": put} if put else {}
+    return {
+        "$connect (listener)": Sample({"dynamodb:UpdateItem": 1, "dynamodb:PutItem": 1}, 0, 1.0),
+        "joinSession": Sample({"dynamodb:UpdateItem": 3, **extra}, emf_bytes, 1.0),
+        "heartbeat": Sample({"dynamodb:UpdateItem": 1, **extra}, emf_bytes, 1.0),
+        "$disconnect (listener)": Sample(
+            {"dynamodb:DeleteItem": 1, "dynamodb:UpdateItem": 1, **extra}, emf_bytes, 1.0
+        ),
+    }
+
+
+def test_the_listener_hour_bill_counts_every_priced_unit():
+    from bench import cost, prices
+
+    emf = cost.bill(_samples(put=0, emf_bytes=500), hours=1000)
+    api = cost.bill(_samples(put=1, emf_bytes=0), hours=1000)
+    q = emf.quantities
+    assert q["requests"] == 1000 * (1 + 1 + 120 + 1)
+    assert q["messages"] == 1000 * 2 * (1 + 120)  # each message and its reply
+    assert q["minutes"] == 60_000
+    assert q["wru"] == 1000 * (2 + 3 + 120 + 2)
+    assert q["emf_gb"] == 1000 * 122 * 500 / 1e9
+    assert api.quantities["puts"] == 1000 * 122 and q["puts"] == 0
+    assert api.dollars["CloudWatch PutMetricData"] == prices.PUT_METRIC_DATA.cost(122_000)
+    assert emf.dollars["CloudWatch Logs ingestion"] == prices.LOGS_INGESTION.cost(0.061)
+    assert emf.total < api.total
+    section = cost.cost_section({"emf": emf, "api": api})
+    total = section.rows[-1]
+    assert total.result == f"**emf ${emf.total:.2f} · api ${api.total:.2f}**"
+    assert total.status == "OK"
+    assert all("https://aws.amazon.com/" in row.reference for row in section.rows[:-1])
+
+
+def test_the_cost_model_refuses_an_api_it_cannot_price():
+    from bench import cost
+
+    samples = _samples(put=0, emf_bytes=0)
+    samples["heartbeat"] = cost.Sample({"dynamodb:TransactWriteItems": 1}, 0, 1.0)
+    with pytest.raises(ValueError, match="TransactWriteItems"):
+        cost.bill(samples)

@@ -18,10 +18,13 @@ from runtime.messages import SessionCreated
 from runtime.metric_names import SESSION_CREATION_LATENCY
 from runtime.observability import logs
 from runtime.protocol import now_ms, optional_choice
-from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id
+from runtime.session_ids import MAX_ID_ATTEMPTS, generate_session_id, load_word_lists
 
 QUALITY_TIERS = ("standard", "premium")
 WINDOW_S = 3600
+
+# Every createSession draws from the word lists: read them in the cold start, as before.
+load_word_lists()
 
 
 def _speaker(inv: Invocation) -> str:

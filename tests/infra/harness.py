@@ -158,6 +158,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["arn"] = _arn("cognito-idp", region, f"userpool/{rid}")
         elif t == "aws:cognito/userPoolClient:UserPoolClient":
             rid = "4example0client0id0abc"
+        elif t == "aws:ssm/parameter:Parameter":
+            # Parameter ARNs drop the name's leading slash: …:parameter/a/b for "/a/b".
+            outputs["arn"] = _arn("ssm", region, f"parameter/{str(name).lstrip('/')}")
         elif t == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "generated-" + "k" * (int(inputs.get("length", 16)) - 10)
         elif t.startswith("aws:"):

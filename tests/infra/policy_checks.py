@@ -28,12 +28,14 @@ def least_privilege_violations(
     table_arns: Mapping[str, str],
     log_group_arn: str,
     connections_arn: str,
+    hash_key_parameter_arn: str,
     namespace: str,
     tracing: bool,
 ) -> list[str]:
     """Every way ``policy`` grants more than ``function`` needs (empty when least-privilege)."""
     problems: list[str] = []
     granted_dynamodb: dict[str, set[str]] = {}
+    granted_hash_key = False
     connection_resource = re.compile(
         re.escape(connections_arn) + r"/(POST|DELETE|GET)/@connections/\*"
     )
@@ -91,6 +93,12 @@ def least_privilege_violations(
             for resource in resources:
                 if resource not in (log_group_arn, f"{log_group_arn}:*"):
                     problems.append(f"{sid}: logs on {resource}, not its own log group")
+        elif service == "ssm":
+            if actions != {"ssm:GetParameter"}:
+                problems.append(f"{sid}: SSM actions {sorted(actions)}")
+            if resources != [hash_key_parameter_arn]:
+                problems.append(f"{sid}: SSM on {resources}, not the stack's HMAC key parameter")
+            granted_hash_key = True
         elif service == "execute-api":
             if not function.manages_connections:
                 problems.append(f"{sid}: execute-api for a function that posts nothing")
@@ -102,6 +110,8 @@ def least_privilege_violations(
         else:
             problems.append(f"{sid}: unexpected service {service}")
 
+    if not granted_hash_key:
+        problems.append(f"{function.name} cannot read the HMAC key parameter")
     for table, actions in function.tables.items():
         missing = set(actions) - granted_dynamodb.get(table, set())
         if missing:

@@ -34,6 +34,7 @@ from components.monitoring import ALARMS
 from runtime import aws as runtime_aws
 from runtime import metric_names, store
 from runtime.config import config
+from runtime.hash_key import PARAMETER_ENV, parameter_name_for
 from runtime.settings import BY_KEY, PROJECT, parse_settings
 from runtime.tables import RATE_LIMITS, SESSIONS, TABLES
 from tests.infra.harness import ProgramRun
@@ -86,7 +87,7 @@ def runtime_aws_env(
         **parse_settings(STAGE, {}).runtime_environment(),
         **{table.env: table.physical_name(STAGE) for table in TABLES},
         "CONNECTIONS_ENDPOINT": f"https://contract.execute-api.{REGION}.amazonaws.com/{STAGE}",
-        BY_KEY["ipHashKey"].env: "contract-hmac-key",
+        PARAMETER_ENV: parameter_name_for(f"session-management-{STAGE}"),
         BY_KEY["authIssuer"].env: ISSUER,
         BY_KEY["authAudience"].env: AUDIENCE,
         BY_KEY["authJwksUrl"].env: jwks_url,
@@ -105,6 +106,11 @@ def runtime_aws_env(
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         for table in TABLES:
             dynamodb.create_table(**table.create_table_kwargs(STAGE))
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=parameter_name_for(f"session-management-{STAGE}"),
+            Value="contract-hmac-key",
+            Type="SecureString",
+        )
         emulation.publish = True
         try:
             yield emulation

@@ -284,27 +284,49 @@ def test_tracing_off_removes_xray_everywhere():
         assert "xray:" not in actions
 
 
-def test_a_configured_ip_hash_key_is_used_and_none_is_generated():
+def _hash_key_parameter(run: ProgramRun):
+    parameter = run.one("aws:ssm/parameter:Parameter")
+    assert parameter["type"] == "SecureString"
+    assert "value" in parameter.secret_inputs  # the key stays a secret in state
+    return parameter
+
+
+def test_a_configured_ip_hash_key_is_stored_in_ssm_and_none_is_generated():
     run = run_program(
         "dev", {"ipHashKey": "s3cr3t-hmac-key-from-config"}, secret_keys=["ipHashKey"]
     )
     assert run.of_type("random:index/randomPassword:RandomPassword") == []
+    assert _hash_key_parameter(run)["value"] == "s3cr3t-hmac-key-from-config"
     for function in run.of_type("aws:lambda/function:Function"):
-        assert "environment" in function.secret_inputs  # the key stays a secret in state
-        assert function["environment"]["variables"]["IP_HASH_KEY"] == "s3cr3t-hmac-key-from-config"
+        assert "s3cr3t-hmac-key-from-config" not in json.dumps(function.inputs, default=str)
 
 
-def test_an_unset_ip_hash_key_is_generated_once_per_stack(dev):
+def test_an_unset_ip_hash_key_is_generated_once_per_stack_into_ssm(dev):
     password = dev.one("random:index/randomPassword:RandomPassword")
     assert password["length"] >= 32
-    keys = {
-        f["environment"]["variables"]["IP_HASH_KEY"]
-        for f in dev.of_type("aws:lambda/function:Function")
-    }
-    assert keys == {password["result"]}
-    assert all(
-        "environment" in f.secret_inputs for f in dev.of_type("aws:lambda/function:Function")
-    )
+    parameter = _hash_key_parameter(dev)
+    assert parameter["value"] == password["result"]
+    assert parameter["name"] == f"/{PROJECT}-dev/ip-hash-key"
+    for function in dev.of_type("aws:lambda/function:Function"):
+        variables = function["environment"]["variables"]
+        assert "IP_HASH_KEY" not in variables
+        assert variables["IP_HASH_KEY_PARAMETER"] == parameter["name"]
+        assert password["result"] not in json.dumps(function.inputs, default=str)
+
+
+def test_every_function_may_read_only_the_hash_key_parameter(dev):
+    parameter = _hash_key_parameter(dev)
+    for policy in dev.of_type("aws:iam/rolePolicy:RolePolicy"):
+        statements = policy_document(policy)["Statement"]
+        ssm = [s for s in statements if any(a.startswith("ssm:") for a in s["Action"])]
+        assert ssm == [
+            {
+                "Sid": "ReadHashKey",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter"],
+                "Resource": [parameter["arn"]],
+            }
+        ]
 
 
 def test_an_external_issuer_replaces_the_cognito_pool():

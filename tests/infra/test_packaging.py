@@ -200,7 +200,7 @@ def test_an_archive_for_this_machine_imports_every_handler_in_isolation(tmp_path
         **settings.runtime_environment(),
         **{table.env: table.physical_name("dev") for table in TABLES},
         "CONNECTIONS_ENDPOINT": "https://example.execute-api.eu-west-1.amazonaws.com/dev",
-        "IP_HASH_KEY": "test-key",
+        "IP_HASH_KEY_PARAMETER": "/session-management-dev/ip-hash-key",
     }
     result = subprocess.run(
         [

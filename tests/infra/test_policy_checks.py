@@ -19,6 +19,7 @@ TABLE_ARNS = {
 }
 LOG_GROUP = f"arn:aws:logs:{REGION_ACCOUNT}:log-group:/aws/lambda/session-management-dev-sweeper"
 CONNECTIONS = f"arn:aws:execute-api:{REGION_ACCOUNT}:a1b2c3d4e5/dev"
+HASH_KEY = f"arn:aws:ssm:{REGION_ACCOUNT}:parameter/session-management-dev/ip-hash-key"
 SWEEPER = BY_NAME["sweeper"]
 
 
@@ -28,6 +29,7 @@ def good_policy() -> dict[str, Any]:
         log_group_arn=LOG_GROUP,
         table_arns=TABLE_ARNS,
         connections_arn=CONNECTIONS,
+        hash_key_parameter_arn=HASH_KEY,
         metrics_namespace="SessionManagement",
         tracing=True,
     )
@@ -40,6 +42,7 @@ def check(policy: dict[str, Any], function: Any = SWEEPER, tracing: bool = True)
         table_arns=TABLE_ARNS,
         log_group_arn=LOG_GROUP,
         connections_arn=CONNECTIONS,
+        hash_key_parameter_arn=HASH_KEY,
         namespace="SessionManagement",
         tracing=tracing,
     )
@@ -99,7 +102,22 @@ def missing_grant(p: dict[str, Any]) -> None:
     p["Statement"] = [s for s in p["Statement"] if s["Sid"] != "SessionsTable"]
 
 
+def every_parameter(p: dict[str, Any]) -> None:
+    statement(p, "ReadHashKey")["Resource"] = [HASH_KEY.rsplit("/", 2)[0] + "/*"]
+
+
+def parameters_by_path(p: dict[str, Any]) -> None:
+    statement(p, "ReadHashKey")["Action"] = ["ssm:GetParameter", "ssm:GetParametersByPath"]
+
+
+def no_hash_key(p: dict[str, Any]) -> None:
+    p["Statement"] = [s for s in p["Statement"] if s["Sid"] != "ReadHashKey"]
+
+
 BREAKAGES: list[Callable[[dict[str, Any]], None]] = [
+    every_parameter,
+    parameters_by_path,
+    no_hash_key,
     wildcard_action,
     any_table,
     other_table,

@@ -27,6 +27,7 @@ ROLE = "aws:iam/role:Role"
 TABLE = "aws:dynamodb/table:Table"
 API = "aws:apigatewayv2/api:Api"
 STAGE_TYPE = "aws:apigatewayv2/stage:Stage"
+PARAMETER = "aws:ssm/parameter:Parameter"
 COMPONENTS = {
     "session-management:components:MonitoredFunction",
     "session-management:components:SessionApi",
@@ -190,7 +191,9 @@ def test_function_environment_carries_settings_tables_endpoint_key_and_auth(stac
     assert env["CONNECTIONS_ENDPOINT"] == (
         f"https://{api.id}.execute-api.{region}.amazonaws.com/{run.stack}"
     )
-    assert len(env[BY_KEY["ipHashKey"].env]) >= 32
+    # The HMAC key is in SSM, never in the environment: only the parameter's name is.
+    assert BY_KEY["ipHashKey"].env not in env
+    assert env["IP_HASH_KEY_PARAMETER"] == run.one(PARAMETER)["name"]
     pool = run.one("aws:cognito/userPool:UserPool")
     client = run.one("aws:cognito/userPoolClient:UserPoolClient")
     issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool.id}"
@@ -245,6 +248,7 @@ def policy_violations(run: ProgramRun, function: Function) -> list[str]:
         },
         log_group_arn=run.one(LOG_GROUP, name=f"/aws/lambda/{resource['name']}")["arn"],
         connections_arn=f"{api['executionArn']}/{run.stack}",
+        hash_key_parameter_arn=run.one(PARAMETER)["arn"],
         namespace=settings.metricsNamespace,
         tracing=settings.tracing,
     )

@@ -7,6 +7,7 @@ notifications CloudWatch would send are read back as a subscriber receives them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -23,7 +24,7 @@ from local.process import project_root
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES
 from runtime.settings import PROJECT, parse_settings
-from tests.local.local_support import aws_client, launch
+from tests.local.local_support import aws_client, launch, open_ws, request
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ MAX_ACTIVE_SESSIONS = 20  # the active-sessions drill opens 18 sessions, not 90
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    yield from launch(
+    for running in launch(
         tmp_path_factory.mktemp("drills"),
         "drills",
         "--alarm-time-scale",
@@ -40,7 +41,17 @@ def stack(tmp_path_factory):
         "--set",
         f"maxActiveSessions={MAX_ACTIVE_SESSIONS}",
         "--quiet",
-    )
+    ):
+        # One request first, so the functions have logged whichever of this module's tests
+        # a pytest-xdist worker runs (the teardown checks every stdout line).
+        asyncio.run(_heartbeat_once(running.url))
+        yield running
+
+
+async def _heartbeat_once(url: str) -> None:
+    ws = await open_ws(url)
+    assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
+    await ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +115,17 @@ def test_bad_faults_are_refused_with_the_reason(stack):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "'kind' must be one of error, slow" in refused.value.read().decode()
+    assert get(stack, "/_local/faults") == []
+    # Another site's page cannot take the stack down through the developer's browser.
+    foreign = urllib.request.Request(
+        f"http://127.0.0.1:{stack.port}/_local/faults",
+        data=json.dumps({"service": "dynamodb", "kind": "error"}).encode(),
+        method="POST",
+        headers={"Origin": "http://evil.example"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(foreign, timeout=10)
+    assert refused.value.code == 403
     assert get(stack, "/_local/faults") == []
 
 
@@ -171,3 +193,17 @@ def test_drill_list_names_every_drill():
         check=True,
     )
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(DRILLS)
+
+
+def test_a_drill_without_a_stack_says_how_to_start_one(unused_port):
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "drill", "server-errors", "--port", str(unused_port)],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"no local stack on port {unused_port}" in result.stderr
+    assert "--alarm-time-scale 60" in result.stderr

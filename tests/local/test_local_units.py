@@ -137,16 +137,18 @@ def test_function_environment_renders_every_contract(tmp_path):
         issuer="iss",
         audience="aud",
         jwks_url="http://127.0.0.1:8080/.well-known/jwks.json",
-        ip_hash_key="k",
+        ip_hash_key_parameter="/session-management-dev/ip-hash-key",
     )
     for setting in SETTINGS:
-        if setting.runtime:
+        if setting.runtime and not setting.secret:
             assert setting.env in env
     assert env["MAX_ACTIVE_SESSIONS"] == "3" and env["STAGE"] == "dev"
     for table in TABLES:
         assert env[table.env] == table.physical_name("dev")
     assert env["CONNECTIONS_ENDPOINT"] == "http://127.0.0.1:8080/dev"
-    assert env["IP_HASH_KEY"] == "k"
+    # The key is in the embedded SSM, as on AWS; the environment only names it.
+    assert "IP_HASH_KEY" not in env
+    assert env["IP_HASH_KEY_PARAMETER"] == "/session-management-dev/ip-hash-key"
     assert (env["AUTH_ISSUER"], env["AUTH_AUDIENCE"]) == ("iss", "aud")
     assert env["AUTH_JWKS_URL"].endswith("/.well-known/jwks.json")
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"

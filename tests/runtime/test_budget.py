@@ -17,6 +17,7 @@ import pytest
 
 from runtime import aws as runtime_aws
 from runtime import budget
+from runtime.config import config
 from runtime.handlers import connect, heartbeat
 from tests.runtime.helpers_lifecycle import heartbeat_event, log_lines
 from tests.support.lambda_events import LambdaContext, connect_event, new_connection_id, reply
@@ -46,7 +47,12 @@ def hanging_aws(runtime_env, monkeypatch) -> Iterator[None]:
         runtime_aws.reset_clients()
 
 
-def test_a_heartbeat_gets_503_before_its_time_runs_out(hanging_aws, capsys) -> None:
+@pytest.mark.parametrize("transport", ["api", "emf"])
+def test_a_heartbeat_gets_503_before_its_time_runs_out(
+    hanging_aws, capsys, monkeypatch, transport
+) -> None:
+    monkeypatch.setenv("METRICS_TRANSPORT", transport)
+    config.cache_clear()
     context = TimedContext(seconds=4.5)
     response = heartbeat.handler(heartbeat_event(new_connection_id()), context)
     assert time.monotonic() < context.deadline, "the reply came after the function's timeout"
@@ -55,7 +61,14 @@ def test_a_heartbeat_gets_503_before_its_time_runs_out(hanging_aws, capsys) -> N
     lines = log_lines(capsys.readouterr().out)
     failed = next(line for line in lines if line.get("errorCode") == "SERVICE_UNAVAILABLE")
     assert "budget" in failed["errorMessage"]
-    assert any(line.get("errorCode") == "METRICS_PUBLISH_FAILED" for line in lines)
+    published = [line for line in lines if line.get("errorCode") == "METRICS_PUBLISH_FAILED"]
+    if transport == "api":  # the final PutMetricData is refused too, not left to time out
+        (line,) = published
+        assert "budget" in line["errorMessage"]
+    else:  # EMF: no call to refuse, the 503 is counted in the invocation's own log line
+        assert published == []
+        (emf,) = [line for line in lines if "_aws" in line]
+        assert emf["ServerErrors"] == 1
 
 
 def test_a_handshake_gets_503_not_a_timeout(hanging_aws) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from botocore.exceptions import ClientError
 
@@ -69,13 +67,12 @@ def test_fan_out_isolates_gone_and_failing_connections(aws, connections) -> None
 def test_fan_out_posts_concurrently_on_a_bounded_pool(aws, connections) -> None:
     connections.delay_s = 0.05
     ids = [f"L{i:03d}=" for i in range(96)]
-    started = time.perf_counter()
     result = fanout.fan_out(ids, MESSAGE)
-    elapsed = time.perf_counter() - started
 
     assert len(result.delivered) == 96
-    assert 1 < connections.max_in_flight <= fanout.MAX_WORKERS
-    assert elapsed < 96 * 0.05 / 4  # far from one post after another
+    # Far from one post after another: at least 4 held at once (counted by the server, not
+    # timed, so a loaded machine cannot fail it), never more than the pool.
+    assert 4 <= connections.max_in_flight <= fanout.MAX_WORKERS
 
 
 def test_fan_out_posts_each_connection_once_and_nothing_for_none(aws, connections) -> None:

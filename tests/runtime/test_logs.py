@@ -15,12 +15,12 @@ import boto3
 import pytest
 
 from runtime import invocation, store
-from runtime.config import config
 from runtime.handlers import connect, create_session, default, join_session
+from runtime.hash_key import ip_hash_key
 from runtime.hashing import connection_hash, ip_hash
 from tests.runtime.helpers_entry import Issuer, claims, closed_port, sign, use_jwks_url
 from tests.support.lambda_events import LambdaContext, connect_event, message_event
-from tests.support.runtime_env import STAGE
+from tests.support.runtime_env import STAGE, put_hash_key
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 LEVELS = {"DEBUG", "INFO", "WARN", "ERROR"}
@@ -274,8 +274,8 @@ def test_hashes_are_keyed(runner: Runner, aws: None, monkeypatch: pytest.MonkeyP
         assert correlation not in hashlib.sha256(plain.encode()).hexdigest()
     assert store.get_connection(cid)["ipHash"] == logged_ip_hash
 
-    monkeypatch.setenv("IP_HASH_KEY", "a-different-stack-secret")
-    config.cache_clear()
+    put_hash_key("a-different-stack-secret")
+    ip_hash_key.cache_clear()  # a new cold start reads it
     run = runner(connect.handler, connect_event("KeyedHash002=", ip=ip))
     assert run.last["userContext"]["ipHash"] != logged_ip_hash
     assert run.last["userContext"]["ipHash"] == ip_hash(ip)

@@ -14,12 +14,13 @@ from runtime import aws as runtime_aws
 from runtime import rate_limits
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
+from runtime.hash_key import ip_hash_key
 from runtime.invocation import Invocation
 from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability import logs
 from runtime.observability.metrics import MetricsBuffer
 from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect
-from tests.support.runtime_env import STAGE
+from tests.support.runtime_env import STAGE, put_hash_key
 
 TABLE = f"session-management-{STAGE}-RateLimits"
 IP = "203.0.113.9"
@@ -102,8 +103,10 @@ def test_key_shape_hashing_and_ttl(aws: None) -> None:
 
 def test_hash_depends_on_the_stack_key(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     first = rate_limits.identifier("connect", "ip", IP, WINDOW_START)
-    monkeypatch.setenv("IP_HASH_KEY", "another-stack-key")
-    config.cache_clear()
+    put_hash_key("another-stack-key")
+    # Read once per cold start: the running process keeps the key it started with…
+    assert rate_limits.identifier("connect", "ip", IP, WINDOW_START) == first
+    ip_hash_key.cache_clear()  # …and the next cold start reads the new one.
     assert rate_limits.identifier("connect", "ip", IP, WINDOW_START) != first
 
 

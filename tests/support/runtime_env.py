@@ -8,11 +8,12 @@ from runtime.tables import TABLES
 
 STAGE = "test"
 IP_HASH_KEY = "test-hmac-key-0123456789"
+IP_HASH_KEY_PARAMETER = f"/session-management-{STAGE}/ip-hash-key"
 SOURCE_IP = "203.0.113.77"
 
 ENV = {
     "STAGE": STAGE,
-    "IP_HASH_KEY": IP_HASH_KEY,
+    "IP_HASH_KEY_PARAMETER": IP_HASH_KEY_PARAMETER,
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -24,8 +25,16 @@ ENV = {
 }
 
 
+def put_hash_key(value: str = IP_HASH_KEY) -> None:
+    """The stack's HMAC key as the SecureString parameter the functions read (as deployed)."""
+    boto3.client("ssm").put_parameter(
+        Name=IP_HASH_KEY_PARAMETER, Value=value, Type="SecureString", Overwrite=True
+    )
+
+
 def create_tables() -> None:
-    """The service's tables, as the stack defines them, with TTL on."""
+    """The service's tables, as the stack defines them, with TTL on, and its HMAC key."""
+    put_hash_key()
     ddb = boto3.client("dynamodb")
     for table in TABLES:
         ddb.create_table(**table.create_table_kwargs(STAGE))
