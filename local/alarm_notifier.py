@@ -1,5 +1,8 @@
 """What an alarm transition does locally: one line on stderr and a message to the SNS topic.
 
+At start-up every alarm leaves INSUFFICIENT_DATA; those that go to OK are summarised in one
+stderr line (they would push the banner out of view) but still published, as CloudWatch does.
+
 The message is the JSON document CloudWatch publishes to an alarm's SNS actions, so whatever
 a subscriber does with real notifications (a chat bot, a pager integration) can be tried
 against the local stack's alarm topic.
@@ -14,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local import console
-from local.alarm_evaluator import ALARM, OK, Transition
+from local.alarm_evaluator import ALARM, INSUFFICIENT_DATA, OK, STATES, Transition
 from runtime.alarms import LOW_SAMPLE_PERCENTILES, StackAlarm
 
 # moto's account; the local stack has no other.
@@ -94,6 +97,17 @@ def transition_line(transition: Transition, time_scale: float) -> str:
         f"alarm {mark} {transition.alarm.name}: {transition.old_state} -> "
         f"{transition.new_state}{scale}: {transition.reason}"
     )
+
+
+def is_settling(transition: Transition) -> bool:
+    """An alarm leaving its initial INSUFFICIENT_DATA for OK: news to nobody at start-up."""
+    return transition.old_state == INSUFFICIENT_DATA and transition.new_state == OK
+
+
+def settled_line(states: list[str], alarms_url: str) -> str:
+    """The one stderr line for the first evaluation, e.g. ``alarms  14 evaluated: 14 OK  URL``."""
+    counts = ", ".join(f"{states.count(s)} {s}" for s in STATES if states.count(s))
+    return f"alarms  {len(states)} evaluated: {counts or 'none'}  {alarms_url}"
 
 
 @dataclass

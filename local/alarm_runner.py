@@ -2,7 +2,8 @@
 
 Every ``tick`` the evaluator recomputes the alarms from the metric store (in memory, cheap);
 each transition is announced on stderr at once and published to the SNS alarm topic by one
-worker thread, so notifications leave in the order the transitions happened.
+worker thread, so notifications leave in the order the transitions happened. The first
+evaluation's INSUFFICIENT_DATA -> OK transitions share one summary line on stderr.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from local import console
 from local.alarm_evaluator import AlarmEvaluator
-from local.alarm_notifier import AlarmNotifier
+from local.alarm_notifier import AlarmNotifier, is_settling, settled_line
 from local.background import cancel_and_wait
 
 
 class AlarmRunner:
-    def __init__(self, evaluator: AlarmEvaluator, notifier: AlarmNotifier) -> None:
+    def __init__(self, evaluator: AlarmEvaluator, notifier: AlarmNotifier, alarms_url: str) -> None:
         self.evaluator = evaluator
         self.notifier = notifier
+        self.alarms_url = alarms_url
+        self._evaluated = False
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-sns")
         self._task: asyncio.Task[None] | None = None
 
@@ -33,8 +36,14 @@ class AlarmRunner:
 
     def evaluate_now(self) -> None:
         loop = asyncio.get_running_loop()
-        for transition in self.evaluator.evaluate():
-            self.notifier.announce(transition)
+        transitions = self.evaluator.evaluate()
+        first, self._evaluated = not self._evaluated, True
+        if first:
+            states = [alarm["state"] for alarm in self.evaluator.states()]
+            console.say(settled_line(states, self.alarms_url))
+        for transition in transitions:
+            if not (first and is_settling(transition)):
+                self.notifier.announce(transition)
             loop.run_in_executor(self._publisher, self.notifier.publish, transition)
 
     async def _loop(self) -> None:

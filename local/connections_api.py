@@ -10,7 +10,9 @@ gateway's ``http://127.0.0.1:{port}/{stage}``:
 * ``DELETE`` (DeleteConnection): closes the connection (``$disconnect`` follows); 204.
 
 An unknown, closing, closed or still-connecting ID is 410 with ``x-amzn-errortype:
-GoneException``, as on AWS. Request signatures are not checked.
+GoneException``, as on AWS. Request signatures are not checked; instead
+``local.loopback`` refuses any request that is not from this machine (foreign Host, Origin
+or Sec-Fetch-Site: 403 ForbiddenException).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The one guard of the local-only endpoints (every path under ``/_local/``).
+"""The one guard of the local-only endpoints (every path under ``/_local/``) and of the
+@connections API (``/{stage}/@connections/{id}``).
 
 The gateway listens on 127.0.0.1, but a web page can still reach it through the developer's
 browser: directly (a cross-site request) or by DNS rebinding (a name the attacker controls,
@@ -12,6 +13,12 @@ to a local-only path whose
 
 New local-only routes (``/_local/console``, ``/_local/alarms``, …) are guarded by being
 under ``LOCAL_PREFIX``; nothing else to remember.
+
+The @connections API gets the same guard: on AWS it needs a SigV4 signature, here it has
+none, so a rebinding page could otherwise post to or delete any connection whose ID it
+learnt. boto3's ``apigatewaymanagementapi`` client and the AWS CLI, pointed at
+``http://127.0.0.1:PORT/{stage}``, send ``Host: 127.0.0.1:PORT`` and no Origin: they pass.
+The refusal carries ``x-amzn-errortype: ForbiddenException`` so SDKs read it as AWS's 403.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from aiohttp import web
 from local import console
 
 LOCAL_PREFIX = "/_local/"
+CONNECTIONS_SEGMENT = "@connections"
 _FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,12 +76,23 @@ def refusal(request: web.BaseRequest) -> str | None:
     return None
 
 
+def is_guarded(path: str) -> bool:
+    """True for the paths only this machine may call: ``/_local/…`` and @connections."""
+    return path.startswith(LOCAL_PREFIX) or CONNECTIONS_SEGMENT in path.split("/")
+
+
 @web.middleware
 async def loopback_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse foreign requests to ``/_local/…`` before any handler sees them."""
-    if request.path.startswith(LOCAL_PREFIX):
+    """Refuse foreign requests to guarded paths before any handler sees them."""
+    if is_guarded(request.path):
         why = refusal(request)
         if why is not None:
-            console.say(f"! refused {request.method} {request.path}: {why}")
-            return web.json_response({"message": f"local tools only: {why}"}, status=403)
+            # The path may hold a connection ID, which is never printed.
+            where = request.path if request.path.startswith(LOCAL_PREFIX) else CONNECTIONS_SEGMENT
+            console.say(f"! refused {request.method} {where}: {why}")
+            return web.json_response(
+                {"message": f"local tools only: {why}"},
+                status=403,
+                headers={"x-amzn-errortype": "ForbiddenException"},
+            )
     return await handler(request)

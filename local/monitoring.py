@@ -65,8 +65,9 @@ class LocalMonitoring:
         except Exception as error:  # a malformed request is moto's to refuse, not ours
             console.say(f"! could not record metric data: {error!r}")
 
-    def start(self, aws: EmbeddedAws, invoker: LambdaInvoker) -> None:
-        """Once the environment is set and the tables exist: topic, hooks, evaluator."""
+    def start(self, aws: EmbeddedAws, invoker: LambdaInvoker, alarms_url: str) -> None:
+        """Once the environment is set and the tables exist: topic, hooks, evaluator
+        (``alarms_url``: where the stack serves the alarms, named on stderr)."""
         stack = self.config.stack
         self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
         from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
@@ -87,7 +88,7 @@ class LocalMonitoring:
             time_scale=self.time_scale,
             configured_at=time.time(),
         )
-        self.runner = AlarmRunner(self.evaluator, notifier)
+        self.runner = AlarmRunner(self.evaluator, notifier, alarms_url)
         self.runner.start()
 
     def routes(self) -> list[web.RouteDef]:

@@ -29,6 +29,7 @@ from local.gateway import Gateway, GatewayOptions
 from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.live_connections import live_connections
 from local.monitoring import LocalMonitoring, alarm_topic_name
+from local.monitoring_routes import ALARMS_PATH
 from local.scheduler import Scheduler
 from local.supervisor import AwsSupervisor
 from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
@@ -174,7 +175,7 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
-        self.monitoring.start(self.aws, self.invoker)
+        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
             console.say(f"! handler not importable yet: {line}")
@@ -316,7 +317,7 @@ class LocalStack:
                 if opts.alarm_time_scale != 1
                 else ""
             )
-            + f": http://{opts.host}:{port}/_local/alarms",
+            + f": http://{opts.host}:{port}{ALARMS_PATH}",
             f"  speaker token (user '{BANNER_USER}', valid {DEFAULT_TTL_S // 60} min):",
             token,
             f"  try:  {CLI} speak{url}",

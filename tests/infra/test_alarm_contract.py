@@ -339,7 +339,8 @@ def client_caused_errors(count_by_code: dict[str, int]) -> list[dict[str, Any]]:
     for i in range(count_by_code["INVALID_SESSION_ID"]):
         body = {"action": "joinSession", "sessionId": "no such thing", "targetLanguage": "es"}
         message(join_session, f"Client{i:09d}=", "198.51.100.52", body)
-    # One address joining an unknown session: refused until its limit, then rate-limited.
+    # One address joining an unknown session: refused until its failed-lookup budget
+    # (sessionLookupFailuresPerMinute) is spent, then rate-limited.
     joins = count_by_code["SESSION_NOT_FOUND"] + count_by_code["RATE_LIMIT_EXCEEDED (join)"]
     for i in range(joins):
         body = {"action": "joinSession", "sessionId": "quiet-lake-555", "targetLanguage": "es"}
@@ -363,8 +364,8 @@ def test_a_burst_of_1000_client_caused_error_replies_pages_no_one(
         "INVALID_MESSAGE": 240,
         "INVALID_ACTION": 250,
         "INVALID_SESSION_ID": 150,
-        "SESSION_NOT_FOUND": config().listenerJoinsPerMinute,
-        "RATE_LIMIT_EXCEEDED (join)": 150,
+        "SESSION_NOT_FOUND": config().sessionLookupFailuresPerMinute,
+        "RATE_LIMIT_EXCEEDED (join)": 155,
         "UNAUTHORIZED": 100,
         "RATE_LIMIT_EXCEEDED (connect)": 100,
     }

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from local.alarm_evaluator import ALARM, INSUFFICIENT_DATA, OK, AlarmEvaluator, decide
 from local.alarm_notifier import AlarmNotifier, sns_message, subject
+from local.alarm_runner import AlarmRunner
 from local.metric_store import MetricStore, Sample, percentile, statistic
 from runtime.alarms import BY_SLUG, StackAlarm, resolve, stack_alarms
 from runtime.settings import parse_settings
@@ -298,3 +301,56 @@ def test_a_plain_statistic_is_spelled_as_cloudwatch_does():
     assert trigger["StatisticType"] == "Statistic" and trigger["Statistic"] == "MAXIMUM"
     assert trigger["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert trigger["Threshold"] == 90.0
+
+
+ALARMS_URL = "http://127.0.0.1:8080/_local/alarms"
+
+
+def test_the_start_up_settling_is_one_stderr_line_and_every_later_transition_its_own(capsys):
+    quiet = alarm("dependency-failures")  # notBreaching: OK at the first evaluation
+    waiting = alarm("server-errors", treat_missing_data="missing")  # stays INSUFFICIENT_DATA
+    broken = alarm("active-sessions", treat_missing_data="breaching")  # ALARM at once
+    clock = Clock()
+    store = MetricStore(clock=clock)
+    ev = AlarmEvaluator([quiet, waiting, broken], store, origin=T0, clock=clock)
+    published: list[dict] = []
+    notifier = AlarmNotifier("us-east-1", "arn:topic", lambda **kw: published.append(kw))
+    runner = AlarmRunner(ev, notifier, ALARMS_URL)
+
+    async def evaluate_at(*moments: float) -> None:
+        for moment in moments:
+            clock.now = moment
+            runner.evaluate_now()
+        await runner.stop()  # waits for the SNS worker
+
+    asyncio.run(evaluate_at(T0 + 1))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith(
+        f"alarms  3 evaluated: 1 OK, 1 ALARM, 1 INSUFFICIENT_DATA  {ALARMS_URL}"
+    )
+    # The OK one is only counted; an alarm firing at start-up is news and gets its own line.
+    assert len(lines) == 2 and f"alarm !! {broken.name}: INSUFFICIENT_DATA -> ALARM" in lines[1]
+    # SNS and the history get every transition, as CloudWatch sends them.
+    sent = [json.loads(p["Message"]) for p in published]
+    assert [(m["AlarmName"], m["NewStateValue"]) for m in sent] == [
+        (quiet.name, OK),
+        (broken.name, ALARM),
+    ]
+    assert [(t["name"], t["to"]) for t in ev.history()] == [(quiet.name, OK), (broken.name, ALARM)]
+
+    # Later transitions, INSUFFICIENT_DATA -> OK included, are each printed.
+    published.clear()
+    runner = AlarmRunner(ev, notifier, ALARMS_URL)
+    runner._evaluated = True  # the same stack, past its first evaluation
+    store.add(NS, "DependencyFailures", STAGE, [1.0] * 21, timestamp=T0 + 310)
+    store.add(NS, "ServerErrors", STAGE, [0.0], timestamp=T0 + 310)
+    asyncio.run(evaluate_at(T0 + 600, T0 + 900))
+    lines = capsys.readouterr().err.splitlines()
+    shown = [re.search(r"alarm (\S+) (\S+): (\S+) -> (\S+):", line).groups() for line in lines]
+    assert shown == [
+        ("!!", quiet.name, OK, ALARM),
+        ("ok", waiting.name, INSUFFICIENT_DATA, OK),
+        ("ok", quiet.name, ALARM, OK),
+        ("..", waiting.name, OK, INSUFFICIENT_DATA),
+    ], lines
+    assert len(published) == 4

@@ -161,6 +161,26 @@ def test_the_drill_fires_its_alarm_and_clears_it(stack, alarm_queue, name):
     assert get(stack, "/_local/faults") == []
 
 
+def test_stderr_summarises_the_start_up_settling_and_prints_every_later_transition(stack):
+    alarms_url = f"http://127.0.0.1:{stack.port}/_local/alarms"
+    count = len(get(stack, "/_local/alarms"))
+    deadline = time.monotonic() + 30
+    while "evaluated: " not in stack.stderr().split("Ctrl-C stops.", 1)[1]:
+        assert time.monotonic() < deadline, stack.stderr()
+        time.sleep(0.2)
+    after_banner = stack.stderr().split("Ctrl-C stops.", 1)[1]
+    # One line for the first evaluation (every alarm leaves INSUFFICIENT_DATA), not one each.
+    (summary,) = re.findall(rf"^\S+ alarms  {count} evaluated: .*$", after_banner, re.MULTILINE)
+    assert summary.endswith(f"  {alarms_url}") and f"{count} OK" in summary, summary
+    assert "INSUFFICIENT_DATA -> OK" not in after_banner
+    # Every later transition (those of the drills, when they ran first) has its own line.
+    history = get(stack, "/_local/alarms/history")
+    later = [t for t in history if t["from"] != "INSUFFICIENT_DATA"]
+    for transition in later:
+        line = f"{transition['name']}: {transition['from']} -> {transition['to']} (time ×60)"
+        assert line in after_banner, (line, after_banner)
+
+
 def test_every_invocation_reaches_the_embedded_cloudwatch_as_lambda_metrics(stack):
     cloudwatch = aws_client(stack, "cloudwatch")
     reporter = f"{PROJECT}-dev-metrics-reporter"  # runs every second at time ×60

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -334,6 +335,61 @@ def test_connections_api_gone_semantics_via_boto3(stack):
             )
         with pytest.raises(api.exceptions.GoneException):
             await asyncio.to_thread(api.delete_connection, ConnectionId="ZZZZZZZZZZZZZZZ=")
+        await spk.close()
+
+    run(scenario())
+
+
+def _raw_request(port: int, method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=b'{"type":"forged"}', headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("x-amzn-errortype") or ""
+    finally:
+        conn.close()
+
+
+FOREIGN_CALLERS = [
+    {"Host": "evil.example:{port}"},
+    {"Host": "evil.example"},
+    {"Host": "127.0.0.1.nip.io:{port}"},
+    {"Host": "127.0.0.1:{port}", "Origin": "http://evil.example"},
+    {"Host": "127.0.0.1:{port}", "Sec-Fetch-Site": "cross-site"},
+]
+
+
+def test_connections_api_refuses_foreign_callers_and_serves_boto3(stack):
+    """A DNS-rebinding or cross-site page cannot post to or delete a connection (AWS would
+    want a SigV4 signature); boto3 pointed at 127.0.0.1 still can."""
+    api = management_client(stack.connections_url)
+    stage_path = urllib.parse.urlsplit(stack.connections_url).path.rstrip("/")
+
+    async def scenario() -> None:
+        spk, session_id = await speaker(stack.url, stack.token(user()))
+        ws, _ = await listener(stack.url, session_id)
+        (connection_id,) = await asyncio.to_thread(connection_ids_of, stack, session_id)
+        quoted = urllib.parse.quote(connection_id, safe="")
+        paths = [f"{stage_path}/@connections/{quoted}", f"{stage_path}/%40connections/{quoted}"]
+        for headers in FOREIGN_CALLERS:
+            sent = {name: value.format(port=stack.port) for name, value in headers.items()}
+            for method in ("POST", "DELETE", "GET"):
+                for path in paths:
+                    status, kind = await asyncio.to_thread(
+                        _raw_request, stack.port, method, path, sent
+                    )
+                    assert (status, kind) == (403, "ForbiddenException"), (method, path, sent)
+
+        # Nothing forged arrived and the connection is still open: boto3's post is the
+        # first message the listener gets.
+        await asyncio.to_thread(
+            api.post_to_connection, ConnectionId=connection_id, Data=b'{"type":"hello"}'
+        )
+        assert await next_message(ws) == {"type": "hello"}
+        await asyncio.to_thread(api.delete_connection, ConnectionId=connection_id)
+        with pytest.raises(ConnectionClosed):
+            await next_message(ws)
         await spk.close()
 
     run(scenario())
