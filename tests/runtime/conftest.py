@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -89,6 +90,31 @@ def aws_server(
     cloudwatch_logs.publish = True
     yield moto_server
     cloudwatch_logs.publish = False
+
+
+@pytest.fixture
+def unhurried(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Exact counts under concurrency, on a machine that may be overloaded: no AWS call
+    times out and no invocation runs short of time.
+
+    Dozens of threads queue on one serialised moto server, and under full-suite load a
+    request can wait past botocore's 2 s read timeout: botocore then retries a
+    ``listenerCount`` ADD that was already applied (counted twice: a real bug, pinned by
+    ``test_join_races.py::test_a_join_whose_count_response_is_lost_is_counted_once``), and
+    ``runtime.budget`` refuses calls of an invocation that has run for 6 of its 10 s. Both
+    are timing; what these tests check is the ordering of conditional writes.
+    """
+    unhurried_config = Config(
+        retries=runtime_aws.RETRIES,  # type: ignore[arg-type]
+        connect_timeout=runtime_aws.CONNECT_TIMEOUT_S,
+        read_timeout=120,
+        max_pool_connections=runtime_aws.CLIENT_CONFIG.max_pool_connections,
+    )
+    monkeypatch.setattr(runtime_aws, "CLIENT_CONFIG", unhurried_config)
+    monkeypatch.setattr(LambdaContext, "get_remaining_time_in_millis", lambda _self: 900_000)
+    runtime_aws.reset_clients()
+    yield
+    runtime_aws.reset_clients()
 
 
 @pytest.fixture

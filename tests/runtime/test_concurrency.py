@@ -12,10 +12,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from runtime import store
 from runtime.handlers import disconnect
 from tests.runtime.helpers_lifecycle import set_env
 from tests.support.lambda_events import LambdaContext, disconnect_event
+
+# Timing is not under test here: see the ``unhurried`` fixture.
+pytestmark = pytest.mark.usefixtures("unhurried")
 
 WORKERS = 32
 TIMEOUT_S = 120

@@ -226,7 +226,7 @@ def test_unexpected_failure_is_internal_error(
 
 
 def test_concurrent_creates_on_one_connection_give_it_one_role(
-    aws_server: str, race_prone: None
+    aws_server: str, race_prone: None, unhurried: None
 ) -> None:
     # Several may pass the role check on read; the transaction lets exactly one through.
     with ThreadPoolExecutor(max_workers=4) as pool:

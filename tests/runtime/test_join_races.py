@@ -7,14 +7,16 @@ liveness, so the sweeper never closes a connection that heartbeats (issue 9, ite
 from __future__ import annotations
 
 import threading
+import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
 from runtime import aws as runtime_aws
 from runtime import store
-from runtime.aws import RETRIES
 from runtime.handlers import disconnect, heartbeat, refresh_connection, sweeper
 from tests.runtime.helpers_lifecycle import Service, heartbeat_event, set_env
 from tests.support.lambda_events import LambdaContext, disconnect_event, message_event, reply
@@ -87,17 +89,15 @@ def test_a_listener_refresh_after_its_disconnect_counts_nothing(aws, service: Se
 
 
 def test_joins_racing_their_disconnects_concurrently_leave_no_count_and_no_record(
-    aws_server, service: Service, monkeypatch: pytest.MonkeyPatch
+    aws_server, service: Service, unhurried: None
 ) -> None:
     """30 clients each send joinSession and drop at once: the join and the $disconnect run
     as concurrent Lambdas, in whatever order the threads fall.
 
-    A long read timeout keeps an overloaded test machine out of the picture: a timed-out
-    ``ADD`` that botocore retries is applied twice, which would skew the count for a reason
-    that has nothing to do with the ordering under test.
+    ``unhurried`` keeps an overloaded test machine out of the picture: a timed-out ``ADD``
+    that botocore retries is applied twice (the bug pinned by the lost-response test), and a
+    slow invocation's budget refuses its give-back; neither is the ordering under test.
     """
-    monkeypatch.setattr(runtime_aws, "CLIENT_CONFIG", Config(read_timeout=60, retries=RETRIES))
-    runtime_aws.reset_clients()
     _, session_id = service.start_session()
     clients = [service.connect() for _ in range(30)]
     start = threading.Barrier(len(clients) * 2)
@@ -116,6 +116,45 @@ def test_joins_racing_their_disconnects_concurrently_leave_no_count_and_no_recor
 
     assert all("statusCode" in r or r["type"] in ("sessionJoined", "error") for r in results)
     assert_no_trace(session_id, *clients)
+
+
+def _lose_the_first_response(operation_marker: bytes) -> tuple[Callable[..., Any], list[int]]:
+    """A ``before-send`` hook: the first request whose body holds ``operation_marker`` reaches
+    the server and is applied, then its response is lost (a read timeout, as on an overloaded
+    network); botocore retries it like any timeout."""
+    lost: list[int] = []
+
+    def hook(request: Any, **_kwargs: Any) -> None:
+        body = request.body if isinstance(request.body, bytes) else (request.body or b"")
+        if lost or operation_marker not in body:
+            return None
+        forwarded = urllib.request.Request(
+            request.url, data=body, headers=dict(request.headers), method=request.method
+        )
+        urllib.request.urlopen(forwarded, timeout=30).read()  # applied on the server
+        lost.append(1)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    return hook, lost
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, not fixed: listenerCount is an ADD, not idempotent; botocore retries it "
+    "after a lost response and the join is counted twice until the sweeper corrects the drift",
+)
+def test_a_join_whose_count_response_is_lost_is_counted_once(aws_server, service: Service) -> None:
+    _, session_id = service.start_session()
+    cid = service.connect()
+    hook, lost = _lose_the_first_response(b"ADD listenerCount :one")
+    runtime_aws.dynamodb().meta.events.register_first("before-send", hook)
+
+    answer = service.join(cid, session_id)
+
+    assert lost == [1]  # the lost response happened, and botocore retried the write
+    assert answer["type"] == "sessionJoined"
+    assert store.count_listeners(session_id) == 1
+    assert store.get_session(session_id)["listenerCount"] == 1
 
 
 # ---------------------------------------------------------------------------- item 3: liveness

@@ -224,7 +224,7 @@ def test_unexpected_failure_is_internal_error(
 
 
 def test_concurrent_joins_never_exceed_the_cap(
-    aws_server: str, monkeypatch: pytest.MonkeyPatch, race_prone: None
+    aws_server: str, monkeypatch: pytest.MonkeyPatch, race_prone: None, unhurried: None
 ) -> None:
     monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", "5")
     config.cache_clear()

@@ -176,7 +176,9 @@ def test_unknown_scope_is_a_programming_error(aws: None) -> None:
         rate_limits.enforce(_inv(), "connect", "planet", IP, 1, 60)
 
 
-def test_concurrent_checks_never_exceed_the_limit(aws_server: str, race_prone: None) -> None:
+def test_concurrent_checks_never_exceed_the_limit(
+    aws_server: str, race_prone: None, unhurried: None
+) -> None:
     # Against the moto server: rounds of 40 simultaneous checks against a limit of 7.
     def attempt(value: str) -> bool:
         try:
