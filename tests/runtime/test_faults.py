@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 from botocore.stub import Stubber
 
 from runtime import aws as runtime_aws
@@ -64,6 +65,20 @@ def _leave(connection_id: str) -> dict[str, Any]:
     return disconnect.handler(disconnect_event(connection_id), LambdaContext())
 
 
+def _record_retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every backoff botocore schedules between attempts (seconds): what a request spends
+    waiting on retries, known without a stopwatch (a loaded machine adds its own delays)."""
+    waits: list[float] = []
+    schedule = ExponentialBackoff.delay_amount
+
+    def recording(self: ExponentialBackoff, context: Any) -> float:
+        waits.append(schedule(self, context))
+        return waits[-1]
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", recording)
+    return waits
+
+
 def _error_lines(out: str, code: str) -> list[dict[str, Any]]:
     return [line for line in log_lines(out) if line.get("errorCode") == code]
 
@@ -92,21 +107,23 @@ def test_the_worst_case_retry_time_fits_every_function_timeout(runtime_env) -> N
 
 
 def test_a_throttled_refresh_retries_then_replies_503_and_writes_nothing(
-    issuer, connections, capsys
+    issuer, connections, capsys, monkeypatch
 ) -> None:
     _, session_id = start_session(issuer, "alice")
     new = new_listener()
     capsys.readouterr()
+    waits = _record_retry_waits(monkeypatch)
     with faults(runtime_aws.dynamodb()) as injected, aws_calls() as calls:
         injected.fail("TransactWriteItems", THROTTLED)
-        started = time.monotonic()
         message = refresh(new, session_id, "listener", "es")
-        elapsed = time.monotonic() - started
 
     assert (message["code"], message["status"]) == ("SERVICE_UNAVAILABLE", 503)
     assert message["details"] == {"retryable": True}
     assert injected.attempts["TransactWriteItems"] == _attempts()  # retried, but bounded
-    assert elapsed < BY_ROUTE_KEY["refreshConnection"].timeout_s
+    # The retries' waits fit the function's timeout (the faults answer at once).
+    assert len(waits) == _attempts() - 1
+    bound = _backoff_bound(_THROTTLING_SCALE_S, _attempts())
+    assert sum(waits) <= bound < BY_ROUTE_KEY["refreshConnection"].timeout_s
     (line,) = _error_lines(capsys.readouterr().out, "SERVICE_UNAVAILABLE")
     assert line["level"] == "ERROR" and THROTTLED in line["errorMessage"]
     assert "Traceback" in line["stackTrace"]
@@ -167,20 +184,22 @@ def test_a_join_whose_claim_fails_gives_its_place_back(issuer, connections) -> N
 
 
 def test_a_join_through_two_exhausted_calls_still_answers_in_time(
-    issuer, connections, capsys
+    issuer, connections, capsys, monkeypatch
 ) -> None:
     """The longest chain: the rate limit fails open after its retries, then the count fails."""
     _, session_id = start_session(issuer, "alice")
     cid = new_listener()
     capsys.readouterr()
+    waits = _record_retry_waits(monkeypatch)
     with faults(runtime_aws.dynamodb()) as injected:
         injected.fail("UpdateItem", THROTTLED)
-        started = time.monotonic()
         message = join(cid, session_id, ip=next_ip())
-        elapsed = time.monotonic() - started
     assert message["code"] == "SERVICE_UNAVAILABLE"
     assert injected.attempts["UpdateItem"] == 2 * _attempts()
-    assert elapsed < BY_ROUTE_KEY["joinSession"].timeout_s
+    # Two calls' retry waits, and they fit the function's timeout with time for the reply.
+    assert len(waits) == 2 * (_attempts() - 1)
+    bound = 2 * _backoff_bound(_THROTTLING_SCALE_S, _attempts())
+    assert sum(waits) <= bound and bound + 1 <= BY_ROUTE_KEY["joinSession"].timeout_s
     warnings = [line for line in log_lines(capsys.readouterr().out) if line["level"] == "WARN"]
     assert any("rateLimits" in line["message"] for line in warnings)
     assert_consistent()
