@@ -382,7 +382,9 @@ def test_maximum_connection_duration():
                     await reply(ws, "keep busy")
                     await asyncio.sleep(0.1)
             assert ws.close_code == 1001
-            assert 0.7 <= time.monotonic() - started < 4
+            # Not before its maximum duration; closed before the 50 replies (≥ 5 s) were done,
+            # so bounded above by the loop rather than by a stopwatch.
+            assert time.monotonic() - started >= 0.7
 
     run(scenario())
 
@@ -491,19 +493,21 @@ def test_slowloris_request_heads_are_cut_off():
         async with running(stand_ins, head_timeout_s=1.0) as gateway:
             silent_reader, _silent = await asyncio.open_connection("127.0.0.1", gateway.port)
             reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-            started = time.monotonic()
             writer.write(b"GET /test HTTP/1.1\r\nHost: x\r\n")
+            trickled: list[int] = []
 
             async def trickle() -> None:
                 with contextlib.suppress(ConnectionError):
                     for n in range(40):  # would take 8 s to finish the head
                         writer.write(f"X-Slow-{n}: y\r\n".encode())
                         await writer.drain()
+                        trickled.append(n)
                         await asyncio.sleep(0.2)
 
             trickling = asyncio.create_task(trickle())
             assert await _read_until_closed(reader, 5) == b""
-            assert time.monotonic() - started < 5
+            # Cut off mid-head (counted, not timed): the head was never finished.
+            assert len(trickled) < 40
             trickling.cancel()
             assert await _read_until_closed(silent_reader, 5) == b""
             # Keep-alive: after a response the next head has the same deadline.
