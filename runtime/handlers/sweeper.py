@@ -6,9 +6,13 @@ Each pass, in this order:
    through @connections; their ``$disconnect`` then cleans up as usual. One already gone
    (410) gets no ``$disconnect``, so its record is cleaned here exactly as ``$disconnect``
    would (a listener frees its place, a speaker ends its session and tells the listeners).
-2. Every active session (sparse index) whose speaker record is missing or whose
-   ``expiresAt`` has passed is ended with reason ``expired``; its listeners (and a still
-   connected speaker) get ``sessionEnded`` and the listeners lose their role.
+2. Every active session (sparse index) whose ``expiresAt`` has passed, or whose speaker
+   record has been missing for ``MISSING_SPEAKER_GRACE_MS``, is ended with reason
+   ``expired``; its listeners (and a still connected speaker) get ``sessionEnded`` and the
+   listeners lose their role. A missing speaker is first only noted on the session: its
+   ``$disconnect`` deletes the record before it ends the session, and one still under way
+   must end it itself (``speakerDisconnected``). The end is conditional on the speaker the
+   pass saw, so a speaker that refreshed onto a new connection meanwhile is left alone.
 3. Counts are reconciled with the records, so a crash between two writes cannot leave a
    wrong count for longer than a sweep: each active session's ``listenerCount`` against its
    listener records (GSI query, ``Select=COUNT``) and the active-sessions counter against
@@ -31,8 +35,9 @@ Each pass, in this order:
 Cost is proportional to live state: one Scan of the Connections table (which holds only
 live connections), one query of the active-sessions index (≤ maxActiveSessions items), one
 BatchGetItem per 100 sessions, one COUNT query per active session; writes only for what is
-wrong. Orphans add one BatchGetItem per 100 of their sessions, their posts and one
-BatchWriteItem per 25 records; with no orphan, nothing. A failure on one item is counted as
+wrong (a session whose speaker is missing: one conditional UpdateItem a pass until it ends).
+Orphans add one BatchGetItem per 100 of their sessions, their posts and one BatchWriteItem
+per 25 records; with no orphan, nothing. A failure on one item is counted as
 a degradation and the pass goes on; a failure of the pass itself (the index unreadable)
 raises, so Lambda's Errors metric and alarm see it.
 """
@@ -58,6 +63,9 @@ DRIFT_RECHECK_S = 1.0
 # How long after a session ended its leftover records count as orphans: longer than a
 # $disconnect (10 s timeout) that is still telling the listeners.
 ORPHAN_GRACE_MS = 30_000
+# How long a session's speaker record must have been missing before the sweeper ends the
+# session: the same bound, for a $disconnect between deleting the record and ending it.
+MISSING_SPEAKER_GRACE_MS = ORPHAN_GRACE_MS
 # Stop starting new work when less than this is left of the function's time.
 TIME_MARGIN_MS = 5_000
 _DEFAULT_REMAINING_MS = 60_000
@@ -162,6 +170,21 @@ class Sweep:
         """This pass ended the session (and tells its listeners itself)."""
         self.counts["sessionsEnded"] += 1
         self.ended_here.add(session_id)
+
+    def speaker_long_gone(self, session: store.SessionItem) -> bool:
+        """Whether the session's speaker record has been missing for the grace: noted on the
+        session by the first pass that finds it missing, ended by a pass after the grace."""
+        speaker = session.get("speakerConnectionId")
+        if not speaker:
+            return True  # no speaker connection at all: no $disconnect can be under way
+        now = now_ms()
+        since = store.note_missing_speaker(
+            session["sessionId"], speaker_connection_id=speaker, now_ms=now
+        )
+        if since is None:
+            return False  # ended or refreshed meanwhile
+        self.counts["speakersMissing"] += 1
+        return now - since >= MISSING_SPEAKER_GRACE_MS
 
     # --- 3. counts -------------------------------------------------------------------------------
 
@@ -275,8 +298,11 @@ class Sweep:
             self.counts["sessionsChecked"] += 1
             try:
                 present = session.get("speakerConnectionId") in speakers
-                if not present or int(session.get("expiresAt") or now_s + 1) <= now_s:
-                    if self.end_session(session, present):
+                expired = int(session.get("expiresAt") or now_s + 1) <= now_s
+                if expired or not present:
+                    if (expired or self.speaker_long_gone(session)) and self.end_session(
+                        session, present
+                    ):
                         ended.add(session["sessionId"])
                     continue
                 drift = self.check_listener_count(session)
@@ -309,6 +335,7 @@ _SUMMARY = (
     "closed",
     "gone",
     "sessionsChecked",
+    "speakersMissing",
     "sessionsEnded",
     "notified",
     "listenerCountsCorrected",

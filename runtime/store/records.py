@@ -25,6 +25,8 @@ class SessionItem(TypedDict, total=False):
     activeShard: str  # only while active: the sparse active-sessions index
     endReason: str
     endedAt: int  # epoch ms
+    missingSpeaker: str  # the speaker connection a sweep found without a record ...
+    missingSpeakerSince: int  # ... and since when (epoch ms)
     activeSessions: int  # only on the counter item (sessionId "#counters")
 
 

@@ -9,11 +9,14 @@ from typing import Any, cast
 from runtime.config import config
 from runtime.store.connections import LISTENER
 from runtime.store.dynamo import (
+    Conflict,
     batch_get,
     conditional_set,
     from_item,
     pages,
     records,
+    to_item,
+    update_or_conflict,
     values,
 )
 from runtime.store.records import ConnectionItem, SessionItem
@@ -63,6 +66,37 @@ def _correct(
     return conditional_set(
         config().sessions_table, key, f"SET {attribute} = :actual", condition, named
     )
+
+
+def note_missing_speaker(session_id: str, *, speaker_connection_id: str, now_ms: int) -> int | None:
+    """Note on an active session that its speaker's record was found missing; since when
+    (epoch ms) it has been noted for that speaker, or None if the session ended or has
+    another speaker now.
+
+    One conditional UpdateItem: it writes only the first time a speaker is found missing, and
+    a failed condition returns the item, so a later pass learns how long it has been.
+    """
+    try:
+        update_or_conflict(
+            TableName=config().sessions_table,
+            Key=to_item({"sessionId": session_id}),
+            UpdateExpression="SET missingSpeaker = :speaker, missingSpeakerSince = :now",
+            ConditionExpression=(
+                "isActive = :true AND speakerConnectionId = :speaker AND "
+                "(attribute_not_exists(missingSpeaker) OR missingSpeaker <> :speaker)"
+            ),
+            ExpressionAttributeValues=values(true=True, speaker=speaker_connection_id, now=now_ms),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except Conflict as conflict:
+        old = conflict.item or {}
+        still_missing = (
+            old.get("isActive") is True
+            and old.get("speakerConnectionId") == speaker_connection_id
+            and old.get("missingSpeaker") == speaker_connection_id
+        )
+        return int(old.get("missingSpeakerSince") or 0) if still_missing else None
+    return now_ms
 
 
 def existing_connections(connection_ids: list[str]) -> set[str]:

@@ -287,6 +287,16 @@ def _update(table: str, key: dict[str, str], expression: str, **values: Any) -> 
     )
 
 
+def speaker_missing_for(session_id: str, seconds: float) -> None:
+    """Time passing since a sweep noted the session's speaker record missing."""
+    _update(
+        config().sessions_table,
+        {"sessionId": session_id},
+        "SET missingSpeakerSince = :t",
+        t=int((time.time() - seconds) * 1000),
+    )
+
+
 def silence(connection_id: str, seconds: float) -> None:
     """Make a connection look silent for ``seconds`` (its last heartbeat that long ago)."""
     last_seen = int((time.time() - seconds) * 1000)

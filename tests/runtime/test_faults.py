@@ -35,6 +35,7 @@ from tests.runtime.helpers_resilience import (
     next_ip,
     refresh,
     snapshot,
+    speaker_missing_for,
     start_session,
 )
 from tests.support.lambda_events import (
@@ -230,6 +231,9 @@ def test_a_speaker_disconnect_that_fails_half_way_is_repaired_by_the_sweeper(
         injected.fail("TransactWriteItems", THROTTLED)
         assert _leave(speaker)["statusCode"] == 503
     assert store.get_session(session_id)["isActive"] is True  # the speaker's record is gone
+    sweeper.handler({}, LambdaContext())  # notes the speaker missing (a $disconnect may be
+    assert store.get_session(session_id)["isActive"] is True  # between its two writes)
+    speaker_missing_for(session_id, 60)
     sweeper.handler({}, LambdaContext())
     assert store.get_session(session_id)["isActive"] is False
     for cid in listeners:

@@ -33,6 +33,7 @@ from tests.runtime.helpers_resilience import (
     set_listener_count,
     silence,
     snapshot,
+    speaker_missing_for,
     start_session,
 )
 from tests.support.lambda_events import LambdaContext, disconnect_event
@@ -122,6 +123,14 @@ def test_a_session_whose_speaker_record_is_missing_is_ended(issuer, connections)
     listeners = join_listeners(session_id, 2)
     _, healthy = start_session(issuer, "bob")
     delete_record(speaker_cid)  # $disconnect deleted the record, then crashed
+
+    # The first pass only notes it: a $disconnect may be between its two writes.
+    noted = sweep()
+    assert (noted["speakersMissing"], noted["sessionsEnded"]) == (1, 0)
+    assert store.get_session(session_id)["isActive"] is True
+    assert connections.delivered_to() == set()
+    assert sweep()["sessionsEnded"] == 0  # within the grace: still waiting
+    speaker_missing_for(session_id, 60)
 
     summary = sweep()
 
@@ -513,3 +522,79 @@ def test_a_failing_orphan_check_is_counted_and_the_pass_goes_on(issuer, connecti
     assert store.get_connection(cid) is not None  # looked at again next minute
     assert sweep()["orphans"] == 1
     assert_consistent()
+
+
+# --- races with the speaker's own $disconnect and refresh ----------------------------------------
+
+
+def test_a_sweep_during_the_speakers_disconnect_leaves_the_ending_to_it(
+    issuer, connections, monkeypatch
+) -> None:
+    speaker_cid, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 2)
+    delete_connection = store.delete_connection
+    passes: list[dict] = []
+
+    def delete_then_sweep(connection_id: str) -> dict | None:
+        record = delete_connection(connection_id)
+        if connection_id == speaker_cid:  # the record is gone, the session not ended yet
+            passes.append(sweep())
+        return record
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "delete_connection", delete_then_sweep)
+        _disconnect(speaker_cid)
+
+    assert passes and passes[0]["sessionsEnded"] == 0
+    session = store.get_session(session_id)
+    assert (session["isActive"], session["endReason"]) == (False, "speakerDisconnected")
+    for cid in listeners:
+        assert _ended_messages(connections, cid) == [
+            ("sessionEnded", session_id, "speakerDisconnected")
+        ]
+        assert_role_released(cid)
+    assert sweep()["sessionsEnded"] == 0
+    assert_consistent()
+
+
+def test_a_sweep_during_a_speaker_refresh_leaves_the_session_alive(
+    issuer, connections, monkeypatch
+) -> None:
+    old, session_id = start_session(issuer, "alice")
+    listeners = join_listeners(session_id, 2)
+    new = new_speaker(issuer, "alice")
+    existing_connections = store.existing_connections
+
+    def refresh_while_the_pass_runs(ids):
+        # The pass read the session with its old speaker; the swap and the old connection's
+        # $disconnect land before it looks that speaker up.
+        assert refresh(new, session_id, "speaker")["type"] == "connectionRefreshComplete"
+        _disconnect(old)
+        return existing_connections(ids)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "existing_connections", refresh_while_the_pass_runs)
+        summary = sweep()
+
+    assert summary["sessionsEnded"] == 0
+    session = store.get_session(session_id)
+    assert session["isActive"] is True and session["speakerConnectionId"] == new
+    assert [connections.messages(cid) for cid in listeners] == [[], []]
+    assert sweep()["sessionsEnded"] == 0
+    assert_consistent()
+
+
+def test_a_speaker_noted_missing_that_refreshes_keeps_its_session(issuer, connections) -> None:
+    old, session_id = start_session(issuer, "alice")
+    join_listeners(session_id, 1)
+    delete_record(old)  # its record is gone (TTL, a crash) while the speaker reconnects
+    assert sweep()["speakersMissing"] == 1
+    new = new_speaker(issuer, "alice")
+    assert refresh(new, session_id, "speaker")["type"] == "connectionRefreshComplete"
+    speaker_missing_for(session_id, 60)
+
+    summary = sweep()
+
+    assert (summary["speakersMissing"], summary["sessionsEnded"]) == (0, 0)
+    assert store.get_session(session_id)["isActive"] is True
+    assert connections.delivered_to() == set()
