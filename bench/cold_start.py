@@ -24,6 +24,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from bench.report import Section, fmt_ms, median
+from runtime.settings import FUNCTION_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_MODULE = "boto3"
@@ -46,6 +47,7 @@ FUNCTION_ENV = {
     "AWS_SECRET_ACCESS_KEY": "bench",
     "CONNECTIONS_ENDPOINT": "http://127.0.0.1:9/bench",
     "LANG": "C.UTF-8",
+    **FUNCTION_ENVIRONMENT,  # what every deployed function gets beside its settings
 }
 
 _TIMED = """\

@@ -1,4 +1,5 @@
-"""Cold start: a listener's ``$connect`` (no token) never imports PyJWT or cryptography.
+"""Cold start: a listener's ``$connect`` (no token) never imports PyJWT or cryptography, and no
+route handler's import loads what only a rare path needs.
 
 Each case runs in a fresh interpreter against the moto server, so ``sys.modules`` shows
 exactly what one cold start of the function imported.
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.routes import ROUTES
+from runtime.settings import FUNCTION_ENVIRONMENT
 from tests.support.runtime_env import ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +78,61 @@ def test_a_speaker_connect_loads_them_when_a_token_arrives(aws_server: str, toke
     assert verdict["status"] == 401
     assert verdict["onImport"] == []
     assert set(verdict["afterCall"]) == set(HEAVY)
+
+
+_IMPORT_PROBE = """\
+import json, sys
+sys.path.insert(0, {root!r})
+import {module}
+from loguru import logger
+try:
+    logger.remove(0)  # the handler loguru adds on import unless LOGURU_AUTOINIT is false
+    default_handler = True
+except ValueError:
+    default_handler = False
+ids = sys.modules.get("runtime.session_ids")
+print(json.dumps({{
+    "heavy": sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r})),
+    "defaultHandler": default_handler,
+    "wordLists": ids is not None and "ADJECTIVES" in vars(ids),
+}}))
+"""
+WEBSOCKET_MODULES = sorted({function.module for function in ROUTES if function.route_key})
+# Only generating an ID needs the word lists; the other handlers only check an ID's shape.
+LOADS_WORD_LISTS = {"runtime.handlers.create_session"}
+
+
+def cold_import(module: str, extra_env: dict[str, str]) -> dict:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **ENV, **extra_env}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            _IMPORT_PROBE.format(root=str(ROOT), module=module, heavy=HEAVY),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", WEBSOCKET_MODULES)
+def test_a_route_handlers_import_loads_only_what_every_request_needs(module: str) -> None:
+    # With the environment every deployed function gets (runtime.settings.FUNCTION_ENVIRONMENT).
+    verdict = cold_import(module, FUNCTION_ENVIRONMENT)
+    assert verdict == {
+        "heavy": [],
+        "defaultHandler": False,
+        "wordLists": module in LOADS_WORD_LISTS,
+    }
+
+
+def test_without_the_function_environment_loguru_builds_its_default_handler() -> None:
+    # What FUNCTION_ENVIRONMENT saves: the handler configure() removes on the first invocation.
+    assert cold_import("runtime.handlers.heartbeat", {})["defaultHandler"] is True
