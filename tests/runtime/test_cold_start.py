@@ -91,10 +91,13 @@ try:
 except ValueError:
     default_handler = False
 ids = sys.modules.get("runtime.session_ids")
+ours = [n for n in sys.modules if n.startswith("runtime.") and n != "runtime.handlers"]
 print(json.dumps({{
     "heavy": sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r})),
     "defaultHandler": default_handler,
     "wordLists": ids is not None and "ADJECTIVES" in vars(ids),
+    # sys.modules keeps insertion order: boto3 was imported before any other module of ours.
+    "boto3First": list(sys.modules).index("boto3") < list(sys.modules).index(ours[0]),
 }}))
 """
 WEBSOCKET_MODULES = sorted({function.module for function in ROUTES if function.route_key})
@@ -130,6 +133,8 @@ def test_a_route_handlers_import_loads_only_what_every_request_needs(module: str
         "heavy": [],
         "defaultHandler": False,
         "wordLists": module in LOADS_WORD_LISTS,
+        # At the shallowest depth (runtime/handlers/__init__.py says why).
+        "boto3First": True,
     }
 
 
