@@ -228,8 +228,9 @@ out.
 
 Each sample is a fresh `python -I` process (isolated mode: no user site, no `PYTHON*`
 variables, no current directory on `sys.path`) with a minimal environment (`PATH` plus the
-variables a function is configured with) that times `import <module>`, in wall-clock time
-(`perf_counter`) and CPU time (`process_time`); interpreter start-up is not included. One
+variables a function is configured with, `LOGURU_AUTOINIT=False` included) that times
+`import <module>`, in wall-clock time (`perf_counter`) and CPU time (`process_time`);
+interpreter start-up is not included. One
 warm-up pass (so bytecode caches exist) is followed by 9 passes over every handler module of
 the route table and a bare `import boto3`, round-robin, so a burst of other work on the
 machine hits every module alike. The table shows each wall-clock median and its ratio to
@@ -332,19 +333,25 @@ OBSERVATIONS = """\
   bytes that replace it cost a few cents of Logs ingestion. The rest of the `emf` bill is
   mostly API Gateway messages (each heartbeat and its ack are two), then DynamoDB writes and
   Lambda requests; Lambda compute is small because every handler is a few milliseconds.
-- **Cold start.** A listener's `$connect` no longer imports PyJWT or `cryptography` (only a
-  token brings `runtime.auth` in; a test checks `sys.modules` in a fresh process), the ID word
-  lists are read only by `create_session`, and the data files are read without
-  `importlib.resources`. The target of 1.3× is still missed by a few percent: `$default`
-  reads about 1.2×, the other WebSocket handlers 1.3–1.35× (one run's median moves by about
-  ±0.05 between runs on this shared machine). What a handler adds to `import boto3` is now
-  mostly loguru (with the asyncio it imports, about 15 ms of CPU, 0.12×) and the service's
-  own modules (about 10 ms, most of it the frozen dataclasses of the contract modules being
-  built); getting under 1.3× with margin means trimming those, not boto3. Creating
-  the DynamoDB client costs about half a boto3 import again (botocore loads its service
-  model). The archive still ships no bytecode, so on Lambda every cold start compiles
-  `runtime/` and loguru (the "compiling what the archive ships" rows); compiling at build time
-  with Python 3.12 and `compileall --invalidation-mode unchecked-hash` would remove that.
+- **Cold start.** Every WebSocket route handler's import is within 1.3× of `import boto3`
+  in CPU time, at about 1.2× (one run's median moves by about ±0.05 between runs on this
+  shared machine). A listener's `$connect` imports neither PyJWT nor `cryptography` (only a
+  token brings `runtime.auth` in), the ID word lists are read only by `create_session`, and
+  the data files are read without `importlib.resources` (a test checks `sys.modules` in a
+  fresh process). Two changes took the handlers from 1.3–1.35× to about 1.2×: every
+  function's environment sets `LOGURU_AUTOINIT=False`, so loguru no longer builds its
+  stderr handler at import only for the first invocation to remove it (about a third of
+  loguru's import); and `runtime.handlers` imports boto3 first, at the shallowest call depth,
+  because CPython frees a 16 KiB frame-stack chunk whenever the stack unwinds below it, and
+  botocore's import run a few frames deeper mapped and unmapped that chunk thousands of times
+  (strace: about 2,800–3,200 `mmap` calls for some handlers against about 200 for a bare
+  `import boto3`). What a handler adds now is loguru with the asyncio it imports (about
+  10 ms) and the service's own modules (about 9 ms, most of it building the contract modules'
+  dataclasses). Creating the DynamoDB client costs about half a boto3 import again (botocore
+  loads its service model). The archive still ships no bytecode, so on Lambda every cold
+  start compiles `runtime/` and loguru (the "compiling what the archive ships" rows);
+  compiling at build time with Python 3.12 and `compileall --invalidation-mode
+  unchecked-hash` would remove that.
 - **Package.** `cryptography` (with cffi) is about nine tenths of the archive; the service's
   code is under 1%. The archive is far below Lambda's limits, and at this size it is import
   time, not download size, that shapes a cold start, so splitting the package would buy
