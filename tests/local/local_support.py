@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,24 @@ async def wait_for_async(predicate: Any, timeout: float = 20.0, interval: float 
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+def read_until(process: subprocess.Popen, needle: str, timeout: float = 60) -> str:
+    """Lines of ``process.stdout`` until one contains ``needle`` (bounded by ``timeout``)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"no {needle!r} within {timeout}s; got:\n{''.join(seen)}")
+
+
+async def heartbeat_once(url: str) -> None:
+    """One heartbeat on a fresh connection, so a stack's functions have logged something."""
+    ws = await open_ws(url)
+    assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
+    await ws.close()

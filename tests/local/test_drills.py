@@ -24,7 +24,7 @@ from local.process import project_root
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES
 from runtime.settings import PROJECT, parse_settings
-from tests.local.local_support import aws_client, launch, open_ws, request
+from tests.local.local_support import aws_client, heartbeat_once, launch
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +44,8 @@ def stack(tmp_path_factory):
     ):
         # One request first, so the functions have logged whichever of this module's tests
         # a pytest-xdist worker runs (the teardown checks every stdout line).
-        asyncio.run(_heartbeat_once(running.url))
+        asyncio.run(heartbeat_once(running.url))
         yield running
-
-
-async def _heartbeat_once(url: str) -> None:
-    ws = await open_ws(url)
-    assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
-    await ws.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,18 @@ from pathlib import Path
 
 import boto3
 import pytest
-from local_support import launch, listener, open_ws, request, speaker
 
 from local.config import project_root
 from local.tokens import fetch_info
+from tests.local.local_support import (
+    heartbeat_once,
+    launch,
+    listener,
+    open_ws,
+    read_until,
+    request,
+    speaker,
+)
 
 pytestmark = pytest.mark.slow
 CLI_TIMEOUT_S = 60
@@ -49,14 +57,8 @@ def stack(tmp_path_factory):
     ):
         # One connection first, so the functions have logged whichever of this module's tests
         # a pytest-xdist worker runs (the teardown checks every stdout line).
-        asyncio.run(_heartbeat_once(running.url))
+        asyncio.run(heartbeat_once(running.url))
         yield running
-
-
-async def _heartbeat_once(url: str) -> None:
-    ws = await open_ws(url)
-    assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
-    await ws.close()
 
 
 def as_pasted(command: str) -> list[str]:
@@ -82,19 +84,6 @@ def banner_commands(stack) -> list[str]:
             break
         commands.append(line.strip().split("   (")[0])
     return commands
-
-
-def read_until(process: subprocess.Popen, needle: str, timeout: float = 60) -> str:
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"no {needle!r} within {timeout}s; got:\n{''.join(seen)}")
 
 
 def test_banner_hints_run_as_printed_and_its_endpoint_url_reaches_a_listener(stack):

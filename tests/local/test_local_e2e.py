@@ -35,6 +35,7 @@ from tests.local.local_support import (
     management_client,
     next_message,
     open_ws,
+    read_until,
     request,
     session_item,
     speaker,
@@ -604,20 +605,6 @@ def test_local_endpoints_serve_loopback_tools(stack, headers):
     assert status == 200 and jwks["keys"]
 
 
-def _read_until(process: subprocess.Popen, needle: str, timeout: float) -> str:
-    """Lines of ``process.stdout`` until one contains ``needle`` (bounded by ``timeout``)."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"no {needle!r} within {timeout}s; got:\n{''.join(seen)}")
-
-
 def test_cli_speaker_and_listener(stack):
     cli = [sys.executable, "-m", "local"]
     common = {"cwd": project_root(), "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
@@ -628,15 +615,15 @@ def test_cli_speaker_and_listener(stack):
     )
     listen = None
     try:
-        banner = _read_until(speak, "SESSION ID", 30)
+        banner = read_until(speak, "SESSION ID", 30)
         session_id = banner.split("SESSION ID")[1].split()[0]
         listen = subprocess.Popen(
             [*cli, "listen", session_id, "--lang", "es", "--url", stack.url], text=True, **common
         )
-        _read_until(listen, "sessionJoined", 30)
+        read_until(listen, "sessionJoined", 30)
         speak.send_signal(signal.SIGINT)
         assert speak.wait(30) == 0, speak.stderr.read()
-        out = _read_until(listen, "sessionEnded", 30)
+        out = read_until(listen, "sessionEnded", 30)
         assert "speakerDisconnected" in out
         assert listen.wait(30) == 0
     finally:
