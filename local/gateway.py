@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from local import console
+from local.apigateway_metrics import ApiGatewayMetrics
 from local.connections_api import connections_routes
 from local.events import (
     ApiInfo,
@@ -178,6 +179,8 @@ class Gateway:
         # cannot, handshakes are refused with 503 at once instead of after a doomed $connect.
         self.unavailable: Callable[[], str | None] = lambda: None
         self.connections: dict[str, LocalConnection] = {}
+        # The stage's AWS/ApiGateway metrics (set by the stack's monitoring; None: none).
+        self.metrics: ApiGatewayMetrics | None = None
         # Add HTTP routes here before ``start``: ``gateway.app.router.add_get(path, handler)``.
         self.app = build_app(self._not_found)
         stage = options.stage
@@ -353,7 +356,9 @@ class Gateway:
         function = self.routes.get(CONNECT_ROUTE)
         if function is None:
             return 200, ""
-        result = await self.invoker.invoke(function, event)
+        if self.metrics is not None:
+            self.metrics.connect()
+        result = await self._integrate(function, event)
         if result is None:
             return 500, json.dumps({"message": "Internal server error"})
         status = result.get("statusCode") if isinstance(result, dict) else None
@@ -398,7 +403,9 @@ class Gateway:
             message = await ws.receive()
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 record.touch()
+                self._count("message")
                 if message.type is WSMsgType.BINARY:
+                    self._count("client_error")
                     self.close_connection(
                         record, UNSUPPORTED_DATA, "Binary frames are not supported"
                     )
@@ -413,6 +420,7 @@ class Gateway:
             elif message.type is WSMsgType.ERROR:
                 if getattr(message.data, "code", None) == MESSAGE_TOO_BIG:
                     record.ended_by = (MESSAGE_TOO_BIG, "Message too big")
+                    self._count("client_error")
                 return
             else:  # CLOSING (we are closing it) or CLOSED (the TCP connection is gone)
                 return
@@ -439,7 +447,7 @@ class Gateway:
         if function is None:
             return
         event = message_event(self.api, record.peer, route_key, body, base64=encoded)
-        result = await self.invoker.invoke(function, event)
+        result = await self._integrate(function, event)
         if not function.replies or result is None:
             return
         reply = result.get("body") if isinstance(result, dict) else None
@@ -473,6 +481,7 @@ class Gateway:
                 await record.ws.send_bytes(payload)
         except (ConnectionError, RuntimeError):  # closing or closed under us
             return False
+        self._count("message")
         return True
 
     def close_connection(self, record: LocalConnection, code: int, reason: str) -> None:
@@ -519,7 +528,7 @@ class Gateway:
         function = self.routes.get(DISCONNECT_ROUTE)
         if function is not None:
             event = disconnect_event(self.api, record.peer, code, reason)
-            await self.invoker.invoke(function, event)
+            await self._integrate(function, event)
 
     # --- timeouts --------------------------------------------------------------------------------
 
@@ -539,9 +548,35 @@ class Gateway:
 
     # --- helpers ---------------------------------------------------------------------------------
 
+    async def _integrate(self, function: Function, event: dict[str, Any]) -> Any:
+        """Invoke a route's integration, recording its latency and errors as API Gateway does."""
+        began = time.monotonic()
+        result = await self.invoker.invoke(function, event)
+        if self.metrics is not None:
+            self.metrics.integration(time.monotonic() - began, _integration_status(result))
+        return result
+
+    def _count(self, what: str) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, what)()
+
     def open_count(self) -> int:
         return sum(1 for r in self.connections.values() if r.open and not r.lost)
 
     def _announce(self, line: str) -> None:
         if self.options.announce:
             console.say(line)
+
+
+def _integration_status(result: Any) -> int | None:
+    """The HTTP status an integration answered (None: calling it failed).
+
+    A Lambda proxy answer without an integer ``statusCode`` is a malformed response (502);
+    a message route's answer that is not a dict counts as 200, since no status was claimed.
+    """
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        return 200
+    status = result.get("statusCode", 200)
+    return status if isinstance(status, int) else 502

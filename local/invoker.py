@@ -49,6 +49,10 @@ class LambdaInvoker:
         # Told of every invocation: (function, duration in seconds, failed?), as Lambda's
         # Invocations / Errors / Duration metrics are.
         self.observe = observe
+        # Told when an invocation's handler starts: (function, its invocations now running),
+        # as Lambda's ConcurrentExecutions metric is.
+        self.running: Callable[[Function, int], None] | None = None
+        self._in_flight: dict[str, int] = {}
         self._streams: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -78,10 +82,14 @@ class LambdaInvoker:
         loop = asyncio.get_running_loop()
         started: asyncio.Future[None] = loop.create_future()
         began = time.monotonic()
+        running = False
         try:
             future = loop.run_in_executor(self.executor, self._call, function, event, started, loop)
             await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
             began = time.monotonic()
+            if started.done() and not started.cancelled():
+                running = True
+                self._started(function)
             result = await asyncio.wait_for(asyncio.shield(future), timeout=function.timeout_s)
         except TimeoutError:
             self._observe(function, time.monotonic() - began, failed=True)
@@ -105,7 +113,19 @@ class LambdaInvoker:
         finally:
             if not started.done():
                 started.cancel()
+            if running:  # a timed-out handler counts as ended, as Lambda stops it
+                self._in_flight[function.name] -= 1
         return None
+
+    def _started(self, function: Function) -> None:
+        """Count one more running invocation (on the event loop: no lock needed)."""
+        in_flight = self._in_flight.get(function.name, 0) + 1
+        self._in_flight[function.name] = in_flight
+        if self.running is not None:
+            try:
+                self.running(function, in_flight)
+            except Exception as error:  # metrics must never fail an invocation
+                console.say(f"! concurrency metrics failed: {error!r}")
 
     def _observe(self, function: Function, duration_s: float, failed: bool) -> None:
         if self.observe is not None:

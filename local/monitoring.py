@@ -3,7 +3,9 @@
 * Every ``PutMetricData`` this process sends to the embedded CloudWatch (the functions' own
   with ``metricsTransport: api``, the EMF extraction's, the AWS/Lambda metrics) is also
   recorded, raw, in a ``MetricStore`` — moto keeps no percentiles.
-* The invoker reports each invocation as AWS/Lambda ``Invocations``/``Errors``/``Duration``.
+* The invoker reports each invocation as AWS/Lambda ``Invocations``/``Errors``/``Throttles``/
+  ``Duration``, and each start as ``ConcurrentExecutions``; the gateway reports its
+  AWS/ApiGateway metrics (``ConnectCount``, ``MessageCount``, the errors, latency).
 * An ``AlarmEvaluator`` evaluates every alarm of the stack (``runtime.alarms``) on the store,
   at ``alarm_time_scale``; transitions go to stderr and to the embedded SNS alarm topic.
 * A ``FaultInjector`` sits on the runtime's boto3 clients for the fire drills.
@@ -21,10 +23,12 @@ from local import console
 from local.alarm_evaluator import AlarmEvaluator
 from local.alarm_notifier import AlarmNotifier
 from local.alarm_runner import AlarmRunner
+from local.apigateway_metrics import ApiGatewayMetrics
 from local.aws import EmbeddedAws
 from local.config import LocalConfig
 from local.events import function_name
 from local.faults import FaultInjector
+from local.gateway import Gateway
 from local.invoker import LambdaInvoker
 from local.lambda_metrics import LambdaMetrics
 from local.metric_store import MetricStore
@@ -50,6 +54,7 @@ class LocalMonitoring:
         self.evaluator: AlarmEvaluator | None = None
         self.runner: AlarmRunner | None = None
         self.lambda_metrics: LambdaMetrics | None = None
+        self.api_gateway_metrics: ApiGatewayMetrics | None = None
         self.topic_arn: str | None = None
 
     def watch_metrics(self) -> None:
@@ -77,6 +82,7 @@ class LocalMonitoring:
         self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
         self.lambda_metrics.start()
         invoker.observe = self.lambda_metrics.observe
+        invoker.running = self.lambda_metrics.running
         names = [function_name(stack, f) for f in ROUTES]
         self.evaluator = AlarmEvaluator(
             stack_alarms(self.config.settings, names), self.store, time_scale=self.time_scale
@@ -91,6 +97,15 @@ class LocalMonitoring:
         self.runner = AlarmRunner(self.evaluator, notifier, alarms_url)
         self.runner.start()
 
+    def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
+        """Publish the gateway's AWS/ApiGateway metrics (once it is bound: its API ID is known)."""
+        assert gateway.api is not None, "bind() the gateway first"
+        metrics = ApiGatewayMetrics(
+            gateway.api.api_id, gateway.api.stage, aws.client("cloudwatch").put_metric_data
+        )
+        metrics.start()
+        gateway.metrics = self.api_gateway_metrics = metrics
+
     def routes(self) -> list[web.RouteDef]:
         assert self.evaluator is not None, "start() first"
         return monitoring_routes(self.evaluator, self.faults)
@@ -99,8 +114,9 @@ class LocalMonitoring:
         self.faults.clear()
         if self.runner is not None:
             await self.runner.stop()
-        if self.lambda_metrics is not None:
-            self.lambda_metrics.stop()
+        for metrics in (self.lambda_metrics, self.api_gateway_metrics):
+            if metrics is not None:
+                metrics.stop()
 
     def info(self) -> dict[str, Any]:
         return {

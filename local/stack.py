@@ -176,6 +176,7 @@ class LocalStack:
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
             console.say(f"! handler not importable yet: {line}")
@@ -249,6 +250,7 @@ class LocalStack:
         return {
             "stack": stage,
             "region": self.config.region,
+            "apiId": self.gateway.api.api_id if self.gateway.api else None,
             "websocketUrl": self.gateway.websocket_url,
             "connectionsUrl": self.gateway.connections_url,
             "awsEndpoint": self.aws.endpoint,
