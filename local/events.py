@@ -105,13 +105,11 @@ def connect_event(
     }
 
 
-def message_event(
-    api: ApiInfo, peer: Peer, route_key: str, body: str, *, base64: bool = False
-) -> dict[str, Any]:
+def message_event(api: ApiInfo, peer: Peer, route_key: str, body: str) -> dict[str, Any]:
     """A MESSAGE event for one frame routed to ``route_key``."""
     context = _request_context(api, peer, route_key, "MESSAGE", with_agent=False)
     context["messageId"] = gateway_id()
-    return {"requestContext": context, "body": body, "isBase64Encoded": base64}
+    return {"requestContext": context, "body": body, "isBase64Encoded": False}
 
 
 def disconnect_event(api: ApiInfo, peer: Peer, status_code: int, reason: str) -> dict[str, Any]:

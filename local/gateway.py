@@ -21,7 +21,6 @@ API Gateway behaviour reproduced here:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -432,21 +431,14 @@ class Gateway:
 
         return done
 
-    async def _handle_frame(self, record: LocalConnection, message: str | bytes) -> None:
+    async def _handle_frame(self, record: LocalConnection, body: str) -> None:
+        """One text frame (binary frames are refused before this, as API Gateway does)."""
         assert self.api is not None
-        encoded = False
-        if isinstance(message, bytes):
-            try:
-                body = message.decode("utf-8")
-            except UnicodeDecodeError:
-                body, encoded = base64.b64encode(message).decode(), True
-        else:
-            body = message
-        route_key = DEFAULT_ROUTE if encoded else select_route(body, self.routes)
+        route_key = select_route(body, self.routes)
         function = self.routes.get(route_key)
         if function is None:
             return
-        event = message_event(self.api, record.peer, route_key, body, base64=encoded)
+        event = message_event(self.api, record.peer, route_key, body)
         result = await self._integrate(function, event)
         if not function.replies or result is None:
             return
