@@ -52,8 +52,14 @@ def cold_connect(moto_url: str, token: str | None) -> dict:
         "AWS_ENDPOINT_URL": moto_url,
         "LOG_LEVEL": "ERROR",
     }
+    return run_probe(["-c", _PROBE.format(root=str(ROOT), token=token, heavy=HEAVY)], env)
+
+
+def run_probe(args: list[str], env: dict[str, str]) -> dict:
+    """Run a probe in a fresh interpreter; its verdict is the last line of stdout (which may
+    also carry the function's EMF line)."""
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(root=str(ROOT), token=token, heavy=HEAVY)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -62,7 +68,6 @@ def cold_connect(moto_url: str, token: str | None) -> dict:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    # stdout also carries the function's EMF line; the probe's verdict is the last line.
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -107,22 +112,9 @@ LOADS_WORD_LISTS = {"runtime.handlers.create_session"}
 
 def cold_import(module: str, extra_env: dict[str, str]) -> dict:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **ENV, **extra_env}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            _IMPORT_PROBE.format(root=str(ROOT), module=module, heavy=HEAVY),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
+    return run_probe(
+        ["-I", "-c", _IMPORT_PROBE.format(root=str(ROOT), module=module, heavy=HEAVY)], env
     )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("module", WEBSOCKET_MODULES)
