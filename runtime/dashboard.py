@@ -3,8 +3,9 @@
 ``dashboard_body`` renders it into the CloudWatch dashboard's JSON body (a pure function:
 ``components.monitoring`` deploys it, the local stack puts it in its embedded CloudWatch),
 and the local console draws the same widgets from the embedded metrics. ``QUERIES`` are the
-saved Logs Insights queries (deployed, and saved locally where the embedded AWS can). Widgets are derived from the metric
-declarations and the alarm definitions, so a new metric or alarm shows up on both.
+saved Logs Insights queries (deployed, and saved locally where the embedded AWS can).
+Widgets are derived from the metric declarations and the alarm definitions, so a new metric
+or alarm shows up on both.
 
 Layout: ``SECTIONS`` are rows of widgets; each section starts on a new row and its widgets
 flow left to right (24 columns) and wrap.
