@@ -24,6 +24,7 @@ from runtime.handlers import connect
 from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
 from runtime.routes import WEBSOCKET_ROUTES, Function
 from tests.runtime.helpers_entry import ERROR_KEYS
+from tests.support.hypothesis_profiles import examples
 from tests.support.lambda_events import LambdaContext, connect_event, message_event
 
 REPLYING = [route for route in WEBSOCKET_ROUTES if route.replies]
@@ -165,7 +166,7 @@ def _check_reply(route: Function, response: Any) -> str:
 
 @pytest.mark.parametrize("route", REPLYING, ids=[r.route_key for r in REPLYING])
 @settings(
-    max_examples=80,
+    max_examples=examples(80),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -214,7 +215,7 @@ JWT_SHAPED = st.builds(
 
 
 @settings(
-    max_examples=80,
+    max_examples=examples(80),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
