@@ -2,7 +2,8 @@
 
 The contract: docs/architecture.md (observability).
 
-``components.monitoring`` renders these into CloudWatch alarms and ``local.alarms`` evaluates
+``components.monitoring`` renders these into CloudWatch alarms and
+``local.monitoring.alarm_evaluator`` evaluates
 the very same definitions on the local stack's metrics, so the two can never disagree about a
 statistic, a period or a threshold. ``stack_alarms`` resolves them for one stack (names,
 dimension values, thresholds from its settings): that resolved form is what both render.

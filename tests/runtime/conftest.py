@@ -17,7 +17,7 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from local.aws_server import OneRequestAtATime
+from local.aws.server import OneRequestAtATime
 from runtime import aws as runtime_aws
 from runtime.config import config
 from tests.support.cloudwatch_logs import CloudWatchLogs
