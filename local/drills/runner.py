@@ -31,7 +31,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from client.cli import ClientError, open_connection
+from client.connection import ClientError, open_connection
 from runtime.aws import READ_TIMEOUT_S
 from runtime.routes import ROUTES
 
