@@ -367,6 +367,7 @@ class SessionApi(pulumi.ComponentResource):
                     tracing=self.settings.tracing,
                     alarm_topic_arn=self._args.alarm_topic_arn,
                     errors_threshold=self.settings.functionErrorsPer5Min,
+                    runbook_base_url=self.settings.runbookBaseUrl,
                     tags=self.tags,
                 ),
                 opts=self._opts(function.name),
