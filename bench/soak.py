@@ -91,9 +91,11 @@ class Counter:
         except ValueError:
             kind = "not JSON"
         else:
-            kind = str(doc.get("type") or doc.get("message") or "?") if isinstance(doc, dict) else "?"
-            if kind == "error":
-                kind = f"error {doc.get('code')}"
+            kind = "?"
+            if isinstance(doc, dict):
+                kind = str(doc.get("type") or doc.get("message") or "?")
+                if kind == "error":
+                    kind = f"error {doc.get('code')}"
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
