@@ -26,7 +26,7 @@ LISTENER_LANGUAGES = ("es", "fr", "de")
 
 
 async def _live_session(url: str, token: str) -> list[Any]:
-    from local.client import connect_service
+    from client.cli import connect_service
 
     speaker = await connect_service(url, token, open_timeout=30)
     await speaker.send('{"action": "createSession", "sourceLanguage": "en"}')

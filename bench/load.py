@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.fanout_model import connections_client
 from bench.report import Section, fmt_ms, fmt_percentiles, percentile
-from local.client import PUSH_TYPES, MessageReader, connect_service
+from client.cli import PUSH_TYPES, MessageReader, connect_service
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "dev"

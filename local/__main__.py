@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from local import console
+from local.common import console
 
 COMMANDS = ("token", "connections", "speak", "listen", "drill")
 
@@ -105,7 +105,7 @@ def _configure_logging() -> None:
 
 
 def serve_main(argv: Sequence[str]) -> int:
-    from local.aws import EmbeddedAwsError
+    from local.aws.embedded import EmbeddedAwsError
     from local.config import load_config
     from local.stack import StackOptions, serve_until_signalled
     from runtime.settings import SettingsError
@@ -161,13 +161,13 @@ def token_main(argv: Sequence[str]) -> int:
 
 
 def drill_main(argv: Sequence[str]) -> int:
-    from local import drills
+    from local.drills import runner as drills
 
     return drills.main(argv)
 
 
 def connections_main(argv: Sequence[str]) -> int:
-    from local.connections_table import print_connections
+    from client.connections_table import print_connections
     from local.tokens import NoLocalStack, fetch_connections, fetch_info
 
     parser = argparse.ArgumentParser(
@@ -191,7 +191,7 @@ def connections_main(argv: Sequence[str]) -> int:
 
 def _client(name: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
-        from local import client
+        from client import cli as client
 
         return client.main(name, argv)
 

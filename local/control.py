@@ -2,7 +2,7 @@
 open connections (with role and session, for trying @connections by hand).
 
 The gateway listens on 127.0.0.1 only, and every path under ``/_local/`` is guarded by
-``local.loopback`` (loopback Host, no request from another site), so neither a web page nor
+``local.gateway.loopback`` (loopback Host, no request from another site), so neither a web page nor
 a DNS-rebinding name can mint tokens from a developer's running stack. The JWKS is public
 key material, served to anyone (as Cognito does).
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from local.gateway.web import json_error
 from local.tokens import (
     CONNECTIONS_PATH,
     DEFAULT_TTL_S,
@@ -23,7 +24,6 @@ from local.tokens import (
     TOKEN_PATH,
     TokenIssuer,
 )
-from local.web import json_error
 
 
 def control_routes(

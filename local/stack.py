@@ -18,24 +18,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local import console, log_tap
-from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
-from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
+from client.cli import CLI, DEFAULT_PORT, DEFAULT_URL
+from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.supervisor import AwsSupervisor
+from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
-from local.emf import MARKER, EmfPublisher
-from local.events import function_name
-from local.gateway import Gateway, GatewayOptions
-from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
-from local.live_connections import live_connections
-from local.monitoring import LocalMonitoring, alarm_topic_name
-from local.monitoring_routes import ALARMS_PATH
-from local.scheduler import Scheduler
-from local.supervisor import AwsSupervisor
+from local.functions import log_tap
+from local.functions.events import function_name
+from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.scheduler import Scheduler
+from local.gateway.live_connections import live_connections
+from local.gateway.websocket import Gateway, GatewayOptions
+from local.monitoring.emf import MARKER, EmfPublisher
+from local.monitoring.routes import ALARMS_PATH
+from local.monitoring.webconsole.log_ring import LogRing
+from local.monitoring.webconsole.metrics import StackView, dashboard_data
+from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
+from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
 from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
-from local.webconsole.log_ring import LogRing
-from local.webconsole.metrics import StackView, dashboard_data
-from local.webconsole.routes import CONSOLE_PATH, console_routes
 from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS

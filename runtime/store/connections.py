@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from typing import cast
 
 from runtime import aws
@@ -123,23 +123,20 @@ def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
 ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
 
 
-def release_roles(records: list[ConnectionItem], *, gone: Collection[str] = ()) -> int:
+def release_roles(records: list[ConnectionItem]) -> int:
     """Take their role from connections whose session ended, 25 per BatchWriteItem; returns
     the number of calls.
 
     Each record is written back without its role attributes, keeping everything else
     (``connectedAt``, ``lastSeenAt``, ``userId``, …): the connection is still open, may join
     another session on the same socket, and the sweeper judges its liveness by those fields.
-    ``records`` must be whole records (the listener index projects every attribute). The
-    records of connections known to be ``gone`` (410 on the push) are deleted instead.
+    ``records`` must be whole records (the listener index projects every attribute).
     A batch write cannot be conditional: a connection whose ``$disconnect`` ran between the
     caller's read and this write gets a role-less record back, which holds no place; the
     sweeper closes it (410) once it is silent.
     """
     writes = [
-        delete_request({"connectionId": record["connectionId"]})
-        if record["connectionId"] in gone
-        else put_request({k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES})
+        put_request({k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES})
         for record in records
     ]
     return batch_write(config().connections_table, writes)

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from local.events import LambdaContext, scheduled_event
-from local.gateway import DEFAULT_ROUTE, Gateway, GatewayOptions, select_route
-from local.invoker import resolve_handler
-from local.scheduler import Scheduler
+from local.functions.events import LambdaContext, scheduled_event
+from local.functions.invoker import resolve_handler
+from local.functions.scheduler import Scheduler
+from local.gateway.websocket import DEFAULT_ROUTE, Gateway, GatewayOptions, select_route
 from runtime import aws as runtime_aws
 from runtime import protocol, routes
 from runtime.config import config

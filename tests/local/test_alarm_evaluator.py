@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from local.alarm_evaluator import ALARM, INSUFFICIENT_DATA, OK, AlarmEvaluator, decide
-from local.alarm_notifier import AlarmNotifier, sns_message, subject
-from local.alarm_runner import AlarmRunner
-from local.metric_store import MetricStore, Sample, percentile, statistic
+from local.monitoring.alarm_evaluator import ALARM, INSUFFICIENT_DATA, OK, AlarmEvaluator, decide
+from local.monitoring.alarm_notifier import AlarmNotifier, sns_message, subject
+from local.monitoring.alarm_runner import AlarmRunner
+from local.monitoring.metric_store import MetricStore, Sample, percentile, statistic
 from runtime.alarms import BY_SLUG, StackAlarm, resolve, stack_alarms
 from runtime.settings import parse_settings
 

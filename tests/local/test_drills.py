@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from local.drills import DRILLS
+from local.drills.runner import DRILLS
 from local.process import project_root
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES

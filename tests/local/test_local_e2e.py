@@ -22,8 +22,8 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from local import emf
 from local.config import project_root
+from local.monitoring import emf
 from local.tokens import TokenIssuer, fetch_info
 from runtime import metric_names
 from runtime.errors import ErrorCode

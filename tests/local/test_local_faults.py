@@ -15,8 +15,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto.server import ThreadedMotoServer
 
-from local.faults import FaultError, FaultInjector, FunctionCrash, parse_fault, running_function
-from local.invoker import LambdaInvoker
+from local.drills.faults import (
+    FaultError,
+    FaultInjector,
+    FunctionCrash,
+    parse_fault,
+    running_function,
+)
+from local.functions.invoker import LambdaInvoker
 from runtime.routes import ROUTES
 
 HEARTBEAT = next(f for f in ROUTES if f.route_key == "heartbeat")

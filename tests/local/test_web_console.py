@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from local.drills import DRILLS, find_alarm
+from local.drills.runner import DRILLS, find_alarm
 from local.process import StackProcess, project_root
 from tests.local.browser import browser
 from tests.local.local_support import launch, wait_for

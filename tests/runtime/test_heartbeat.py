@@ -86,6 +86,25 @@ def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, service, con
     assert f"hb{window - 1}" not in record
 
 
+def test_heartbeats_with_gaps_leave_only_the_current_window(
+    aws, service, connections, monkeypatch
+) -> None:
+    # Issue 21.5: each heartbeat removed only the previous minute's counter, so heartbeats 64 s
+    # apart left an hb<minute> attribute behind for every minute they skipped.
+    opened = int(time.time() * 1000)
+    cid = service.connect()
+    clock = {"now": opened}
+    monkeypatch.setattr(heartbeat, "now_ms", lambda: clock["now"])
+    seen: list[set[str]] = []
+    for n in range(24):
+        clock["now"] += 64_000 + (n % 3) * 70_000  # gaps of 64 s to 204 s
+        event = message_event(cid, {"action": "heartbeat"}, connected_at=opened)
+        assert reply(heartbeat.handler(event, LambdaContext()))["type"] == "heartbeatAck"
+        record = store.get_connection(cid)
+        seen.append({name for name in record if name.startswith("hb")})
+        assert seen[-1] == {f"hb{store.heartbeat_window(clock['now'])}"}, seen
+
+
 def test_refresh_required_is_pushed_once_to_a_speaker(aws, service, connections, notices) -> None:
     speaker, session_id = service.start_session()
     assert beat(speaker, age_s=30)["type"] == "heartbeatAck"
