@@ -14,4 +14,5 @@ pytest_plugins = (
     "tests.runtime.helpers_entry",
     "tests.runtime.helpers_lifecycle",
     "tests.runtime.helpers_resilience",
+    "tests.support.clock",
 )

@@ -16,7 +16,8 @@ import json
 import sys
 from typing import Any
 
-from local.gateway.websocket import Gateway, GatewayOptions
+from local.gateway.connection import GatewayOptions
+from local.gateway.websocket import Gateway
 from runtime.routes import Function
 
 STAGE = "bench"

@@ -14,16 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S, INFO_PATH, TOKEN_PATH
 from local.gateway.web import json_error
-from local.tokens import (
-    CONNECTIONS_PATH,
-    DEFAULT_TTL_S,
-    INFO_PATH,
-    JWKS_PATH,
-    MAX_TTL_S,
-    TOKEN_PATH,
-    TokenIssuer,
-)
+from local.tokens import JWKS_PATH, MAX_TTL_S, TokenIssuer
 
 
 def control_routes(

@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from client.cli import CLI, DEFAULT_PORT, DEFAULT_URL
+from client.cli import DEFAULT_PORT, DEFAULT_URL
+from client.connection import CLI
+from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
 from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
 from local.common import console
@@ -28,15 +30,16 @@ from local.functions import log_tap
 from local.functions.events import function_name
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.functions.scheduler import Scheduler
+from local.gateway.connection import GatewayOptions
 from local.gateway.live_connections import live_connections
-from local.gateway.websocket import Gateway, GatewayOptions
+from local.gateway.websocket import Gateway
 from local.monitoring.emf import MARKER, EmfPublisher
 from local.monitoring.routes import ALARMS_PATH
 from local.monitoring.webconsole.log_ring import LogRing
 from local.monitoring.webconsole.metrics import StackView, dashboard_data
 from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
 from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
-from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
+from local.tokens import JWKS_PATH, TokenIssuer
 from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS

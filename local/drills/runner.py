@@ -31,7 +31,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from client.cli import ClientError, open_connection
+from client.connection import ClientError, open_connection
 from runtime.aws import READ_TIMEOUT_S
 from runtime.routes import ROUTES
 
@@ -266,6 +266,15 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+def runbook_link(alarm: dict[str, Any], stack: Stack) -> str:
+    """The alarm's runbook address; the default (a path in the repository) with the copy the
+    running stack serves."""
+    address = str(alarm.get("runbook") or "")
+    if address.startswith(("http://", "https://")) or "#" not in address:
+        return address
+    return f"{address}  ({stack.base}/_local/runbooks#{address.split('#', 1)[1]})"
+
+
 def find_alarm(alarms: Sequence[dict[str, Any]], drill: Drill) -> dict[str, Any]:
     for slug in drill.targets:
         for alarm in alarms:
@@ -338,6 +347,7 @@ async def run_drill(name: str, port: int, host: str = "127.0.0.1") -> int:
         f"{alarm['datapointsToAlarm']} of {periods} periods of {alarm['period']} s "
         f"(= {period:g} s at time ×{info.get('alarmTimeScale', 1):g})"
     )
+    say(f"  runbook: {runbook_link(alarm, stack)}")
     if period > 60:
         say("  note: periods this long make a slow drill; start the stack with "
             "--alarm-time-scale 60")  # fmt: skip

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import os
-import secrets
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -48,116 +44,29 @@ from local.functions.events import (
     now_ms,
 )
 from local.functions.invoker import Invoker
+from local.gateway.connection import (
+    CLOSE_TIMEOUT_S,
+    CONNECT_ROUTE,
+    DISCONNECT_ROUTE,
+    GOING_AWAY,
+    MESSAGE_TOO_BIG,
+    UNSUPPORTED_DATA,
+    GatewayOptions,
+    LocalConnection,
+    random_label,
+    select_route,
+)
 from local.gateway.connections_api import connections_routes
+from local.gateway.integration import (
+    connect_answer,
+    event_headers,
+    integration_status,
+    reply_frame,
+    unavailable,
+)
 from local.gateway.metrics import ApiGatewayMetrics
 from local.gateway.web import build_app, json_error, serve_on
-from runtime.errors import ErrorCode, ServiceError
-from runtime.protocol import encode, error_message
 from runtime.routes import WEBSOCKET_ROUTES, Function
-
-DEFAULT_ROUTE = "$default"
-CONNECT_ROUTE = "$connect"
-DISCONNECT_ROUTE = "$disconnect"
-MAX_MESSAGE_BYTES = 128 * 1024
-GOING_AWAY = 1001
-# API Gateway WebSocket APIs refuse binary frames: the client is disconnected with 1003.
-UNSUPPORTED_DATA = 1003
-NORMAL = 1000
-ABNORMAL = 1006
-MESSAGE_TOO_BIG = 1009
-CLOSE_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class GatewayOptions:
-    stage: str
-    region: str = "us-east-1"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    idle_timeout_s: float = 600.0
-    max_connection_s: float = 7200.0
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    # How long an HTTP connection may take to send a request head (from opening, or from
-    # its previous response): the slowloris guard, and the idle keep-alive limit.
-    head_timeout_s: float = 10.0
-    # Bound on the whole opening handshake, $connect included (API Gateway allows 29 s).
-    open_timeout_s: float = 30.0
-    # Frames of one connection being handled at once; more wait (backpressure).
-    in_flight_per_connection: int = 16
-    ping_interval_s: float | None = 20.0
-    announce: bool = True  # one stderr line per connect / disconnect
-
-
-class LocalConnection:
-    """Gateway-side state of one WebSocket connection."""
-
-    def __init__(self, ws: web.WebSocketResponse, peer: Peer, label: str, in_flight: int) -> None:
-        self.ws = ws
-        self.peer = peer
-        self.label = label
-        self.started = time.monotonic()
-        self.last_active = self.started
-        self.last_active_ms = peer.connected_at
-        self.connect_ok = False  # $connect returned 200
-        self.open = False  # handshake answered 101 and frames flow
-        self.lost = False  # the connection is over (closed or dropped)
-        self.disconnected = False  # $disconnect dispatched
-        self.server_close: tuple[int, str] | None = None
-        # How the connection ended when the server did not close it: the client's close
-        # frame, or a protocol error we closed for (1009 message too big).
-        self.ended_by: tuple[int, str] | None = None
-        self.close_status: tuple[int, str] = (ABNORMAL, "Connection lost")
-        self.closing: asyncio.Task[Any] | None = None
-        self.slots = asyncio.Semaphore(in_flight)
-
-    @property
-    def connection_id(self) -> str:
-        return self.peer.connection_id
-
-    @property
-    def connected(self) -> bool:
-        """True while @connections may address it: open and not closing."""
-        return self.open and not self.lost and self.server_close is None and not self.ws.closed
-
-    def touch(self) -> None:
-        self.last_active = time.monotonic()
-        self.last_active_ms = now_ms()
-
-
-def select_route(body: str, route_keys: Iterable[str]) -> str:
-    """API Gateway's ``$request.body.action`` selection, falling back to ``$default``.
-
-    A body whose action cannot be read — not JSON, or nested too deeply to parse — goes to
-    ``$default``, as on AWS, whose handler answers it.
-    """
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        return DEFAULT_ROUTE
-    action = doc.get("action") if isinstance(doc, dict) else None
-    if isinstance(action, str) and not action.startswith("$") and action in set(route_keys):
-        return action
-    return DEFAULT_ROUTE
-
-
-def _random_label() -> Callable[[str], str]:
-    key = secrets.token_bytes(32)
-
-    def label(connection_id: str) -> str:
-        return hmac.new(key, connection_id.encode(), hashlib.sha256).hexdigest()[:16]
-
-    return label
-
-
-def _unavailable(problem: str) -> web.Response:
-    error = ServiceError(
-        ErrorCode.SERVICE_UNAVAILABLE,
-        f"The service is temporarily unavailable ({problem}); please retry shortly.",
-    )
-    body = encode(error_message(error, gateway_id()))
-    response = web.Response(status=503, text=body, content_type="application/json")
-    response.force_close()
-    return response
 
 
 class Gateway:
@@ -173,7 +82,7 @@ class Gateway:
         self.options = options
         self.invoker = invoker
         self.routes = {f.route_key: f for f in routes if f.route_key}
-        self.label = label or _random_label()
+        self.label = label or random_label()
         # Why the functions' dependencies cannot serve now (None: they can). While they
         # cannot, handshakes are refused with 503 at once instead of after a doomed $connect.
         self.unavailable: Callable[[], str | None] = lambda: None
@@ -282,7 +191,7 @@ class Gateway:
         problem = self.unavailable()
         if problem is not None:
             self._announce(f"reject     handshake  HTTP 503 ({problem})")
-            return _unavailable(problem)
+            return unavailable(problem)
         transport = request.transport
         if transport is None or transport.is_closing():
             return web.Response(status=400)  # gone before we looked: no $connect, no $disconnect
@@ -327,7 +236,7 @@ class Gateway:
             source_ip=source_ip,
             user_agent=request.headers.get("User-Agent", ""),
             connected_at=now_ms(),
-            headers=self._event_headers(request, source_ip),
+            headers=event_headers(request, source_ip, self.port),
         )
         record = LocalConnection(
             ws, peer, self.label(connection_id), self.options.in_flight_per_connection
@@ -357,37 +266,13 @@ class Gateway:
             return 200, ""
         if self.metrics is not None:
             self.metrics.connect()
-        result = await self._integrate(function, event)
-        if result is None:
-            return 500, json.dumps({"message": "Internal server error"})
-        status = result.get("statusCode") if isinstance(result, dict) else None
-        if not isinstance(status, int):
-            console.say(f"! $connect returned {result!r:.200}: no integer statusCode")
-            return 500, json.dumps({"message": "Internal server error"})
-        body = result.get("body") or ""
-        return status, body if isinstance(body, str) else json.dumps(body)
+        return connect_answer(await self._integrate(function, event))
 
     def _abandoned_connect(self, record: LocalConnection, task: asyncio.Future[Any]) -> None:
         self.connections.pop(record.connection_id, None)
         if not task.cancelled() and task.exception() is None and task.result()[0] == 200:
             record.connect_ok = True
             self._connection_over(record)
-
-    def _event_headers(self, request: web.Request, source_ip: str) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in request.raw_headers:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
-        headers.update(
-            {
-                "X-Amzn-Trace-Id": trace,
-                "X-Forwarded-For": source_ip,
-                "X-Forwarded-Port": str(self.port),
-                "X-Forwarded-Proto": "http",
-            }
-        )
-        return headers
 
     # --- frames ----------------------------------------------------------------------------------
 
@@ -442,13 +327,9 @@ class Gateway:
         result = await self._integrate(function, event)
         if not function.replies or result is None:
             return
-        reply = result.get("body") if isinstance(result, dict) else None
-        if reply is None or reply == "":
-            return
-        if not isinstance(reply, str):
-            console.say(f"! {route_key} returned a non-string body ({type(reply).__name__})")
-            return
-        await self._send(record, reply)
+        reply = reply_frame(route_key, result)
+        if reply is not None:
+            await self._send(record, reply)
 
     # --- @connections operations -----------------------------------------------------------------
 
@@ -545,7 +426,7 @@ class Gateway:
         began = time.monotonic()
         result = await self.invoker.invoke(function, event)
         if self.metrics is not None:
-            self.metrics.integration(time.monotonic() - began, _integration_status(result))
+            self.metrics.integration(time.monotonic() - began, integration_status(result))
         return result
 
     def _count(self, what: str) -> None:
@@ -558,17 +439,3 @@ class Gateway:
     def _announce(self, line: str) -> None:
         if self.options.announce:
             console.say(line)
-
-
-def _integration_status(result: Any) -> int | None:
-    """The HTTP status an integration answered (None: calling it failed).
-
-    A Lambda proxy answer without an integer ``statusCode`` is a malformed response (502);
-    a message route's answer that is not a dict counts as 200, since no status was claimed.
-    """
-    if result is None:
-        return None
-    if not isinstance(result, dict):
-        return 200
-    status = result.get("statusCode", 200)
-    return status if isinstance(status, int) else 502

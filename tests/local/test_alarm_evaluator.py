@@ -283,7 +283,24 @@ def test_the_sns_message_has_cloudwatchs_shape():
         "TreatMissingData": "notBreaching",
         "EvaluateLowSampleCountPercentile": "evaluate",
     }
-    assert subject(transition, "us-east-1").startswith('ALARM: "session-management-dev-')
+    assert subject(transition, "us-east-1") == (
+        'ALARM: "session-management-dev-listener-join-latency" in US East (N. Virginia)'
+    )
+    assert message["Region"] == "US East (N. Virginia)"
+    assert sns_message(transition, "eu-west-1", topic, T0)["Region"] == "EU (Ireland)"
+    # CloudWatch's key order, the reason that decided it, the runbook at the description's end.
+    assert list(message) == [
+        "AlarmName", "AlarmDescription", "AWSAccountId", "AlarmConfigurationUpdatedTimestamp",
+        "NewStateValue", "NewStateReason", "StateChangeTime", "Region", "AlarmArn",
+        "OldStateValue", "OKActions", "AlarmActions", "InsufficientDataActions", "Trigger",
+    ]  # fmt: skip
+    assert list(message["Trigger"])[:4] == [
+        "MetricName", "Namespace", "StatisticType", "ExtendedStatistic"
+    ]  # fmt: skip
+    assert message["NewStateReason"].startswith(
+        "Threshold Crossed: 2 out of the last 2 datapoints [1500.0 ("
+    )
+    assert message["AlarmDescription"].endswith(" Runbook: docs/runbooks.md#listener-join-latency")
 
     published = []
     notifier = AlarmNotifier("us-east-1", topic, lambda **kw: published.append(kw))

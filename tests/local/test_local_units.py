@@ -19,9 +19,9 @@ from local.functions.events import (
     message_event,
     scheduled_event,
 )
+from local.gateway.connection import select_route
 from local.gateway.connections_api import connection_id_of
 from local.gateway.loopback import host_of, is_loopback_host
-from local.gateway.websocket import select_route
 from local.stack import function_environment
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED

@@ -20,6 +20,7 @@ from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability import logs
 from runtime.observability.metrics import MetricsBuffer
 from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect
+from tests.support.clock import FrozenClock
 from tests.support.runtime_env import STAGE, put_hash_key
 
 TABLE = f"session-management-{STAGE}-RateLimits"
@@ -193,3 +194,16 @@ def test_concurrent_checks_never_exceed_the_limit(
             results = list(pool.map(attempt, [value] * 40))
             assert results.count(True) == 7, f"round {round_}"
     assert {item["count"]["N"] for item in _items()} == {"7"}
+
+
+def test_the_handlers_windows_follow_the_functions_clock(
+    issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
+) -> None:
+    """Windows are read from ``runtime.clock``, so a test holding it still cannot see one roll
+    over midway (a burst once crossed a minute and got twice its budget)."""
+    monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "2")
+    config.cache_clear()
+    frozen_clock.now = WINDOW_START + 59.999  # the last instant of a minute
+    assert [do_connect(ip=IP)[1]["statusCode"] for _ in range(3)] == [200, 200, 429]
+    frozen_clock.advance(0.002)  # the next minute: only the clock moved
+    assert do_connect(ip=IP)[1]["statusCode"] == 200
