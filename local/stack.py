@@ -126,6 +126,8 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        # Set once the start-up banner is printed: the alarm runner waits for it.
+        self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
@@ -179,7 +181,7 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
-        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
@@ -290,6 +292,11 @@ class LocalStack:
             time_scale=self.monitoring.time_scale,
         )
         return dashboard_data(view, self.monitoring.store, minutes, since=self.started_wall)
+
+    def show_banner(self) -> None:
+        """Print the start-up banner, then let the alarm runner speak (the banner comes first)."""
+        console.block(self.banner())
+        self.banner_out.set()
 
     def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None
@@ -404,7 +411,7 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
     except BaseException:
         await stack.stop()
         raise
-    console.block(stack.banner())
+    stack.show_banner()
     ready.set()
     failed = asyncio.create_task(stack.failed.wait())
     await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -70,9 +71,16 @@ class LocalMonitoring:
         except Exception as error:  # a malformed request is moto's to refuse, not ours
             console.say(f"! could not record metric data: {error!r}")
 
-    def start(self, aws: EmbeddedAws, invoker: LambdaInvoker, alarms_url: str) -> None:
+    def start(
+        self,
+        aws: EmbeddedAws,
+        invoker: LambdaInvoker,
+        alarms_url: str,
+        evaluate_after: asyncio.Event | None = None,
+    ) -> None:
         """Once the environment is set and the tables exist: topic, hooks, evaluator
-        (``alarms_url``: where the stack serves the alarms, named on stderr)."""
+        (``alarms_url``: where the stack serves the alarms, named on stderr; the alarms are
+        evaluated once ``evaluate_after`` is set, e.g. when the start-up banner is out)."""
         stack = self.config.stack
         self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
         from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
@@ -94,7 +102,7 @@ class LocalMonitoring:
             time_scale=self.time_scale,
             configured_at=time.time(),
         )
-        self.runner = AlarmRunner(self.evaluator, notifier, alarms_url)
+        self.runner = AlarmRunner(self.evaluator, notifier, alarms_url, after=evaluate_after)
         self.runner.start()
 
     def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
