@@ -282,6 +282,8 @@ class LocalStack:
             "awsPid": self.aws.pid,
             "awsState": self.supervisor.state,
             "awsRestarts": self.supervisor.restarts,
+            # Health probes a busy (running, not stuck) embedded AWS missed: no 503 for those.
+            "awsSlowProbes": self.supervisor.busy_misses,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
