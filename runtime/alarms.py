@@ -223,8 +223,20 @@ ALARMS: tuple[AlarmSpec, ...] = (
         statistic="Maximum",
         comparison="GreaterThanOrEqualToThreshold",
         threshold=Threshold("activeSessionsAlarmRatio", times="maxActiveSessions"),
-        period=ONE_MINUTE,
-        description="active sessions at activeSessionsAlarmRatio of maxActiveSessions",
+        # Fed once a minute by the metrics reporter, whose schedule fires anywhere within its
+        # minute and whose datum (EMF) lands seconds later. A 60-s period, 1 of 1, turns
+        # one late or missing datum into an empty period: notBreaching → OK, then ALARM
+        # again, two emails for nothing. Five-minute periods hold about five data each and
+        # Maximum takes the highest, so a late or lost datum changes nothing; 2 of 3 asks
+        # for ten minutes of a sustained level (sessions live for hours: capacity is not a
+        # matter of seconds) and keeps ALARM through one empty period.
+        period=FIVE_MINUTES,
+        evaluation_periods=3,
+        datapoints_to_alarm=2,
+        description=(
+            "active sessions at activeSessionsAlarmRatio of maxActiveSessions in 2 of the last "
+            "3 five-minute periods"
+        ),
     ),
 )
 BY_SLUG: dict[str, AlarmSpec] = {a.slug: a for a in ALARMS}

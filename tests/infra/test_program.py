@@ -15,7 +15,7 @@ from runtime import metric_names
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
 from runtime.settings import BY_KEY, LOG_RETENTION_DAYS, PROJECT, parse_settings
 from runtime.tables import TABLES
-from tests.infra.harness import ProgramRun, Resource, policy_document, stack_file_config
+from tests.infra.harness import OPERATOR_ALARM_EMAIL, ProgramRun, Resource, policy_document
 from tests.infra.policy_checks import least_privilege_violations
 
 FUNCTION = "aws:lambda/function:Function"
@@ -390,7 +390,7 @@ def test_email_subscription_only_where_alarm_email_is_set(dev, prod):
     assert dev.of_type("aws:sns/topicSubscription:TopicSubscription") == []
     subscription = prod.one("aws:sns/topicSubscription:TopicSubscription")
     assert subscription["protocol"] == "email"
-    assert subscription["endpoint"] == stack_file_config("prod")[f"{PROJECT}:alarmEmail"]
+    assert subscription["endpoint"] == OPERATOR_ALARM_EMAIL
     assert subscription["topic"] == topic_arn(prod)
 
 
