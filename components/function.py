@@ -305,7 +305,9 @@ class MonitoredFunction(pulumi.ComponentResource):
 
     def _errors_alarm(self, child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
         args = self._args
-        alarm = function_errors_alarm(args.function_name, args.errors_threshold)
+        alarm = function_errors_alarm(
+            args.function_name, args.errors_threshold, args.function.schedule_seconds
+        )
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-errors",
             name=alarm.name,

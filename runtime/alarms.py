@@ -24,6 +24,7 @@ from runtime.metric_names import (
     STAGE,
     MetricSpec,
 )
+from runtime.routes import ROUTES
 from runtime.settings import PROJECT, StackSettings
 
 FIVE_MINUTES = 300
@@ -279,13 +280,31 @@ def resolve(spec: AlarmSpec, settings: Any) -> StackAlarm:
     )
 
 
-def function_errors_alarm(function_name: str, threshold: float) -> StackAlarm:
-    """The Errors alarm of the deployed function ``function_name``."""
+def errors_threshold(setting: float, schedule_seconds: int | None) -> float:
+    """A function's Errors threshold: the setting, capped for a scheduled job.
+
+    A job that runs once a minute with a reserved concurrency of 1 and no retries makes at
+    most 5 invocations in a five-minute period, so "more than functionErrorsPer5Min (10)"
+    could never fire for it: a sweeper failing every run would page no one. Its threshold
+    is at most half its runs in the period (2 of 5: three failed runs page).
+    """
+    if not schedule_seconds:
+        return setting
+    runs = max(1, FUNCTION_ERRORS.period // schedule_seconds)
+    return min(setting, runs // 2)
+
+
+def function_errors_alarm(
+    function_name: str, threshold: float, schedule_seconds: int | None = None
+) -> StackAlarm:
+    """The Errors alarm of the deployed function ``function_name`` (``schedule_seconds``:
+    a scheduled job's interval, see ``errors_threshold``)."""
     spec = FUNCTION_ERRORS
+    threshold = errors_threshold(threshold, schedule_seconds)
     return StackAlarm(
         name=f"{function_name}-{spec.slug}",
         description=(
-            f"{function_name}: more than {threshold} invocation errors "
+            f"{function_name}: more than {_num(threshold)} invocation errors "
             f"in {spec.period // 60} minutes"
         ),
         namespace=LAMBDA_NAMESPACE,
@@ -300,13 +319,25 @@ def function_errors_alarm(function_name: str, threshold: float) -> StackAlarm:
         comparison=spec.comparison,
         treat_missing_data=spec.treat_missing_data,
         slug=spec.slug,
-        threshold_setting=spec.threshold.describe(),
+        threshold_setting=spec.threshold.describe()
+        + (" (capped for a scheduled job)" if schedule_seconds else ""),
     )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _schedule_of(function_name: str) -> int | None:
+    """The schedule interval of a deployed function, by its name's suffix (``…-sweeper``)."""
+    matches = [f for f in ROUTES if function_name.endswith("-" + f.name)]
+    longest = max(matches, key=lambda f: len(f.name), default=None)
+    return longest.schedule_seconds if longest else None
 
 
 def stack_alarms(settings: Any, function_names: Iterable[str]) -> list[StackAlarm]:
     """Every alarm of one stack: the custom-metric alarms, then each function's Errors alarm."""
     errors_threshold = FUNCTION_ERRORS.threshold.value(settings)
     return [resolve(spec, settings) for spec in ALARMS] + [
-        function_errors_alarm(name, errors_threshold) for name in function_names
+        function_errors_alarm(name, errors_threshold, _schedule_of(name)) for name in function_names
     ]

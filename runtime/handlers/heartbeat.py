@@ -11,6 +11,7 @@ gets its ack: the socket is open, and recreating the record would resurrect a fi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from runtime import fanout, store
@@ -35,19 +36,29 @@ MAX_CONNECTION_MINUTES = CONNECTION_CUTOFF_MINUTES
 _MINUTE_MS = 60_000
 
 
-def refresh_offset_ms(connection_id: str, spread_minutes: int) -> int:
+def refresh_offset_ms(
+    connection_id: str, spread_minutes: int, *, hash_hex: Callable[[str], str] = keyed_hash
+) -> int:
     """This connection's own delay of its refresh push, in [0, spread): stable for the
     connection (a keyed hash of its ID, so a client cannot choose it by its ID), spread
-    evenly over the connections of an audience that joined together."""
+    evenly over the connections of an audience that joined together. ``hash_hex`` is for
+    models that have no stack key (bench/refresh_model.py)."""
     spread_ms = spread_minutes * _MINUTE_MS
     if spread_ms <= 0:
         return 0
-    return int(keyed_hash("refresh:" + connection_id), 16) % spread_ms
+    return int(hash_hex("refresh:" + connection_id), 16) % spread_ms
 
 
-def refresh_due_ms(connection_id: str, refresh_minutes: int, spread_minutes: int) -> int:
+def refresh_due_ms(
+    connection_id: str,
+    refresh_minutes: int,
+    spread_minutes: int,
+    *,
+    hash_hex: Callable[[str], str] = keyed_hash,
+) -> int:
     """The connection age (ms) at which ``connectionRefreshRequired`` is pushed to it."""
-    return refresh_minutes * _MINUTE_MS + refresh_offset_ms(connection_id, spread_minutes)
+    offset = refresh_offset_ms(connection_id, spread_minutes, hash_hex=hash_hex)
+    return refresh_minutes * _MINUTE_MS + offset
 
 
 @message_route(latency=HEARTBEAT_LATENCY)
