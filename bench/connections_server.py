@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -38,6 +39,9 @@ class ConnectionsServer:
         self.deletes: list[str] = []
         self.requests = 0
         self.max_in_flight = 0
+        # Called with (connection ID, message) for each delivered POST, before it is answered:
+        # what the client would do on receipt, while the sender still waits for the reply.
+        self.on_post: Callable[[str, dict[str, Any]], None] | None = None
         self._in_flight = 0
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
@@ -91,6 +95,7 @@ class ConnectionsServer:
             self.requests += 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        on_post = None
         try:
             if self.delay_s:
                 time.sleep(self.delay_s)
@@ -99,14 +104,16 @@ class ConnectionsServer:
                     return 410, "GoneException"
                 if cid in self.failing:
                     return self.failing[cid], "InternalServerErrorException"
-                if method == "POST":
-                    self.posts[cid].append(body)
-                    return 200, None
                 if method == "DELETE":
                     self.deletes.append(cid)
                     self.gone.add(cid)  # like API Gateway: a closed connection is gone
                     return 204, None
-                return 200, None
+                if method == "POST":
+                    self.posts[cid].append(body)
+                    on_post = self.on_post
+            if on_post is not None:
+                on_post(cid, json.loads(body))
+            return 200, None
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -7,7 +7,6 @@ routes and scheduled jobs from ``runtime.routes``, environment from the settings
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,17 +22,13 @@ from runtime import hash_key
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
 from runtime.settings import BY_KEY, PROJECT, StackSettings
 from runtime.tables import TABLES, Table
+from runtime.throttling import stage_throttling
 
 COMPONENT_TYPE = "session-management:components:SessionApi"
 
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 # Two-way routes answer with the handler's return body through this route response.
 DEFAULT_ROUTE_RESPONSE_KEY = "$default"
-# API Gateway's default account-level limits; a stage limit above them has no effect.
-ACCOUNT_RATE_LIMIT = 10_000
-ACCOUNT_BURST_LIMIT = 5_000
-MIN_STAGE_RATE_LIMIT = 50
-THROTTLE_HEADROOM = 2
 API_GATEWAY_LOGS_POLICY = "iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 # API Gateway access-log fields. No source IP and no connection ID: like the functions'
 # logs (docs/architecture.md#observability), access logs carry neither.
@@ -53,20 +48,6 @@ ACCESS_LOG_FIELDS = {
     "errorMessage": "$context.error.message",
     "errorType": "$context.error.responseType",
 }
-
-
-def stage_throttling(settings: StackSettings) -> tuple[float, int]:
-    """(rate, burst) for the stage's default route settings.
-
-    Sized from the capacity limits: a full deployment (every session at its listener limit,
-    plus speakers) heartbeating at the allowed rate, with headroom. Throttling guards against
-    runaway clients; capacity itself is enforced by the functions, atomically in DynamoDB.
-    """
-    connections = settings.maxActiveSessions * (settings.maxListenersPerSession + 1)
-    steady = connections * settings.heartbeatsPerMinute / 60
-    rate = min(ACCOUNT_RATE_LIMIT, max(MIN_STAGE_RATE_LIMIT, math.ceil(steady * THROTTLE_HEADROOM)))
-    burst = min(ACCOUNT_BURST_LIMIT, 2 * rate)
-    return float(rate), burst
 
 
 def stateful_options(
@@ -402,6 +383,7 @@ class SessionApi(pulumi.ComponentResource):
                     tracing=self.settings.tracing,
                     alarm_topic_arn=self._args.alarm_topic_arn,
                     errors_threshold=self.settings.functionErrorsPer5Min,
+                    runbook_base_url=self.settings.runbookBaseUrl,
                     tags=self.tags,
                 ),
                 opts=self._serving_opts(function.name),

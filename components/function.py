@@ -159,6 +159,8 @@ class MonitoredFunctionArgs:
     tracing: bool
     alarm_topic_arn: pulumi.Input[str]
     errors_threshold: int
+    # Where docs/runbooks.md is (the stack's runbookBaseUrl): the Errors alarm links its section.
+    runbook_base_url: str
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -306,7 +308,7 @@ class MonitoredFunction(pulumi.ComponentResource):
     def _errors_alarm(self, child: pulumi.ResourceOptions) -> aws.cloudwatch.MetricAlarm:
         args = self._args
         alarm = function_errors_alarm(
-            args.function_name, args.errors_threshold, args.function.schedule_seconds
+            args.function_name, args.errors_threshold, args.function.name, args.runbook_base_url
         )
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-errors",

@@ -4,16 +4,15 @@ The contract they watch is in docs/architecture.md (observability).
 
 The alarms (``runtime.alarms``) and the dashboard's widgets (``runtime.dashboard``) are plain
 data owned by the runtime and shared with the local stack's evaluator and console; this module
-renders them into CloudWatch resources. ``ALARMS`` is re-exported for the program's tests. The
+renders them into CloudWatch resources (the dashboard's body and the saved queries are
+rendered by ``runtime.dashboard``, which the local stack uses too). ``ALARMS``, ``QUERIES`` and
+``dashboard_body`` are re-exported for the program's tests. The
 per-function Errors alarms live in MonitoredFunction.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -22,22 +21,11 @@ from components import naming
 from components.api import SessionApi
 from runtime.alarms import (
     ALARMS,
-    FIVE_MINUTES,
-    FUNCTION_NAME,
     LOW_SAMPLE_PERCENTILES,
     AlarmSpec,
     resolve,
 )
-from runtime.dashboard import (
-    API_ID,
-    AlarmsWidget,
-    Annotation,
-    Breakdown,
-    Line,
-    LogWidget,
-    layout,
-)
-from runtime.metric_names import STAGE
+from runtime.dashboard import QUERIES, dashboard_body, dashboard_body_json
 from runtime.settings import PROJECT, StackSettings
 
 ALARM_TOPIC_TYPE = "session-management:components:AlarmTopic"
@@ -193,7 +181,7 @@ class Monitoring(pulumi.ComponentResource):
             function_names=pulumi.Output.all(*functions),
             log_group_names=pulumi.Output.all(*log_groups),
             alarm_arns=pulumi.Output.all(*alarm_arns),
-        ).apply(lambda v: json.dumps(dashboard_body(settings=self._settings, **v), sort_keys=True))
+        ).apply(lambda v: dashboard_body_json(settings=self._settings, **v))
         return aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard",
             dashboard_name=naming.dashboard_name(self._prefix),
@@ -217,135 +205,12 @@ class Monitoring(pulumi.ComponentResource):
         }
 
 
-# Logs Insights queries over the functions' JSON log lines (fields: docs/architecture.md).
-QUERIES: dict[str, str] = {
-    # Saved without a time range: the console opens them on the last hour.
-    "errors-last-hour": "\n".join(
-        (
-            "fields @timestamp, function, operation, errorCode, errorMessage, correlationId,"
-            " requestId, stackTrace, @message",
-            '| filter level = "ERROR" or ispresent(errorCode)'
-            " or @message like /Task timed out|Runtime\\.\\w+Error/",
-            "| sort @timestamp desc",
-            "| limit 200",
-        )
-    ),
-    # Replace the example ID with the session to follow (its correlationId is the sessionId).
-    "session-lifecycle": "\n".join(
-        (
-            "fields @timestamp, function, operation, level, message, durationMs, errorCode,"
-            " userContext.userId, userContext.ipHash, requestId",
-            '| filter correlationId = "golden-eagle-427" or sessionId = "golden-eagle-427"',
-            "| sort @timestamp asc",
-            "| limit 1000",
-        )
-    ),
-    "latency-by-operation": "\n".join(
-        (
-            "filter ispresent(durationMs)",
-            "| stats count(*) as requests, pct(durationMs, 50) as p50,"
-            " pct(durationMs, 95) as p95, pct(durationMs, 99) as p99,"
-            " max(durationMs) as max by function, operation",
-            "| sort p95 desc",
-        )
-    ),
-}
-
-
-# --- dashboard body (pure, so tests can inspect it) ----------------------------------------------
-
-
-def dashboard_body(
-    *,
-    settings: StackSettings,
-    region: str,
-    api_id: str,
-    function_names: Sequence[str],
-    log_group_names: Sequence[str],
-    alarm_arns: Sequence[str],
-) -> dict[str, Any]:
-    """The CloudWatch dashboard of one stack (``runtime.dashboard``), as the API's JSON body."""
-    values = {STAGE: settings.stack, API_ID: api_id}
-    widgets: list[dict[str, Any]] = []
-    breakdowns = 0
-    for widget, x, y in layout():
-        frame = {"x": x, "y": y, "width": widget.width, "height": widget.height}
-        if isinstance(widget, AlarmsWidget):
-            properties: dict[str, Any] = {"title": widget.title, "alarms": sorted(alarm_arns)}
-            widgets.append({"type": "alarm", **frame, "properties": properties})
-        elif isinstance(widget, LogWidget):
-            sources = " | ".join(f"SOURCE '{name}'" for name in log_group_names)
-            properties = {
-                "title": widget.title,
-                "region": region,
-                "view": "table",
-                "query": f"{sources} | {QUERIES[widget.query]}".replace("\n", " "),
-            }
-            widgets.append({"type": "log", **frame, "properties": properties})
-        else:
-            metrics: list[Any] = []
-            if widget.breakdown is not None:
-                metrics.append([_search(settings, widget.breakdown, f"e{breakdowns}")])
-                breakdowns += 1
-            for line in widget.lines:
-                metrics.extend(_lines(settings, line, values, function_names))
-            properties = {
-                "title": widget.title,
-                "metrics": metrics,
-                "view": "timeSeries",
-                "region": region,
-                "period": widget.period,
-            }
-            if widget.stacked is not None:
-                properties["stacked"] = widget.stacked
-            if widget.annotations:
-                properties["annotations"] = {
-                    "horizontal": [_annotation(settings, a) for a in widget.annotations]
-                }
-            if widget.y_min_zero:
-                properties["yAxis"] = {"left": {"min": 0}, "right": {"min": 0}}
-            widgets.append({"type": "metric", **frame, "properties": properties})
-    return {"widgets": widgets}
-
-
-def _lines(
-    settings: StackSettings,
-    line: Line,
-    values: dict[str, str],
-    function_names: Sequence[str],
-) -> list[list[Any]]:
-    """``line`` as CloudWatch metric arrays: one, or one per function if by FunctionName."""
-    namespace = line.namespace or settings.metricsNamespace
-    options: dict[str, Any] = {"stat": line.stat}
-    if line.label is not None:
-        options["label"] = line.label
-    if line.y_axis is not None:
-        options["yAxis"] = line.y_axis
-    per_function = FUNCTION_NAME in line.dimensions
-    rendered = []
-    for function_name in function_names if per_function else [None]:
-        dims = {**values, FUNCTION_NAME: function_name}
-        pairs = [part for d in line.dimensions for part in (d, dims[d])]
-        rendered.append([namespace, line.metric, *pairs, dict(options)])
-    return rendered
-
-
-def _search(settings: StackSettings, breakdown: Breakdown, expression_id: str) -> dict[str, Any]:
-    ns, stage = settings.metricsNamespace, settings.stack
-    expression = (
-        f'SEARCH(\'{{{ns},{",".join(breakdown.dimensions)}}} MetricName="{breakdown.metric}" '
-        f"{STAGE}=\"{stage}\"', '{breakdown.stat}', {FIVE_MINUTES})"
-    )
-    return {"expression": expression, "id": expression_id, "label": ""}
-
-
-def _annotation(settings: StackSettings, annotation: Annotation) -> dict[str, Any]:
-    rendered: dict[str, Any] = {
-        "value": annotation.threshold.value(settings),
-        "label": annotation.label,
-    }
-    if annotation.color is not None:
-        rendered["color"] = annotation.color
-    if annotation.y_axis is not None:
-        rendered["yAxis"] = annotation.y_axis
-    return rendered
+__all__ = [
+    "ALARMS",
+    "QUERIES",
+    "AlarmTopic",
+    "AlarmTopicArgs",
+    "Monitoring",
+    "MonitoringArgs",
+    "dashboard_body",
+]

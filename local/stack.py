@@ -18,24 +18,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local import console, log_tap
-from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
-from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
+from client.cli import DEFAULT_PORT, DEFAULT_URL
+from client.connection import CLI
+from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
+from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.supervisor import AwsSupervisor
+from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
-from local.emf import MARKER, EmfPublisher
-from local.events import function_name
-from local.gateway import Gateway, GatewayOptions
-from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
-from local.live_connections import live_connections
-from local.monitoring import LocalMonitoring, alarm_topic_name
-from local.monitoring_routes import ALARMS_PATH
-from local.scheduler import Scheduler
-from local.supervisor import AwsSupervisor
-from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
-from local.webconsole.log_ring import LogRing
-from local.webconsole.metrics import StackView, dashboard_data
-from local.webconsole.routes import CONSOLE_PATH, console_routes
+from local.functions import log_tap
+from local.functions.events import function_name
+from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.scheduler import Scheduler
+from local.gateway.connection import GatewayOptions
+from local.gateway.live_connections import live_connections
+from local.gateway.websocket import Gateway
+from local.monitoring.emf import MARKER, EmfPublisher
+from local.monitoring.routes import ALARMS_PATH
+from local.monitoring.webconsole.log_ring import LogRing
+from local.monitoring.webconsole.metrics import StackView, dashboard_data
+from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
+from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
+from local.tokens import JWKS_PATH, TokenIssuer
 from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS
@@ -122,6 +126,8 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        # Set once the start-up banner is printed: the alarm runner waits for it.
+        self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
@@ -175,7 +181,7 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
-        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
@@ -286,6 +292,11 @@ class LocalStack:
             time_scale=self.monitoring.time_scale,
         )
         return dashboard_data(view, self.monitoring.store, minutes, since=self.started_wall)
+
+    def show_banner(self) -> None:
+        """Print the start-up banner, then let the alarm runner speak (the banner comes first)."""
+        console.block(self.banner())
+        self.banner_out.set()
 
     def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None
@@ -400,7 +411,7 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
     except BaseException:
         await stack.stop()
         raise
-    console.block(stack.banner())
+    stack.show_banner()
     ready.set()
     failed = asyncio.create_task(stack.failed.wait())
     await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")

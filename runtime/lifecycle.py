@@ -61,18 +61,24 @@ def tell_and_release(
     recipients: Sequence[str],
     records: Sequence[store.ConnectionItem],
 ) -> Told:
-    """Push ``sessionEnded`` to ``recipients`` (concurrently) and take the role from the
-    connection ``records`` of the ended session.
+    """Take their role from the connection ``records`` of the ended session, then push
+    ``sessionEnded`` to ``recipients`` (concurrently).
 
-    Gone or not, they lose the role: the session is over either way. Their records (and
-    liveness) stay, since the sockets are open and may join another session; the records of
-    connections the push found gone (410) are deleted. A failed push is a degradation
-    (DependencyFailures), never retried forever.
+    The role goes first: a client that answers ``sessionEnded`` with a ``joinSession`` on the
+    same socket (the README allows it) must find its connection free, not still a listener of
+    the ended session. Gone or not, they lose the role: the session is over either way. Their
+    records (and liveness) stay, since the sockets are open and may join another session; the
+    records of connections the push found gone (410) are deleted afterwards. A failed push is
+    a degradation (DependencyFailures), never retried forever.
     """
+    calls = store.release_roles(list(records))
     result = fanout.fan_out(list(recipients), session_ended(session_id, reason))
     if result.failed:
         inv.metrics.add(DEPENDENCY_FAILURES, 1, Operation=FAN_OUT_OPERATION)
-    calls = store.release_roles(list(records), gone=set(result.gone))
+    released = {record["connectionId"] for record in records}
+    gone = [cid for cid in result.gone if cid in released]
+    if gone:
+        calls += store.delete_connections(gone)
     return Told(result, released=len(records), write_calls=calls)
 
 

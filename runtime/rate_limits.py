@@ -14,11 +14,11 @@ metric.
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime import clock
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import keyed_hash
 from runtime.store import rate_windows
@@ -54,7 +54,7 @@ def enforce(
     """
     if scope not in SCOPES:
         raise ValueError(f"unknown rate-limit scope {scope!r}")
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     window_start = int(now // window_seconds) * window_seconds
     window_end = window_start + window_seconds
     try:
@@ -98,7 +98,7 @@ def take_token(
     next token) when the bucket is empty; fails open like ``enforce``."""
     if scope not in SCOPES:
         raise ValueError(f"unknown rate-limit scope {scope!r}")
-    now_ms = int((time.time() if now is None else now) * 1000)
+    now_ms = int((clock.now() if now is None else now) * 1000)
     interval_ms = max(1, 60_000 // per_minute)
     # The bucket is full again (and its item useless) once tat has passed.
     full_again_ms = now_ms + burst * interval_ms

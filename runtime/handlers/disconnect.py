@@ -7,9 +7,10 @@ its speaker (a refreshed speaker's old connection closing must not end it), and 
 delivery that ended it notifies the listeners.
 
 Budget (metrics ride in the EMF log line): listener ≤ 2 calls (DeleteItem, UpdateItem); speaker
-≤ 3 (DeleteItem, TransactWriteItems, Query) plus one post per listener and one BatchWriteItem
-per 25 listener records (their roles released). ``metricsTransport: api`` adds one
-PutMetricData to each.
+≤ 3 (DeleteItem, TransactWriteItems, Query) plus one BatchWriteItem per 25 listener records
+(their roles released, before anyone is told) and one post per listener; listeners the push
+found gone (410) add one BatchWriteItem per 25 (their records deleted).
+``metricsTransport: api`` adds one PutMetricData to each.
 """
 
 from __future__ import annotations

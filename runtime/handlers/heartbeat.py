@@ -77,6 +77,7 @@ def handler(inv: Invocation, message: dict[str, Any]) -> HeartbeatAck:
                 inv.connection_id, cfg.connectionRefreshMinutes, cfg.connectionRefreshSpreadMinutes
             ),
             warning_due=_reached(age_ms, cfg.connectionWarningMinutes),
+            connected_at_ms=inv.connected_at_ms or None,
         )
     except store.Conflict:
         raise _rate_limited(now, cfg.heartbeatsPerMinute) from None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import cast
 
-from runtime import aws
+from runtime import aws, clock
 from runtime.config import config
 from runtime.store.dynamo import (
     batch_get,
@@ -78,7 +77,7 @@ def claim_role(
         "role": role,
         "sid": session_id,
         "ttl": ttl_from_now(),
-        "now": int(time.time() * 1000),
+        "now": clock.now_ms(),
     }
     if claimed_by:
         expression += ", claimedBy = :by"
@@ -142,7 +141,7 @@ def whole_records(partial: Iterable[ConnectionItem], *, session_id: str) -> list
 ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
 
 
-def release_roles(records: list[ConnectionItem], *, gone: Collection[str] = ()) -> int:
+def release_roles(records: list[ConnectionItem]) -> int:
     """Take their role from connections whose session ended, 25 per BatchWriteItem; returns
     the number of calls.
 
@@ -150,16 +149,13 @@ def release_roles(records: list[ConnectionItem], *, gone: Collection[str] = ()) 
     (``connectedAt``, ``lastSeenAt``, ``userId``, …): the connection is still open, may join
     another session on the same socket, and the sweeper judges its liveness by those fields.
     ``records`` must be whole records (``whole_records``: the listener index projects only
-    the keys and ``role``). The
-    records of connections known to be ``gone`` (410 on the push) are deleted instead.
+    the keys and ``role``).
     A batch write cannot be conditional: a connection whose ``$disconnect`` ran between the
     caller's read and this write gets a role-less record back, which holds no place; the
     sweeper closes it (410) once it is silent.
     """
     writes = [
-        delete_request({"connectionId": record["connectionId"]})
-        if record["connectionId"] in gone
-        else put_request({k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES})
+        put_request({k: v for k, v in record.items() if k not in ROLE_ATTRIBUTES})
         for record in records
     ]
     return batch_write(config().connections_table, writes)

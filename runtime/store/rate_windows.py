@@ -144,6 +144,9 @@ def failed_lookups(identifier: str) -> int:
 
 
 HEARTBEAT_WINDOW_MS = 60_000
+# How many earlier windows a heartbeat removes at most: a connection lives two hours at most
+# (API Gateway), so no older window can exist.
+MAX_STALE_WINDOWS = 121
 REFRESH_NOTIFIED = "refreshNotifiedAt"
 WARNING_NOTIFIED = "warningNotifiedAt"
 
@@ -153,6 +156,15 @@ def heartbeat_window(now_ms: int) -> int:
     return now_ms // HEARTBEAT_WINDOW_MS
 
 
+def stale_windows(window: int, connected_at_ms: int | None) -> range:
+    """The windows a heartbeat in ``window`` removes: every earlier one since the connection
+    opened (at most ``MAX_STALE_WINDOWS``); without ``connected_at_ms``, the previous one."""
+    first = window - 1
+    if connected_at_ms is not None:
+        first = min(first, max(heartbeat_window(connected_at_ms), window - MAX_STALE_WINDOWS))
+    return range(first, window)
+
+
 def record_heartbeat(
     connection_id: str,
     *,
@@ -160,18 +172,26 @@ def record_heartbeat(
     per_minute: int,
     refresh_due: bool = False,
     warning_due: bool = False,
+    connected_at_ms: int | None = None,
 ) -> ConnectionItem | None:
     """A heartbeat's whole bookkeeping in one UpdateItem; returns the record as it now is.
 
     Sets ``lastSeenAt``, counts the heartbeat in this minute's counter (an attribute named
-    after the window; the previous window's is removed) only while under ``per_minute``, and
-    when due sets ``refreshNotifiedAt`` / ``warningNotifiedAt`` to ``now_ms`` unless already
-    set — so a returned value equal to ``now_ms`` means this call is the one that must push.
-    None when the connection has no record (never recreated). Conflict (with the
-    record) when the limit is reached.
+    after the window) only while under ``per_minute``, and when due sets
+    ``refreshNotifiedAt`` / ``warningNotifiedAt`` to ``now_ms`` unless already set — so a
+    returned value equal to ``now_ms`` means this call is the one that must push. None when
+    the connection has no record (never recreated). Conflict (with the record) when the
+    limit is reached.
+
+    The record keeps only this window's counter, whatever the gaps between heartbeats: the
+    same call REMOVEs every earlier window since the connection opened (``connected_at_ms``;
+    a connection lives two hours at most, so the list is bounded). REMOVE of an absent
+    attribute is a no-op, so no read is needed to know which ones exist.
     """
     window = heartbeat_window(now_ms)
-    names = {"#cur": f"hb{window}", "#prev": f"hb{window - 1}"}
+    names = {"#cur": f"hb{window}"}
+    stale = {f"#old{n}": f"hb{w}" for n, w in enumerate(stale_windows(window, connected_at_ms))}
+    names.update(stale)
     sets = ["lastSeenAt = :now"]
     for due, attribute, alias in (
         (refresh_due, REFRESH_NOTIFIED, "#refresh"),
@@ -180,11 +200,12 @@ def record_heartbeat(
         if due:
             names[alias] = attribute
             sets.append(f"{alias} = if_not_exists({alias}, :now)")
+    removed = f" REMOVE {', '.join(stale)}" if stale else ""
     try:
         response = update_or_conflict(
             TableName=config().connections_table,
             Key=to_item({"connectionId": connection_id}),
-            UpdateExpression=f"SET {', '.join(sets)} ADD #cur :one REMOVE #prev",
+            UpdateExpression=f"SET {', '.join(sets)} ADD #cur :one" + removed,
             ConditionExpression=(
                 "attribute_exists(connectionId) AND (attribute_not_exists(#cur) OR #cur < :limit)"
             ),

@@ -6,10 +6,10 @@ session and a connection record in one transaction, so they live here, beside th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any, cast
 
+from runtime import clock
 from runtime.config import config
 from runtime.store.connections import LISTENER, SPEAKER
 from runtime.store.dynamo import (
@@ -126,7 +126,7 @@ def end_session(session_id: str, *, speaker_connection_id: str | None, reason: s
         "true": True,
         "false": False,
         "reason": reason,
-        "now": int(time.time() * 1000),
+        "now": clock.now_ms(),
     }
     if speaker_connection_id:
         condition += " AND speakerConnectionId = :speaker"

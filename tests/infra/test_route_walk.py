@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from local.events import LambdaContext, scheduled_event
-from local.gateway import DEFAULT_ROUTE, Gateway, GatewayOptions, select_route
-from local.invoker import resolve_handler
-from local.scheduler import Scheduler
+from local.functions.events import LambdaContext, scheduled_event
+from local.functions.invoker import resolve_handler
+from local.functions.scheduler import Scheduler
+from local.gateway.connection import DEFAULT_ROUTE, GatewayOptions, select_route
+from local.gateway.websocket import Gateway
 from runtime import aws as runtime_aws
 from runtime import protocol, routes
 from runtime.config import config

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from websockets.asyncio.client import ClientConnection
 
-from local.client import connect_service
+from client.connection import connect_service
 from local.process import StackProcess
 
 RAW_CONNECTION_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9]{15}=")

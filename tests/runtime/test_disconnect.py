@@ -198,3 +198,33 @@ def test_no_raw_connection_id_in_disconnect_logs(aws, service, connections, caps
     assert log_lines(out)
     for cid in (speaker, *listeners):
         assert cid not in out
+
+
+def test_listeners_told_session_ended_can_join_another_session_at_once(
+    aws, service, connections
+) -> None:
+    # Issue 21.2: the role used to be released after the push, so a client answering
+    # sessionEnded with joinSession on the same socket got FORBIDDEN "already a listener".
+    speaker, session_id = service.start_session()
+    _, next_session = service.start_session()
+    listeners = [service.listener(session_id) for _ in range(8)]
+    roles_on_receipt: dict[str, str | None] = {}
+    rejoined: dict[str, dict] = {}
+
+    def on_receipt(cid: str, message: dict) -> None:
+        if message.get("type") != "sessionEnded":
+            return
+        roles_on_receipt[cid] = (store.get_connection(cid) or {}).get("role")
+        rejoined[cid] = service.join(cid, next_session, "fr")
+
+    connections.on_post = on_receipt
+    assert leave(speaker) == {"statusCode": 200}
+
+    assert roles_on_receipt == dict.fromkeys(listeners)
+    assert {cid: m["type"] for cid, m in rejoined.items()} == dict.fromkeys(
+        listeners, "sessionJoined"
+    )
+    for cid in listeners:
+        record = store.get_connection(cid)
+        assert (record["role"], record["sessionId"]) == ("listener", next_session)
+    assert store.get_session(next_session)["listenerCount"] == len(listeners)

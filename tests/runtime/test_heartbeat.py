@@ -12,7 +12,6 @@ from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
     log_lines,
     set_env,
-    wait_for_fresh_minute,
 )
 from tests.support.lambda_events import LambdaContext, message_event, new_connection_id, reply
 
@@ -56,11 +55,10 @@ def test_heartbeat_without_a_record_is_acknowledged_but_not_recreated(
 
 
 def test_heartbeat_rate_limit_rejects_with_retry_after(
-    aws, service, connections, monkeypatch
+    aws, service, connections, monkeypatch, frozen_clock
 ) -> None:
     set_env(monkeypatch, HEARTBEATS_PER_MINUTE=3)
     cid = service.connect()
-    wait_for_fresh_minute()
     assert [beat(cid)["type"] for _ in range(3)] == ["heartbeatAck"] * 3
 
     response = heartbeat.handler(heartbeat_event(cid), LambdaContext())
@@ -73,7 +71,7 @@ def test_heartbeat_rate_limit_rejects_with_retry_after(
     assert error["details"]["limit"] == 3
     # A rejected heartbeat is not counted: the window stays at the limit, not above it.
     record = store.get_connection(cid)
-    assert record[f"hb{store.heartbeat_window(int(time.time() * 1000))}"] == 3
+    assert record[f"hb{store.heartbeat_window(frozen_clock.now_ms())}"] == 3
 
 
 def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, service, connections) -> None:
@@ -86,6 +84,25 @@ def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, service, con
     record = store.record_heartbeat(cid, now_ms=now, per_minute=4)
     assert record[f"hb{window}"] == 1
     assert f"hb{window - 1}" not in record
+
+
+def test_heartbeats_with_gaps_leave_only_the_current_window(
+    aws, service, connections, monkeypatch
+) -> None:
+    # Issue 21.5: each heartbeat removed only the previous minute's counter, so heartbeats 64 s
+    # apart left an hb<minute> attribute behind for every minute they skipped.
+    opened = int(time.time() * 1000)
+    cid = service.connect()
+    clock = {"now": opened}
+    monkeypatch.setattr(heartbeat, "now_ms", lambda: clock["now"])
+    seen: list[set[str]] = []
+    for n in range(24):
+        clock["now"] += 64_000 + (n % 3) * 70_000  # gaps of 64 s to 204 s
+        event = message_event(cid, {"action": "heartbeat"}, connected_at=opened)
+        assert reply(heartbeat.handler(event, LambdaContext()))["type"] == "heartbeatAck"
+        record = store.get_connection(cid)
+        seen.append({name for name in record if name.startswith("hb")})
+        assert seen[-1] == {f"hb{store.heartbeat_window(clock['now'])}"}, seen
 
 
 def test_refresh_required_is_pushed_once_to_a_speaker(aws, service, connections, notices) -> None:
