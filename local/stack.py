@@ -27,9 +27,10 @@ from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
-from local.functions.events import function_name
+from local.functions.events import function_name, log_group_name
 from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.log_shipper import LogShipper
 from local.functions.scheduler import Scheduler
 from local.gateway.connection import GatewayOptions
 from local.gateway.live_connections import live_connections
@@ -137,6 +138,8 @@ class LocalStack:
         self._tap: log_tap.StdoutTap | None = None
         # CloudWatch Logs' part: EMF extracted from the functions' stdout, published in batches.
         self.emf: EmfPublisher | None = None
+        # Lambda's part: each line to CloudWatch Logs (/aws/lambda/<function>), in batches.
+        self.log_shipper: LogShipper | None = None
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
@@ -206,6 +209,7 @@ class LocalStack:
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
+        self._ship_logs()
         self._extract_emf()
         gateway.app.add_routes(
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
@@ -225,10 +229,12 @@ class LocalStack:
         self.supervisor.start()
 
     def _recreate_aws_state(self) -> None:
-        """What a fresh embedded AWS needs: the tables and the alarm topic."""
+        """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
+        dashboard, log groups and queries (the alarms with their current states)."""
         stage = self.config.stack
         self.aws.create_tables(stage)
         self.aws.client("sns").create_topic(Name=alarm_topic_name(stage))
+        self.monitoring.register()
 
     def _fail(self, why: str) -> None:
         console.say(f"! {why}: stopping the local stack (exit code 1)")
@@ -244,9 +250,22 @@ class LocalStack:
         emf = self.emf
         self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)
 
+    def _ship_logs(self) -> None:
+        by_name = {f.name: f for f in ROUTES}
+        stage = self.config.stack
+        self.log_shipper = LogShipper(
+            self.aws.client("logs"),
+            group_of=lambda name: log_group_name(function_name(stage, by_name[name])),
+            stream_of=self.invoker.log_stream_of,
+        ).start()
+        assert self._tap is not None
+        self._tap.subscribe(self.log_shipper.submit)
+
     def _stop_emf(self) -> None:
         if self.emf is not None:
             self.emf.stop()  # publishes what is still queued
+        if self.log_shipper is not None:
+            self.log_shipper.stop()  # ships what is still buffered
 
     async def stop(self) -> None:
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
@@ -279,6 +298,8 @@ class LocalStack:
             "awsPid": self.aws.pid,
             "awsState": self.supervisor.state,
             "awsRestarts": self.supervisor.restarts,
+            # Health probes a busy (running, not stuck) embedded AWS missed: no 503 for those.
+            "awsSlowProbes": self.supervisor.busy_misses,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
@@ -291,6 +312,7 @@ class LocalStack:
             # The stack's settings as the functions see them (secrets left out).
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
+            "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
             # IAM as AWS enforces it: every function call checked against its policy.
             "iam": self.iam.info() if self.iam is not None else {"enforced": False},
             "pid": os.getpid(),
