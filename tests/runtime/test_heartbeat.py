@@ -230,7 +230,8 @@ def test_the_refresh_push_waits_for_the_connections_own_offset(
         monkeypatch,
         CONNECTION_REFRESH_MINUTES=1,
         CONNECTION_REFRESH_SPREAD_MINUTES=3,
-        CONNECTION_WARNING_MINUTES=4,
+        # Past the latest refresh (4 min) plus the 5 s the last beat is late: no warning yet.
+        CONNECTION_WARNING_MINUTES=5,
         HEARTBEATS_PER_MINUTE=1000,
     )
     speaker, _ = service.start_session()
