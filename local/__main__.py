@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
+import signal
 import sys
 from collections.abc import Sequence
 
-from local.common import console
+from local.common import console, lifeline
 
 # The client's commands (``client.cli``, also ``python -m client``), and the drills.
 CLIENT_COMMANDS = ("token", "connections", "speak", "listen")
@@ -106,7 +108,48 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+class Interrupted(Exception):
+    """A stopping signal arrived before the stack's own handlers were in place."""
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+# Under make, errors name the make variables (make dev PORT=9000), not the flags.
+_MAKE_VARIABLES = {"--aws-port": "AWS_PORT", "--port": "PORT"}
+
+
+def option(flag: str) -> str:
+    """How the developer sets ``flag``: ``PORT=`` under make, else the flag itself."""
+    return f"{_MAKE_VARIABLES[flag]}=" if lifeline.make_pid() is not None else flag
+
+
+def _name_options(message: str) -> str:
+    for flag in _MAKE_VARIABLES:
+        message = re.sub(rf"{flag}(?![\w-])", option(flag), message)
+    return message
+
+
 def serve_main(argv: Sequence[str]) -> int:
+    """Run the stack until a signal (or its parent's end); the terminal is given back after."""
+    # Under make, Ctrl-C must reach the stack alone (local.common.lifeline): take the
+    # terminal first, then let no signal end the start-up with a traceback.
+    give_back = lifeline.take_terminal() if lifeline.make_pid() is not None else None
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
+    try:
+        return _serve(argv)
+    except Interrupted as stopped:  # before the stack started anything: nothing to stop
+        console.say(f"stopped while starting ({stopped}): nothing was left running")
+        return 0
+    finally:
+        console.settle_stdout()
+        if give_back is not None:
+            give_back()
+
+
+def _serve(argv: Sequence[str]) -> int:
     from local.aws.embedded import EmbeddedAwsError
     from local.config import load_config
     from local.stack import StackOptions, serve_until_signalled
@@ -115,8 +158,9 @@ def serve_main(argv: Sequence[str]) -> int:
     args = serve_parser().parse_args(argv)
     if args.port == args.aws_port != 0:
         console.say(
-            f"error: --port and --aws-port are both {args.port}; the gateway and the embedded "
-            "AWS need a port each: give them different ones (or 0 for any free port)"
+            f"error: {option('--port')} and {option('--aws-port')} are both {args.port}; the "
+            "gateway and the embedded AWS need a port each: give them different ones (or 0 for "
+            "any free port)"
         )
         return 2
     try:
@@ -137,9 +181,9 @@ def serve_main(argv: Sequence[str]) -> int:
         stop_on_stdin_eof=args.stop_on_stdin_eof,
     )
     try:
-        return asyncio.run(serve_until_signalled(config, options))
+        return asyncio.run(serve_until_signalled(config, options, make=lifeline.make_pid()))
     except (OSError, EmbeddedAwsError) as error:  # a port in use, mostly: one line, no trace
-        console.say(f"error: {error}")
+        console.say(f"error: {_name_options(str(error))}")
         return 1
 
 
@@ -157,7 +201,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from client import cli
 
         return cli.run(argv)
+    if argv and not argv[0].startswith("-"):  # a command, misspelt: the stack takes only flags
+        return unknown_command(argv[0])
     return serve_main(argv)
+
+
+def unknown_command(name: str) -> int:
+    """``python -m local spaek``: the commands, and the one it resembles."""
+    from runtime.settings import did_you_mean
+
+    console.say(
+        f"error: no command {name!r}{did_you_mean([name], COMMANDS)}; the commands are "
+        f"{', '.join(COMMANDS)} (python -m local COMMAND --help), and without one "
+        "python -m local runs the stack (python -m local --help)"
+    )
+    return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from client.local_stack import DIR_ENV as STACKS_DIR_ENV
 from client.local_stack import fetch_info, fetch_token
 from local.config import project_root
 
@@ -35,6 +37,7 @@ class StackProcess:
         self.args = ["--port", "0", "--aws-port", "0", "--stop-on-stdin-eof", *args]
         self.stdout_path = logs / f"{name}.stdout"
         self.stderr_path = logs / f"{name}.stderr"
+        self.stacks_dir = logs / "stacks"
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.port = 0
@@ -61,6 +64,9 @@ class StackProcess:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.PIPE,  # the lifeline: closed when we go, the stack stops
+                # Its .local/stacks file goes with the logs: a developer's own `speak` never
+                # finds a test's stack (client.local_stack).
+                env={**os.environ, STACKS_DIR_ENV: str(self.stacks_dir)},
             )
         deadline = started + timeout_s
         while time.monotonic() < deadline:

@@ -12,18 +12,19 @@ import contextlib
 import os
 import secrets
 import signal
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from client import local_stack
 from client.cli import DEFAULT_PORT, DEFAULT_URL
 from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
 from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
-from local.common import console
+from local.common import console, lifeline
 from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
@@ -46,7 +47,6 @@ from runtime.settings import BY_KEY, SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
-_STDIN_FD = 0
 # Variables that would send boto3 somewhere else than the embedded AWS.
 _FOREIGN_AWS_VARIABLES = (
     "AWS_PROFILE",
@@ -139,6 +139,8 @@ class LocalStack:
         # Set when the stack cannot go on (the embedded AWS died and could not be restarted).
         self.failed = asyncio.Event()
         self.exit_code = 0
+        # This stack's file in .local/stacks/, so the tools find it (client.local_stack).
+        self._registered: Path | None = None
 
     async def start(self) -> None:
         cfg, opts = self.config, self.options
@@ -209,6 +211,16 @@ class LocalStack:
         )
         self.scheduler.start()
         self.supervisor.start()
+        self._registered = local_stack.register(
+            local_stack.RunningStack(
+                pid=os.getpid(),
+                port=gateway.port,
+                aws_port=self.aws.port,
+                stack=stage,
+                websocket_url=gateway.websocket_url,
+                alarm_time_scale=opts.alarm_time_scale,
+            )
+        )
 
     def _recreate_aws_state(self) -> None:
         """What a fresh embedded AWS needs: the tables and the alarm topic."""
@@ -234,7 +246,11 @@ class LocalStack:
         if self.emf is not None:
             self.emf.stop()  # publishes what is still queued
 
-    async def stop(self) -> None:
+    async def stop(self, quick: bool = False) -> None:
+        """Close every connection (each gets its $disconnect), then stop the rest; ``quick``
+        (nothing served yet): the embedded AWS is killed instead of asked to finish."""
+        if self._registered is not None:  # no tool may pick a stack that is stopping
+            local_stack.unregister(self._registered, os.getpid())
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
         if self.gateway is not None:
             open_now = self.gateway.open_count()
@@ -246,7 +262,7 @@ class LocalStack:
         await loop.run_in_executor(None, self.invoker.shutdown)
         await loop.run_in_executor(None, self._stop_emf)
         await self.monitoring.stop()
-        await loop.run_in_executor(None, self.aws.stop)
+        await loop.run_in_executor(None, self.aws.kill if quick else self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
 
@@ -343,52 +359,35 @@ class LocalStack:
         ]
 
 
-def _stdin_is_terminal() -> bool:
-    try:
-        return os.isatty(_STDIN_FD)
-    except OSError:
-        return False
-
-
-def _watch_stdin(
-    loop: asyncio.AbstractEventLoop,
-    stop: asyncio.Event,
-    on_line: Callable[[], None],
-    stop_on_eof: bool,
-) -> None:
-    """Block on stdin: each line (Enter) calls ``on_line``; at EOF (the launcher is gone)
-    stop like on SIGTERM when ``stop_on_eof``.
-
-    Raw ``os.read`` on the descriptor: a daemon thread blocked inside the buffered
-    ``sys.stdin`` would abort the interpreter at exit (its lock is held).
-    """
-    with contextlib.suppress(OSError, RuntimeError):  # the loop may already be closed
-        while chunk := os.read(_STDIN_FD, 4096):
-            if b"\n" in chunk:
-                loop.call_soon_threadsafe(on_line)
-    if stop_on_eof:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(stop.set)
-
-
-async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
-    """Run the stack until SIGINT/SIGTERM; shut down cleanly and return the exit code."""
+async def serve_until_signalled(
+    config: LocalConfig, options: StackOptions, make: int | None = None
+) -> int:
+    """Run the stack until SIGINT, SIGTERM or SIGHUP, or until its parent or ``make`` (a PID)
+    is gone or dying (``local.common.lifeline``); shut down cleanly, return the exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     first_signal: float | None = None
+    received = "SIGTERM"
 
-    def on_signal() -> None:
-        nonlocal first_signal
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal first_signal, received
         now = time.monotonic()
         if first_signal is None:
-            first_signal = now
+            first_signal, received = now, sig.name
             stop.set()
         elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
             console.say("second signal: exiting without waiting")
             os._exit(130)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def parent_gone(why: str) -> None:
+        console.say(f"{why}: stopping the local stack")
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            loop.call_soon_threadsafe(on_signal, signal.SIGTERM)
+
+    watch = lifeline.ParentWatch(parent_gone, make=make).start()
     stack = LocalStack(config, options)
     ready = asyncio.Event()
 
@@ -396,25 +395,29 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
         if ready.is_set() and not stop.is_set():
             console.block(stack.banner(again=True))
 
-    if options.stop_on_stdin_eof or _stdin_is_terminal():
-        # In the background (make dev &), reading the terminal fails instead of stopping us.
-        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-        threading.Thread(
-            target=_watch_stdin,
-            args=(loop, stop, show_banner_again, options.stop_on_stdin_eof),
-            daemon=True,
-        ).start()
+    lifeline.watch_stdin(loop, show_banner_again, stop.set if options.stop_on_stdin_eof else None)
     for note in config.notes:
         console.say(f"note: {note}")
     try:
-        await stack.start()
-    except BaseException:
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # stopped while starting: one line, nothing left behind
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            await stack.stop(quick=True)
+            console.say(f"stopped while starting ({received}): nothing was left running")
+            return 0
+        if starting.exception() is not None:
+            await stack.stop(quick=True)
+            starting.result()  # raises it
+        stack.show_banner()
+        ready.set()
+        failed = asyncio.create_task(stack.failed.wait())
+        await asyncio.wait({stopping, failed}, return_when="FIRST_COMPLETED")
         await stack.stop()
-        raise
-    stack.show_banner()
-    ready.set()
-    failed = asyncio.create_task(stack.failed.wait())
-    await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
-    await stack.stop()
+    finally:
+        watch.stop()
     console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
     return stack.exit_code
