@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from local.common import console, lifeline
+
+if TYPE_CHECKING:
+    from local.config import LocalConfig
+    from local.stack import StackOptions
 
 # The client's commands (``client.cli``, also ``python -m client``), and the drills.
 CLIENT_COMMANDS = ("token", "connections", "speak", "listen")
@@ -81,6 +89,17 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--quiet", action="store_true", help="no stderr line per connect/disconnect"
+    )
+    parser.add_argument(
+        "--iam-deny",
+        dest="iam_deny",
+        action="append",
+        default=[],
+        metavar="FUNCTION=ACTION[@RESOURCE]",
+        help="deny an IAM action (on resources matching RESOURCE, default *) to a function "
+        "whatever its policy grants, e.g. --iam-deny 'refresh-connection=dynamodb:GetItem@"
+        "*-RateLimits', to see how a missing grant shows (repeatable; every call is checked "
+        "against the function's policy anyway)",
     )
     parser.add_argument(
         "--stop-on-stdin-eof",
@@ -152,7 +171,8 @@ def serve_main(argv: Sequence[str]) -> int:
 def _serve(argv: Sequence[str]) -> int:
     from local.aws.embedded import EmbeddedAwsError
     from local.config import load_config
-    from local.stack import StackOptions, serve_until_signalled
+    from local.functions.iam import DenyError, parse_denies
+    from local.stack import StackOptions
     from runtime.settings import SettingsError
 
     args = serve_parser().parse_args(argv)
@@ -168,6 +188,11 @@ def _serve(argv: Sequence[str]) -> int:
     except SettingsError as error:
         console.say(f"error: {error}")
         return 2
+    try:
+        iam_deny = parse_denies(args.iam_deny)
+    except DenyError as error:
+        console.say(f"error: {error}")
+        return 2
     _configure_logging()
     options = StackOptions(
         port=args.port,
@@ -179,12 +204,79 @@ def _serve(argv: Sequence[str]) -> int:
         workers=max(1, args.workers),
         announce=not args.quiet,
         stop_on_stdin_eof=args.stop_on_stdin_eof,
+        iam_deny=iam_deny,
     )
     try:
         return asyncio.run(serve_until_signalled(config, options, make=lifeline.make_pid()))
     except (OSError, EmbeddedAwsError) as error:  # a port in use, mostly: one line, no trace
         console.say(f"error: {_name_options(str(error))}")
         return 1
+
+
+async def serve_until_signalled(
+    config: LocalConfig, options: StackOptions, make: int | None = None
+) -> int:
+    """Run the stack until SIGINT, SIGTERM or SIGHUP, or until its parent or ``make`` (a PID)
+    is gone or dying (``local.common.lifeline``); shut down cleanly, return the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    first_signal: float | None = None
+    received = "SIGTERM"
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal first_signal, received
+        now = time.monotonic()
+        if first_signal is None:
+            first_signal, received = now, sig.name
+            stop.set()
+        elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
+            console.say("second signal: exiting without waiting")
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def parent_gone(why: str) -> None:
+        console.say(f"{why}: stopping the local stack")
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            loop.call_soon_threadsafe(on_signal, signal.SIGTERM)
+
+    from local.stack import LocalStack  # heavy: imported once the terminal is ours
+
+    watch = lifeline.ParentWatch(parent_gone, make=make).start()
+    stack = LocalStack(config, options)
+    ready = asyncio.Event()
+
+    def show_banner_again() -> None:
+        if ready.is_set() and not stop.is_set():
+            console.block(stack.banner(again=True))
+
+    lifeline.watch_stdin(loop, show_banner_again, stop.set if options.stop_on_stdin_eof else None)
+    for note in config.notes:
+        console.say(f"note: {note}")
+    try:
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # stopped while starting: one line, nothing left behind
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            await stack.stop(quick=True)
+            console.say(f"stopped while starting ({received}): nothing was left running")
+            return 0
+        if starting.exception() is not None:
+            await stack.stop(quick=True)
+            starting.result()  # raises it
+        stack.show_banner()
+        ready.set()
+        failed = asyncio.create_task(stack.failed.wait())
+        await asyncio.wait({stopping, failed}, return_when="FIRST_COMPLETED")
+        await stack.stop()
+    finally:
+        watch.stop()
+    console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
+    return stack.exit_code
 
 
 def drill_main(argv: Sequence[str]) -> int:

@@ -8,13 +8,11 @@ the gateway starts serving and the banner goes to stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,14 @@ from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
 from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
-from local.common import console, lifeline
+from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
-from local.functions.events import function_name
+from local.functions.events import function_name, log_group_name
+from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.log_shipper import LogShipper
 from local.functions.scheduler import Scheduler
 from local.gateway.connection import GatewayOptions
 from local.gateway.live_connections import live_connections
@@ -71,6 +71,8 @@ class StackOptions:
     stop_on_stdin_eof: bool = False
     # Alarm periods pass this many times faster (60: a 5-minute period lasts 5 s).
     alarm_time_scale: float = 1.0
+    # IAM actions denied to a function whatever its policy grants (``--iam-deny``).
+    iam_deny: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 def function_environment(
@@ -126,6 +128,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        self.iam: LocalIam | None = None
         # Set once the start-up banner is printed: the alarm runner waits for it.
         self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
@@ -133,6 +136,8 @@ class LocalStack:
         self._tap: log_tap.StdoutTap | None = None
         # CloudWatch Logs' part: EMF extracted from the functions' stdout, published in batches.
         self.emf: EmfPublisher | None = None
+        # Lambda's part: each line to CloudWatch Logs (/aws/lambda/<function>), in batches.
+        self.log_shipper: LogShipper | None = None
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
@@ -182,6 +187,15 @@ class LocalStack:
                 ip_hash_key_parameter=hash_key_parameter,
             )
         )
+        # Every AWS call a function makes is checked against its IAM policy from here on.
+        self.iam = LocalIam(
+            stage,
+            cfg.region,
+            cfg.settings,
+            api_id=lambda: gateway.api.api_id if gateway.api else "local",
+            revoked=opts.iam_deny,
+        )
+        self.iam.install()
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
@@ -191,9 +205,11 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        self.iam.label = connection_hash
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
+        self._ship_logs()
         self._extract_emf()
         gateway.app.add_routes(
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
@@ -223,10 +239,12 @@ class LocalStack:
         )
 
     def _recreate_aws_state(self) -> None:
-        """What a fresh embedded AWS needs: the tables and the alarm topic."""
+        """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
+        dashboard, log groups and queries (the alarms with their current states)."""
         stage = self.config.stack
         self.aws.create_tables(stage)
         self.aws.client("sns").create_topic(Name=alarm_topic_name(stage))
+        self.monitoring.register()
 
     def _fail(self, why: str) -> None:
         console.say(f"! {why}: stopping the local stack (exit code 1)")
@@ -242,9 +260,22 @@ class LocalStack:
         emf = self.emf
         self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)
 
+    def _ship_logs(self) -> None:
+        by_name = {f.name: f for f in ROUTES}
+        stage = self.config.stack
+        self.log_shipper = LogShipper(
+            self.aws.client("logs"),
+            group_of=lambda name: log_group_name(function_name(stage, by_name[name])),
+            stream_of=self.invoker.log_stream_of,
+        ).start()
+        assert self._tap is not None
+        self._tap.subscribe(self.log_shipper.submit)
+
     def _stop_emf(self) -> None:
         if self.emf is not None:
             self.emf.stop()  # publishes what is still queued
+        if self.log_shipper is not None:
+            self.log_shipper.stop()  # ships what is still buffered
 
     async def stop(self, quick: bool = False) -> None:
         """Close every connection (each gets its $disconnect), then stop the rest; ``quick``
@@ -265,6 +296,8 @@ class LocalStack:
         await loop.run_in_executor(None, self.aws.kill if quick else self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
+        if self.iam is not None:
+            self.iam.uninstall()
 
     def info(self) -> dict[str, Any]:
         assert self.gateway is not None and self.issuer is not None
@@ -279,6 +312,8 @@ class LocalStack:
             "awsPid": self.aws.pid,
             "awsState": self.supervisor.state,
             "awsRestarts": self.supervisor.restarts,
+            # Health probes a busy (running, not stuck) embedded AWS missed: no 503 for those.
+            "awsSlowProbes": self.supervisor.busy_misses,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
@@ -291,6 +326,9 @@ class LocalStack:
             # The stack's settings as the functions see them (secrets left out).
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
+            "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
+            # IAM as AWS enforces it: every function call checked against its policy.
+            "iam": self.iam.info() if self.iam is not None else {"enforced": False},
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
@@ -357,67 +395,3 @@ class LocalStack:
             "(with a fresh token); Ctrl-C stops.",
             "",
         ]
-
-
-async def serve_until_signalled(
-    config: LocalConfig, options: StackOptions, make: int | None = None
-) -> int:
-    """Run the stack until SIGINT, SIGTERM or SIGHUP, or until its parent or ``make`` (a PID)
-    is gone or dying (``local.common.lifeline``); shut down cleanly, return the exit code."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    first_signal: float | None = None
-    received = "SIGTERM"
-
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal first_signal, received
-        now = time.monotonic()
-        if first_signal is None:
-            first_signal, received = now, sig.name
-            stop.set()
-        elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
-            console.say("second signal: exiting without waiting")
-            os._exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-    def parent_gone(why: str) -> None:
-        console.say(f"{why}: stopping the local stack")
-        with contextlib.suppress(RuntimeError):  # the loop may be closed already
-            loop.call_soon_threadsafe(on_signal, signal.SIGTERM)
-
-    watch = lifeline.ParentWatch(parent_gone, make=make).start()
-    stack = LocalStack(config, options)
-    ready = asyncio.Event()
-
-    def show_banner_again() -> None:
-        if ready.is_set() and not stop.is_set():
-            console.block(stack.banner(again=True))
-
-    lifeline.watch_stdin(loop, show_banner_again, stop.set if options.stop_on_stdin_eof else None)
-    for note in config.notes:
-        console.say(f"note: {note}")
-    try:
-        starting = asyncio.create_task(stack.start())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # stopped while starting: one line, nothing left behind
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await starting
-            await stack.stop(quick=True)
-            console.say(f"stopped while starting ({received}): nothing was left running")
-            return 0
-        if starting.exception() is not None:
-            await stack.stop(quick=True)
-            starting.result()  # raises it
-        stack.show_banner()
-        ready.set()
-        failed = asyncio.create_task(stack.failed.wait())
-        await asyncio.wait({stopping, failed}, return_when="FIRST_COMPLETED")
-        await stack.stop()
-    finally:
-        watch.stop()
-    console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
-    return stack.exit_code
