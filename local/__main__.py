@@ -131,8 +131,13 @@ class Interrupted(Exception):
     """A stopping signal arrived before the stack's own handlers were in place."""
 
 
+_received: list[int] = []
+
+
 def _interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    if not _received:  # the same Ctrl-C often arrives twice (from the terminal and from uv)
+        _received.append(signum)
+        raise Interrupted(signal.Signals(signum).name)
 
 
 # Under make, errors name the make variables (make dev PORT=9000), not the flags.
