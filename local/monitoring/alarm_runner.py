@@ -14,11 +14,12 @@ printed the alarms' summary line above the banner).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from local.common import console
 from local.common.background import cancel_and_wait
-from local.monitoring.alarm_evaluator import AlarmEvaluator
+from local.monitoring.alarm_evaluator import AlarmEvaluator, Transition
 from local.monitoring.alarm_notifier import AlarmNotifier, is_settling, settled_line
 
 
@@ -29,11 +30,14 @@ class AlarmRunner:
         notifier: AlarmNotifier,
         alarms_url: str,
         after: asyncio.Event | None = None,
+        mirror: Callable[[Transition], None] | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.notifier = notifier
         self.alarms_url = alarms_url
         self.after = after  # set when the runner may start (None: at once)
+        # Told each transition before it is published (the embedded CloudWatch alarm's state).
+        self.mirror = mirror
         self._evaluated = False
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-sns")
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +60,13 @@ class AlarmRunner:
         for transition in transitions:
             if not (first and is_settling(transition)):
                 self.notifier.announce(transition)
-            loop.run_in_executor(self._publisher, self.notifier.publish, transition)
+            loop.run_in_executor(self._publisher, self._deliver, transition)
+
+    def _deliver(self, transition: Transition) -> None:
+        """On the publishing thread, in transition order: the alarm's state, then SNS."""
+        if self.mirror is not None:
+            self.mirror(transition)
+        self.notifier.publish(transition)
 
     async def _loop(self) -> None:
         if self.after is not None:
