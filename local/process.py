@@ -116,7 +116,12 @@ class StackProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def stdout_lines(self) -> list[str]:
-        return self.stdout_path.read_text(errors="replace").splitlines()
+        """stdout's lines; while the stack runs, not the last one if it is still being
+        written (a test polling the log read half a JSON line and failed to parse it)."""
+        text = self.stdout_path.read_text(errors="replace")
+        if self.process is not None and self.process.poll() is None:
+            text = text[: text.rfind("\n") + 1]
+        return text.splitlines()
 
     def log_records(self) -> list[dict[str, Any]]:
         """stdout parsed line by line (raises ValueError on a line that is not JSON)."""
