@@ -280,6 +280,21 @@ def test_a_signal_to_make_stops_everything(tmp_path, terminal, shell, sig):
         run.close()
 
 
+def test_sigint_to_makes_process_group_without_a_terminal_stops_everything(tmp_path):
+    """As a script or an IDE's stop button does: make dies of it (130), nothing runs on."""
+    run = start(tmp_path, terminal=False, shell=STDOUT_TO_JQ)
+    try:
+        run.wait_for(READY)
+        pids = run.find_processes()
+        os.killpg(os.getpgid(pids["make"]), signal.SIGINT)
+        stopped_at = time.monotonic()
+        run.wait()
+        run.assert_nothing_left(stopped_at)
+        assert "stopped" in run.read() and "Traceback" not in run.read()
+    finally:
+        run.close()
+
+
 @pytest.mark.parametrize("victim", ["make", "uv"])
 def test_a_stack_whose_parent_is_killed_stops_and_frees_its_ports(tmp_path, victim):
     run = start(tmp_path, terminal=False, shell=STDERR_TO_FILE)
