@@ -187,7 +187,9 @@ class Run:
             time.sleep(0.1)
 
     def close(self) -> None:
-        for pid in [self.process.pid, *self.pids.values()]:
+        """Whatever a failed test left: every process of the run, found now or before."""
+        leftovers = {*descendants(self.process.pid), *self.pids.values(), self.process.pid}
+        for pid in leftovers:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
