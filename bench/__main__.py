@@ -21,7 +21,9 @@ from bench import report
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
-SECTIONS = ("calls", "cost", "cold-start", "package", "model", "local", "gateway", "console")
+SECTIONS = (
+    "calls", "cost", "cold-start", "package", "model", "local", "rehearsal", "gateway", "console",
+)  # fmt: skip
 QUICK_LISTENERS = "10,30"
 
 
@@ -48,6 +50,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-local", action="store_true", help="skip the local-stack load measurements"
+    )
+    parser.add_argument(
+        "--skip-rehearsal",
+        action="store_true",
+        help="skip the rehearsal of an event (300 listeners from one address, ~4 min)",
     )
     parser.add_argument(
         "--skip-gateway", action="store_true", help="skip the gateway handshake/message latency"
@@ -152,6 +159,12 @@ def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
     return load_report.load_section(results, notes)
 
 
+def _rehearsal(quick: bool) -> Section:
+    from bench.rehearsal import measured_section
+
+    return measured_section(listeners=50 if quick else 300)
+
+
 def _gateway(quick: bool) -> Section:
     from bench.gateway import GatewayPlan, gateway_section
 
@@ -205,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("local stack", lambda: _local(listeners, heartbeats)))
     if not args.skip_gateway:
         sections.append(_guarded("gateway latency", lambda: _gateway(args.quick)))
+    if not args.skip_rehearsal:
+        sections.append(_guarded("rehearsal", lambda: _rehearsal(args.quick)))
     if not args.skip_console:
         sections.append(_guarded("web console", lambda: _console(args.quick)))
     duration = time.perf_counter() - started

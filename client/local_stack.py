@@ -192,3 +192,17 @@ def _is_stack(pid: int) -> bool:
             return True
         return True
     return b"local" in cmdline
+
+
+ALARMS_PATH = "/_local/alarms"
+
+
+def fetch_alarms(port: int, host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """Every alarm of the running local stack: name, state, reason and recent transitions."""
+    url = f"http://{host}:{port}{ALARMS_PATH}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            doc = json.loads(response.read().decode())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise NoLocalStack(f"could not read {url}: {error}") from None
+    return list(doc) if isinstance(doc, list) else list(doc.get("alarms") or [])

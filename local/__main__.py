@@ -6,6 +6,7 @@ python -m local connections [--port 8080] [--json]
 python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
 python -m local listen SESSION_ID --lang es [--url URL]
 python -m local drill --list | NAME [--port 8080]
+python -m local rehearse [--port 8080] [--listeners 300]
 
 From the project folder, outside the venv: ``uv run python -m local …``.
 """
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 # The client's commands (``client.cli``, also ``python -m client``), and the drills.
 CLIENT_COMMANDS = ("token", "connections", "speak", "listen")
-COMMANDS = (*CLIENT_COMMANDS, "drill")
+COMMANDS = (*CLIENT_COMMANDS, "drill", "rehearse")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -294,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "drill":
         return drill_main(argv[1:])
+    if argv and argv[0] == "rehearse":
+        from client import rehearsal
+
+        return rehearsal.main(argv[1:])
     if argv and argv[0] in CLIENT_COMMANDS:
         from client import cli
 

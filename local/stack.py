@@ -160,6 +160,8 @@ class LocalStack:
             port=opts.port,
             idle_timeout_s=opts.idle_timeout_s,
             max_connection_s=opts.max_connection_s,
+            # Connection ages run on the alarms' clock: refreshes come as minutes pass.
+            age_scale=opts.alarm_time_scale,
             announce=opts.announce,
         )
         # The gateway is built around late-bound pieces (label, routes) once the port is known.
@@ -380,7 +382,9 @@ class LocalStack:
             f"  alarms        {info['alarms']} evaluated"
             + (
                 f", time ×{opts.alarm_time_scale:g} (a 5-minute period lasts "
-                f"{300 / opts.alarm_time_scale:g}s)"
+                f"{300 / opts.alarm_time_scale:g}s; connections age as fast: the refresh "
+                f"due at {self.config.settings.connectionRefreshMinutes} min comes after "
+                f"{self.config.settings.connectionRefreshMinutes * 60 / opts.alarm_time_scale:g}s)"
                 if opts.alarm_time_scale != 1
                 else ""
             )

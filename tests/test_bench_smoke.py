@@ -266,6 +266,7 @@ def test_only_runs_the_named_sections():
     args = bench_main.parse_args(["--only", "gateway"])
     assert not args.skip_gateway
     assert args.skip_local and args.skip_calls and args.skip_cold_start and args.skip_model
+    assert args.skip_rehearsal
     with pytest.raises(SystemExit):
         bench_main.parse_args(["--only", "nope"])
 

@@ -135,6 +135,7 @@ class Gateway:
             stage=self.options.stage,
             domain_name=f"localhost:{self.port}",
             region=self.options.region,
+            age_scale=self.options.age_scale,
         )
 
     async def start(self) -> None:

@@ -38,6 +38,7 @@ from runtime.store.rate_windows import (
     failed_lookups,
     heartbeat_window,
     record_heartbeat,
+    stale_windows,
     take_from_bucket,
 )
 from runtime.store.records import ConnectionItem, SessionItem
@@ -108,6 +109,7 @@ __all__ = [
     "sessions_by_id",
     "set_active_sessions",
     "set_listener_count",
+    "stale_windows",
     "swap_speaker",
     "sweep_connections",
     "take_from_bucket",

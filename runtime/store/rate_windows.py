@@ -147,6 +147,9 @@ HEARTBEAT_WINDOW_MS = 60_000
 # How many earlier windows a heartbeat removes at most: a connection lives two hours at most
 # (API Gateway), so no older window can exist.
 MAX_STALE_WINDOWS = 121
+# Minutes past heartbeatTimeoutSeconds before a silent connection is surely closed: the
+# sweeper runs every minute, and one more for a pass that overran.
+SWEEP_SLACK_WINDOWS = 3
 REFRESH_NOTIFIED = "refreshNotifiedAt"
 WARNING_NOTIFIED = "warningNotifiedAt"
 
@@ -156,12 +159,24 @@ def heartbeat_window(now_ms: int) -> int:
     return now_ms // HEARTBEAT_WINDOW_MS
 
 
-def stale_windows(window: int, connected_at_ms: int | None) -> range:
+def stale_windows(window: int, connected_at_ms: int | None, silence_s: int | None = None) -> range:
     """The windows a heartbeat in ``window`` removes: every earlier one since the connection
-    opened (at most ``MAX_STALE_WINDOWS``); without ``connected_at_ms``, the previous one."""
+    opened (at most ``MAX_STALE_WINDOWS``); without ``connected_at_ms``, the previous one.
+
+    With ``silence_s`` (how long a connection may stay silent before the sweeper closes it),
+    only the windows of that silence plus ``SWEEP_SLACK_WINDOWS``: a heartbeat after a longer
+    silence does not come (the sweeper closed the connection), so no counter older than that
+    can exist. Without the bound a heartbeat late in a connection's two hours REMOVEd over a
+    hundred names, and the local stack, whose connections age on the alarms' clock, spent
+    its embedded DynamoDB parsing them (the rehearsal's heartbeats timed out).
+    """
     first = window - 1
     if connected_at_ms is not None:
-        first = min(first, max(heartbeat_window(connected_at_ms), window - MAX_STALE_WINDOWS))
+        oldest = window - MAX_STALE_WINDOWS
+        if silence_s is not None:
+            oldest = max(oldest, window - (silence_s * 1000 // HEARTBEAT_WINDOW_MS + 1)
+                         - SWEEP_SLACK_WINDOWS)  # fmt: skip
+        first = min(first, max(heartbeat_window(connected_at_ms), oldest))
     return range(first, window)
 
 
@@ -190,7 +205,11 @@ def record_heartbeat(
     """
     window = heartbeat_window(now_ms)
     names = {"#cur": f"hb{window}"}
-    stale = {f"#old{n}": f"hb{w}" for n, w in enumerate(stale_windows(window, connected_at_ms))}
+    silence_s = config().heartbeatTimeoutSeconds
+    stale = {
+        f"#old{n}": f"hb{w}"
+        for n, w in enumerate(stale_windows(window, connected_at_ms, silence_s))
+    }
     names.update(stale)
     sets = ["lastSeenAt = :now"]
     for due, attribute, alias in (

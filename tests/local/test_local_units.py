@@ -200,3 +200,14 @@ def test_a_running_stacks_log_leaves_out_the_line_still_being_written(tmp_path) 
         stack.process.wait()
     # Once it has exited every line counts: a torn last line is then a bug to report.
     assert stack.stdout_lines() == ['{"a": 1}', '{"b": ']
+
+
+def test_connections_age_on_the_alarms_clock_in_the_functions_events():
+    # --alarm-time-scale 60: a connection open for 100 s looks 100 minutes old to the
+    # functions (its refresh comes); scale 1 is API Gateway's own connectedAt.
+    from local.functions.events import scaled_connected_at
+
+    now = 1_800_000_000_000
+    assert scaled_connected_at(now - 100_000, now, 60) == now - 6_000_000
+    assert scaled_connected_at(now - 100_000, now, 1) == now - 100_000
+    assert scaled_connected_at(now + 5, now, 60) == now  # never younger than now

@@ -242,3 +242,22 @@ def test_the_refresh_push_waits_for_the_connections_own_offset(
     beat(speaker, age_s=due_s + 0.5)
     beat(speaker, age_s=due_s + 5)
     assert [m["type"] for m in connections.messages(speaker)] == ["connectionRefreshRequired"]
+
+
+def test_a_heartbeat_late_in_a_connection_removes_only_the_windows_a_silence_allows(
+    aws, service, connections
+) -> None:
+    # 110 minutes into a connection: a counter older than heartbeatTimeoutSeconds (90 s)
+    # plus the sweeper's slack cannot exist, so the REMOVE list stays short (it listed
+    # every minute since the connection opened: 110 names, each heartbeat).
+    from bench.call_counter import CallCounter
+    from runtime import aws as runtime_aws
+
+    cid = service.connect()
+    with CallCounter([runtime_aws.dynamodb()], default_session=False) as calls:
+        assert beat(cid, age_s=110 * 60)["type"] == "heartbeatAck"
+    ((_, params),) = calls.requests()
+    removed = [n for n in params["ExpressionAttributeNames"] if n.startswith("#old")]
+    assert 1 <= len(removed) <= 5
+    assert store.stale_windows(1000, 0, 90) == range(995, 1000)
+    assert store.stale_windows(1000, 0) == range(1000 - 121, 1000)
