@@ -46,9 +46,11 @@ from runtime.store.sessions import (
     add_refreshed_listener,
     create_session,
     end_session,
+    forget_user_sessions,
     get_session,
     remove_listener,
     swap_speaker,
+    user_key,
 )
 from runtime.store.sweeps import (
     count_listeners,
@@ -89,6 +91,7 @@ __all__ = [
     "end_session",
     "existing_connections",
     "failed_lookups",
+    "forget_user_sessions",
     "from_item",
     "get_connection",
     "get_session",
@@ -108,4 +111,5 @@ __all__ = [
     "sweep_connections",
     "to_item",
     "ttl_from_now",
+    "user_key",
 ]

@@ -120,7 +120,7 @@ def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
 
 
 # What a role adds to a connection record; releasing the role removes exactly these.
-ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
+ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy", "replacedAt")
 
 
 def release_roles(records: list[ConnectionItem]) -> int:

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import join_session
 from tests.runtime.helpers_entry import (
@@ -40,6 +40,7 @@ def test_joins_in_three_aws_calls_and_reports_the_count_it_produced(issuer: Issu
         "sourceLanguage": "de",
         "targetLanguage": "fr",
         "listenerCount": 1,
+        "refreshToken": refresh_tokens.issue(session_id, "listener", first),
         "timestamp": joined["timestamp"],
     }
     assert before_ms <= joined["timestamp"] <= int(time.time() * 1000)
