@@ -6,16 +6,20 @@ STACK ?= dev
 PORT ?= 8080
 AWS_PORT ?= 4566
 PYTEST_ARGS ?=
+# make fuzz: each property test runs FUZZ_SCALE times its own example count, freshly random.
+FUZZ_SCALE ?= 25
 # Extra flags for the local stack, e.g. make dev ARGS="--set maxListenersPerSession=2"
 ARGS ?=
 
-.PHONY: help setup uv-on-path dev test lint format bench clean
+.PHONY: help setup uv-on-path dev test fuzz lint format bench screenshot clean
 
 help:
 	@echo "make dev    - run the whole service locally (ws://127.0.0.1:$(PORT)/$(STACK));"
 	@echo "              STACK=, PORT=, AWS_PORT=, ARGS=\"--set KEY=VALUE ...\""
-	@echo "make test   - lint, format check and the full test suite"
+	@echo "make test   - lint, format check and the full test suite (hypothesis derandomised)"
+	@echo "make fuzz   - the property tests with FUZZ_SCALE (25) times more random examples"
 	@echo "make bench  - benchmarks; writes docs/benchmarks.md"
+	@echo "make screenshot - docs/console.png from a local stack during a fire drill (needs Chromium)"
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -55,11 +59,23 @@ format: setup
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
+# Hypothesis runs the `ci` profile: derandomised, no example database, so every clone tries
+# the same examples CI tried (profiles: tests/support/hypothesis_profiles.py).
 test: lint
-	$(UV) run --frozen python -m pytest -n 2 $(PYTEST_ARGS)
+	$(UV) run --frozen python -m pytest -n 2 --hypothesis-profile=ci $(PYTEST_ARGS)
+
+# The same property tests (pytest's `hypothesis` marker), with new random examples each run;
+# failures are kept in .hypothesis/examples and replayed first next time.
+fuzz: setup
+	FUZZ_SCALE=$(FUZZ_SCALE) $(UV) run --frozen python -m pytest -n 2 -m hypothesis \
+		--hypothesis-profile=fuzz --timeout 3600 $(PYTEST_ARGS)
 
 bench: setup
 	$(UV) run --frozen python -m bench
+
+# The README's picture of the console: a live session and an alarm firing, taken during a drill.
+screenshot: setup
+	$(UV) run --frozen python -m bench.screenshot
 
 clean:
 	rm -rf .venv build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -134,7 +134,7 @@ def _model(sizes: tuple[int, ...]) -> Section:
 
 
 def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
-    from bench import load
+    from bench import load, load_report
 
     why_not = load.environment_ok()
     if why_not:
@@ -143,7 +143,7 @@ def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
         section.notes.append(why_not)
         return section
     results, notes = load.measure(load.LoadPlan(listeners=sizes, heartbeats=heartbeats))
-    return load.load_section(results, notes)
+    return load_report.load_section(results, notes)
 
 
 def _gateway(quick: bool) -> Section:

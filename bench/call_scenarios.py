@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from bench.call_counter import CallCounter
 from bench.connections_server import ConnectionsServer
-from local import events
+from local.functions import events
 from runtime import aws, hash_key, refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import (

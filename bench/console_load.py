@@ -26,7 +26,7 @@ LISTENER_LANGUAGES = ("es", "fr", "de")
 
 
 async def _live_session(url: str, token: str) -> list[Any]:
-    from local.client import connect_service
+    from client.connection import connect_service
 
     speaker = await connect_service(url, token, open_timeout=30)
     await speaker.send('{"action": "createSession", "sourceLanguage": "en"}')
@@ -47,8 +47,8 @@ def measure(loads: int = 10) -> tuple[list[float], float]:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from client.local_stack import fetch_token
     from local.process import StackProcess
-    from local.tokens import fetch_token
 
     paths = find_chromium()
     assert paths is not None, MISSING

@@ -1,6 +1,6 @@
 """The local gateway alone, with stand-in functions, in its own process (for bench.gateway).
 
-``python -m bench.gateway_server`` serves the real ``local.gateway.Gateway`` on a free
+``python -m bench.gateway_server`` serves the real ``local.gateway.websocket.Gateway`` on a free
 127.0.0.1 port with an invoker that answers at once ($connect 200, every message echoed as
 its route's reply; ``WHOAMI`` gets the connection's ID), writes ``READY <port>`` on stdout
 and serves until stdin closes. With no DynamoDB and no handler in the way, what the bench
@@ -16,7 +16,8 @@ import json
 import sys
 from typing import Any
 
-from local.gateway import Gateway, GatewayOptions
+from local.gateway.connection import GatewayOptions
+from local.gateway.websocket import Gateway
 from runtime.routes import Function
 
 STAGE = "bench"

@@ -304,7 +304,7 @@ reported) runs first, so handler imports and client creation are not in the samp
 
 `bench/gateway.py` measures the local gateway's HTTP/WebSocket stack one request at a time
 (latency, not throughput; `python -m bench --only gateway` runs this section alone). First
-the gateway alone (`bench/gateway_server.py`: the real `local.gateway.Gateway` in its own
+the gateway alone (`bench/gateway_server.py`: the real `local.gateway.websocket.Gateway` in its own
 process, with stand-in functions that answer at once, so no handler or DynamoDB time is in
 the samples): a WebSocket handshake (TCP connect until the 101 is read; the close is not
 timed), a frame's round trip on one connection (send until the route's reply is read) and an

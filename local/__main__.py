@@ -16,11 +16,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from local import console
+from local.common import console
 
-COMMANDS = ("token", "connections", "speak", "listen", "drill")
+# The client's commands (``client.cli``, also ``python -m client``), and the drills.
+CLIENT_COMMANDS = ("token", "connections", "speak", "listen")
+COMMANDS = (*CLIENT_COMMANDS, "drill")
 
 
 def serve_parser() -> argparse.ArgumentParser:
@@ -105,7 +107,7 @@ def _configure_logging() -> None:
 
 
 def serve_main(argv: Sequence[str]) -> int:
-    from local.aws import EmbeddedAwsError
+    from local.aws.embedded import EmbeddedAwsError
     from local.config import load_config
     from local.stack import StackOptions, serve_until_signalled
     from runtime.settings import SettingsError
@@ -141,74 +143,20 @@ def serve_main(argv: Sequence[str]) -> int:
         return 1
 
 
-def token_main(argv: Sequence[str]) -> int:
-    from local.tokens import DEFAULT_TTL_S, NoLocalStack, fetch_token
-
-    parser = argparse.ArgumentParser(
-        prog="python -m local token",
-        description="Print a speaker token accepted by the local stack running on --port.",
-    )
-    parser.add_argument("--user", required=True, help="the token's subject (speaker user ID)")
-    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
-    parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help="validity in seconds")
-    args = parser.parse_args(argv)
-    try:
-        print(fetch_token(args.user, args.port, ttl_s=args.ttl))
-    except NoLocalStack as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def drill_main(argv: Sequence[str]) -> int:
-    from local import drills
+    from local.drills import runner as drills
 
     return drills.main(argv)
 
 
-def connections_main(argv: Sequence[str]) -> int:
-    from local.connections_table import print_connections
-    from local.tokens import NoLocalStack, fetch_connections, fetch_info
-
-    parser = argparse.ArgumentParser(
-        prog="python -m local connections",
-        description="List the open connections of the local stack running on --port: "
-        "connection ID, role, session, language, user and age, for trying "
-        "@connections (post_to_connection) by hand.",
-    )
-    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
-    parser.add_argument("--json", action="store_true", help="print the list as JSON")
-    args = parser.parse_args(argv)
-    try:
-        info = fetch_info(args.port)
-        connections = fetch_connections(args.port)
-    except NoLocalStack as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print_connections(connections, info, as_json=args.json)
-    return 0
-
-
-def _client(name: str) -> Callable[[Sequence[str]], int]:
-    def run(argv: Sequence[str]) -> int:
-        from local import client
-
-        return client.main(name, argv)
-
-    return run
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    handlers: dict[str, Callable[[Sequence[str]], int]] = {
-        "token": token_main,
-        "connections": connections_main,
-        "speak": _client("speak"),
-        "listen": _client("listen"),
-        "drill": drill_main,
-    }
-    if argv and argv[0] in handlers:
-        return handlers[argv[0]](argv[1:])
+    if argv and argv[0] == "drill":
+        return drill_main(argv[1:])
+    if argv and argv[0] in CLIENT_COMMANDS:
+        from client import cli
+
+        return cli.run(argv)
     return serve_main(argv)
 
 

@@ -2,7 +2,7 @@
 open connections (with role and session, for trying @connections by hand).
 
 The gateway listens on 127.0.0.1 only, and every path under ``/_local/`` is guarded by
-``local.loopback`` (loopback Host, no request from another site), so neither a web page nor
+``local.gateway.loopback`` (loopback Host, no request from another site), so neither a web page nor
 a DNS-rebinding name can mint tokens from a developer's running stack. The JWKS is public
 key material, served to anyone (as Cognito does).
 """
@@ -14,16 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from local.tokens import (
-    CONNECTIONS_PATH,
-    DEFAULT_TTL_S,
-    INFO_PATH,
-    JWKS_PATH,
-    MAX_TTL_S,
-    TOKEN_PATH,
-    TokenIssuer,
-)
-from local.web import json_error
+from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S, INFO_PATH, TOKEN_PATH
+from local.gateway.web import json_error
+from local.tokens import JWKS_PATH, MAX_TTL_S, TokenIssuer
 
 
 def control_routes(

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from client.local_stack import fetch_info, fetch_token
 from local.config import project_root
-from local.tokens import fetch_info, fetch_token
 
 _READY = re.compile(r"WebSocket\s+(ws://127\.0\.0\.1:(\d+)/\S+)")
 

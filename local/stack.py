@@ -18,24 +18,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from local import console, log_tap
-from local.aws import DUMMY_CREDENTIALS, EmbeddedAws
-from local.client import CLI, DEFAULT_PORT, DEFAULT_URL
+from client.cli import DEFAULT_PORT, DEFAULT_URL
+from client.connection import CLI
+from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
+from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.supervisor import AwsSupervisor
+from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
-from local.emf import MARKER, EmfPublisher
-from local.events import function_name
-from local.gateway import Gateway, GatewayOptions
-from local.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
-from local.live_connections import live_connections
-from local.monitoring import LocalMonitoring, alarm_topic_name
-from local.monitoring_routes import ALARMS_PATH
-from local.scheduler import Scheduler
-from local.supervisor import AwsSupervisor
-from local.tokens import CONNECTIONS_PATH, DEFAULT_TTL_S, JWKS_PATH, TokenIssuer
-from local.webconsole.log_ring import LogRing
-from local.webconsole.metrics import StackView, dashboard_data
-from local.webconsole.routes import CONSOLE_PATH, console_routes
+from local.functions import log_tap
+from local.functions.events import function_name, log_group_name
+from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.log_shipper import LogShipper
+from local.functions.scheduler import Scheduler
+from local.gateway.connection import GatewayOptions
+from local.gateway.live_connections import live_connections
+from local.gateway.websocket import Gateway
+from local.monitoring.emf import MARKER, EmfPublisher
+from local.monitoring.routes import ALARMS_PATH
+from local.monitoring.webconsole.log_ring import LogRing
+from local.monitoring.webconsole.metrics import StackView, dashboard_data
+from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
+from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
+from local.tokens import JWKS_PATH, TokenIssuer
 from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, SETTINGS
@@ -122,11 +127,15 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        # Set once the start-up banner is printed: the alarm runner waits for it.
+        self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
         # CloudWatch Logs' part: EMF extracted from the functions' stdout, published in batches.
         self.emf: EmfPublisher | None = None
+        # Lambda's part: each line to CloudWatch Logs (/aws/lambda/<function>), in batches.
+        self.log_shipper: LogShipper | None = None
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
@@ -175,7 +184,7 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
-        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
@@ -186,6 +195,7 @@ class LocalStack:
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
+        self._ship_logs()
         self._extract_emf()
         gateway.app.add_routes(
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
@@ -205,10 +215,12 @@ class LocalStack:
         self.supervisor.start()
 
     def _recreate_aws_state(self) -> None:
-        """What a fresh embedded AWS needs: the tables and the alarm topic."""
+        """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
+        dashboard, log groups and queries (the alarms with their current states)."""
         stage = self.config.stack
         self.aws.create_tables(stage)
         self.aws.client("sns").create_topic(Name=alarm_topic_name(stage))
+        self.monitoring.register()
 
     def _fail(self, why: str) -> None:
         console.say(f"! {why}: stopping the local stack (exit code 1)")
@@ -224,9 +236,22 @@ class LocalStack:
         emf = self.emf
         self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)
 
+    def _ship_logs(self) -> None:
+        by_name = {f.name: f for f in ROUTES}
+        stage = self.config.stack
+        self.log_shipper = LogShipper(
+            self.aws.client("logs"),
+            group_of=lambda name: log_group_name(function_name(stage, by_name[name])),
+            stream_of=self.invoker.log_stream_of,
+        ).start()
+        assert self._tap is not None
+        self._tap.subscribe(self.log_shipper.submit)
+
     def _stop_emf(self) -> None:
         if self.emf is not None:
             self.emf.stop()  # publishes what is still queued
+        if self.log_shipper is not None:
+            self.log_shipper.stop()  # ships what is still buffered
 
     async def stop(self) -> None:
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
@@ -269,6 +294,7 @@ class LocalStack:
             # The stack's settings as the functions see them (secrets left out).
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
+            "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
@@ -286,6 +312,11 @@ class LocalStack:
             time_scale=self.monitoring.time_scale,
         )
         return dashboard_data(view, self.monitoring.store, minutes, since=self.started_wall)
+
+    def show_banner(self) -> None:
+        """Print the start-up banner, then let the alarm runner speak (the banner comes first)."""
+        console.block(self.banner())
+        self.banner_out.set()
 
     def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None
@@ -400,7 +431,7 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
     except BaseException:
         await stack.stop()
         raise
-    console.block(stack.banner())
+    stack.show_banner()
     ready.set()
     failed = asyncio.create_task(stack.failed.wait())
     await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")

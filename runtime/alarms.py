@@ -2,7 +2,8 @@
 
 The contract: docs/architecture.md (observability).
 
-``components.monitoring`` renders these into CloudWatch alarms and ``local.alarms`` evaluates
+``components.monitoring`` renders these into CloudWatch alarms and
+``local.monitoring.alarm_evaluator`` evaluates
 the very same definitions on the local stack's metrics, so the two can never disagree about a
 statistic, a period or a threshold. ``stack_alarms`` resolves them for one stack (names,
 dimension values, thresholds from its settings): that resolved form is what both render.
@@ -24,6 +25,7 @@ from runtime.metric_names import (
     STAGE,
     MetricSpec,
 )
+from runtime.routes import ROUTES
 from runtime.settings import PROJECT, StackSettings
 
 FIVE_MINUTES = 300
@@ -39,6 +41,9 @@ COMPARISONS = (
     "LessThanOrEqualToThreshold",
 )
 TREAT_MISSING_DATA = ("missing", "notBreaching", "breaching", "ignore")
+# CloudWatch's limit on an AlarmDescription, in characters.
+DESCRIPTION_MAX = 1024
+RUNBOOK_LEAD = " Runbook: "
 # Low-sample percentiles: CloudWatch needs 10 / (1 - 0.95) = 200 samples in a period before
 # it considers a p95 statistically significant. Session creation happens a few times an
 # hour, so with "ignore" the latency alarms would practically never evaluate. We choose
@@ -141,6 +146,9 @@ class StackAlarm:
     # The definition it came from (its slug and threshold setting, for people).
     slug: str
     threshold_setting: str
+    # The address of the alarm's runbook section (``docs/runbooks.md#server-errors``); the
+    # description ends with it.
+    runbook: str = ""
 
     @property
     def is_percentile(self) -> bool:
@@ -239,6 +247,30 @@ FUNCTION_ERRORS = FunctionAlarmSpec(
 )
 
 
+def runbook_anchor(slug: str, function: str | None = None) -> str:
+    """The alarm's section in docs/runbooks.md: its slug, or ``<function>-errors``."""
+    return slug if function is None else f"{function}-{slug}"
+
+
+def runbook_address(base_url: str, anchor: str) -> str:
+    """``docs/runbooks.md#server-errors``"""
+    return f"{base_url}#{anchor}"
+
+
+def described(text: str, runbook: str) -> str:
+    """``text`` then the runbook's address, within CloudWatch's 1,024 characters.
+
+    The address always survives whole: a text too long for both is cut (with an ellipsis).
+    """
+    tail = f"{RUNBOOK_LEAD}{runbook}"
+    room = DESCRIPTION_MAX - len(tail)
+    if room < 1:
+        raise ValueError(f"runbook address too long for an AlarmDescription: {runbook!r}")
+    if len(text) > room:
+        text = text[: room - 1] + "…"
+    return text + tail
+
+
 def alarm_name(stack: str, slug: str) -> str:
     """A custom-metric alarm's physical name: ``session-management-dev-active-sessions``."""
     return f"{PROJECT}-{stack}-{slug}"
@@ -248,9 +280,10 @@ def resolve(spec: AlarmSpec, settings: Any) -> StackAlarm:
     """``spec`` for the stack of ``settings`` (its name, namespace, Stage and threshold)."""
     stack = settings.stack
     values = {STAGE: stack}
+    runbook = runbook_address(settings.runbookBaseUrl, runbook_anchor(spec.slug))
     return StackAlarm(
         name=alarm_name(stack, spec.slug),
-        description=f"{stack}: {spec.description}",
+        description=described(f"{stack}: {spec.description}.", runbook),
         namespace=settings.metricsNamespace,
         metric_name=spec.metric.name,
         dimensions=tuple((d, values[d]) for d in spec.dimensions),
@@ -264,17 +297,22 @@ def resolve(spec: AlarmSpec, settings: Any) -> StackAlarm:
         treat_missing_data=spec.treat_missing_data,
         slug=spec.slug,
         threshold_setting=spec.threshold.describe(),
+        runbook=runbook,
     )
 
 
-def function_errors_alarm(function_name: str, threshold: float) -> StackAlarm:
-    """The Errors alarm of the deployed function ``function_name``."""
+def function_errors_alarm(
+    function_name: str, threshold: float, function: str, runbook_base_url: str
+) -> StackAlarm:
+    """The Errors alarm of the deployed function ``function_name`` (route table: ``function``)."""
     spec = FUNCTION_ERRORS
+    runbook = runbook_address(runbook_base_url, runbook_anchor(spec.slug, function))
     return StackAlarm(
         name=f"{function_name}-{spec.slug}",
-        description=(
+        description=described(
             f"{function_name}: more than {threshold} invocation errors "
-            f"in {spec.period // 60} minutes"
+            f"in {spec.period // 60} minutes.",
+            runbook,
         ),
         namespace=LAMBDA_NAMESPACE,
         metric_name=spec.metric_name,
@@ -289,12 +327,22 @@ def function_errors_alarm(function_name: str, threshold: float) -> StackAlarm:
         treat_missing_data=spec.treat_missing_data,
         slug=spec.slug,
         threshold_setting=spec.threshold.describe(),
+        runbook=runbook,
     )
+
+
+def route_function(function_name: str) -> str:
+    """The route table's function a deployed function name ends with (``…-join-session``)."""
+    matches = [f.name for f in ROUTES if function_name.endswith(f"-{f.name}")]
+    if not matches:
+        raise ValueError(f"{function_name} is not a function of the route table")
+    return max(matches, key=len)
 
 
 def stack_alarms(settings: Any, function_names: Iterable[str]) -> list[StackAlarm]:
     """Every alarm of one stack: the custom-metric alarms, then each function's Errors alarm."""
     errors_threshold = FUNCTION_ERRORS.threshold.value(settings)
     return [resolve(spec, settings) for spec in ALARMS] + [
-        function_errors_alarm(name, errors_threshold) for name in function_names
+        function_errors_alarm(name, errors_threshold, route_function(name), settings.runbookBaseUrl)
+        for name in function_names
     ]

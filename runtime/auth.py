@@ -12,6 +12,7 @@ The token itself is never logged: error messages are fixed strings, not PyJWT's 
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -45,6 +46,11 @@ _REASONS: tuple[tuple[type[Exception], str, str], ...] = (
     (jwt.MissingRequiredClaimError, "missingClaim", "The token lacks a required claim; " + _OWN),
 )
 _MALFORMED = "The token is malformed; send the ID token exactly as it was issued."
+# A JWS in compact serialisation: three base64url segments (RFC 7515 §7.1; padding tolerated),
+# the signature empty only for ``alg: none``, refused later. Anything else never reaches PyJWT,
+# which encodes the text as UTF-8 first and raises UnicodeEncodeError (not a PyJWTError) on a
+# lone surrogate such as '\ud800'.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+=*\.[A-Za-z0-9_-]+=*\.[A-Za-z0-9_-]*=*")
 
 
 @functools.lru_cache(maxsize=8)
@@ -80,7 +86,7 @@ def _signing_key(token: str, inv: Invocation | None) -> Any:
         raise _unavailable(inv, RuntimeError("auth issuer, audience or JWKS URL not configured"))
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError):  # ValueError: UnicodeError and kin, never a 500
         raise _unauthorized(_MALFORMED, "malformed") from None
     # Checked before the key lookup so a forged token cannot make us fetch the JWKS.
     if header.get("alg") not in ALGORITHMS:
@@ -119,6 +125,8 @@ def verify_token(token: str, inv: Invocation | None = None) -> str:
     counts a DependencyFailure on ``inv``) when the JWKS cannot be fetched.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise _unauthorized(_MALFORMED, "malformed")
+    if not _COMPACT_JWS.fullmatch(token):  # whatever characters it holds: 401, not a crash
         raise _unauthorized(_MALFORMED, "malformed")
     key = _signing_key(token, inv)
     cfg = config()

@@ -21,6 +21,7 @@ from typing import Any
 from runtime.alarms import (
     ALARMS,
     FIVE_MINUTES,
+    FUNCTION_ERRORS,
     FUNCTION_NAME,
     LAMBDA_NAMESPACE,
     ONE_MINUTE,
@@ -180,11 +181,17 @@ def _capacity_widget() -> MetricWidget:
 
 
 def _lambda_widgets() -> tuple[MetricWidget, ...]:
-    """Lambda health, one line per function."""
+    """Lambda health, one line per function; Errors with the line of every function's alarm."""
+    alarmed = {FUNCTION_ERRORS.metric_name: FUNCTION_ERRORS}
     return tuple(
         MetricWidget(
             title=title,
             lines=(Line(metric, stat, namespace=LAMBDA_NAMESPACE, dimensions=(FUNCTION_NAME,)),),
+            annotations=(
+                (Annotation(f"alarm, each function ({stat})", alarmed[metric].threshold),)
+                if metric in alarmed and alarmed[metric].statistic == stat
+                else ()
+            ),
         )
         for title, metric, stat in (
             ("Lambda errors", "Errors", "Sum"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from runtime import clock
 from runtime.errors import ErrorCode, ServiceError
 from runtime.routes import ACTIONS  # the actions clients may send: the route table's
 
@@ -28,7 +28,7 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return clock.now_ms()
 
 
 def parse_message(body: Any) -> dict[str, Any]:

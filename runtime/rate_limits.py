@@ -10,11 +10,11 @@ degradation is visible as a WARN line and the DependencyFailures metric.
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime import clock
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import keyed_hash
 from runtime.store import rate_windows
@@ -50,7 +50,7 @@ def enforce(
     """
     if scope not in SCOPES:
         raise ValueError(f"unknown rate-limit scope {scope!r}")
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     window_start = int(now // window_seconds) * window_seconds
     window_end = window_start + window_seconds
     try:

@@ -19,12 +19,11 @@ listener refreshes.
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime import store
+from runtime import clock, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.rate_limits import identifier
@@ -50,7 +49,7 @@ def _identifier(inv: Invocation, window_start: int) -> str:
 def admit(inv: Invocation, *, counts_as_join: bool, now: float | None = None) -> None:
     """Raise RATE_LIMIT_EXCEEDED if this IP used up its failed-lookup budget (or, when
     ``counts_as_join``, its join limit, which this request is then counted against)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     start, end = _window(now)
     cfg = config()
     try:
@@ -68,7 +67,7 @@ def admit(inv: Invocation, *, counts_as_join: bool, now: float | None = None) ->
 
 def record_failure(inv: Invocation, *, now: float | None = None) -> None:
     """Count one failed lookup against this IP's budget (written only when a lookup fails)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     start, end = _window(now)
     try:
         store.count_failed_lookup(

@@ -67,6 +67,13 @@ LOG_RETENTION_DAYS = (
 # reserved AWS/ prefix (metrics there are refused, so every alarm would stay silent).
 METRICS_NAMESPACE_PATTERN = r"(?!AWS/)(?!:)[0-9A-Za-z._/#: -]{1,255}"
 METRICS_TRANSPORTS = ("emf", "api")
+# Where the runbooks are: every alarm's description ends with this address and the alarm's
+# anchor (``docs/runbooks.md#server-errors``). The default is the path inside this repository;
+# a stack sets its repository's web address (``https://…/blob/main/docs/runbooks.md``) so the
+# link in an alarm email opens. At most 900 characters: with the anchor and the text before
+# it, an AlarmDescription stays within CloudWatch's 1,024.
+RUNBOOK_BASE_URL_DEFAULT = "docs/runbooks.md"
+RUNBOOK_BASE_URL_PATTERN = r"[^\s#]{1,900}"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Set in every function's environment beside the settings. Loguru installs a stderr handler
 # when it is imported unless LOGURU_AUTOINIT is false; the functions replace every handler
@@ -353,6 +360,16 @@ SETTINGS: tuple[Setting, ...] = (
         "(no API call); api = one PutMetricData per invocation.",
         choices=METRICS_TRANSPORTS,
     ),
+    Setting(
+        "runbookBaseUrl",
+        str,
+        RUNBOOK_BASE_URL_DEFAULT,
+        "Address of the runbooks (docs/runbooks.md of this repository by default): every "
+        "alarm's description ends with it and the alarm's anchor (#server-errors).",
+        pattern=RUNBOOK_BASE_URL_PATTERN,
+        pattern_description="1-900 characters without spaces or '#' (the anchor is added)",
+        runtime=False,
+    ),
     Setting("tracing", bool, True, "X-Ray active tracing on every function.", runtime=False),
     Setting(
         "ipHashKey",
@@ -434,6 +451,7 @@ class SettingValues(RuntimeSettings):
     functionErrorsPer5Min: int
     dependencyFailuresPer5Min: int
     activeSessionsAlarmRatio: float
+    runbookBaseUrl: str
     tracing: bool
     protect: bool
     apiGatewayAccountOwner: bool

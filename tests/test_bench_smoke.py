@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import calls, cold_start, fanout_model, gateway, load, package_size, report
+from bench import (
+    calls,
+    cold_start,
+    fanout_model,
+    gateway,
+    load,
+    load_report,
+    load_results,
+    package_size,
+    report,
+)
 from bench.report import Section
 
 # --- percentiles ---------------------------------------------------------------------------------
@@ -209,16 +219,16 @@ def test_modelled_fan_out_delivers_everything():
 
 
 def test_load_section_reports_counts_and_errors():
-    result = load.ScenarioResult(listeners=3, connected=3)
+    result = load_results.ScenarioResult(listeners=3, connected=3)
     result.joins.seconds += [0.010, 0.020]
     result.joins.errors["timeout"] += 1
-    result.heartbeats[1] = load.Samples([0.001, 0.002])
-    result.concurrent = load.FanOut(listeners=2, received=2, last_s=0.05)
-    result.fan_out = load.FanOut(listeners=2, received=2, last_s=0.04, sender_s=0.03)
-    result.sequential = load.FanOut(
+    result.heartbeats[1] = load_results.Samples([0.001, 0.002])
+    result.concurrent = load_results.FanOut(listeners=2, received=2, last_s=0.05)
+    result.fan_out = load_results.FanOut(listeners=2, received=2, last_s=0.04, sender_s=0.03)
+    result.sequential = load_results.FanOut(
         listeners=2, received=1, last_s=0.08, errors=Counter({"not received within deadline": 1})
     )
-    section = load.load_section([result], ["a note"])
+    section = load_report.load_section([result], ["a note"])
     by_name = {row.measurement.split(",")[0]: row for row in section.rows}
     join = by_name["join latency"]
     assert join.status == "ERRORS"
@@ -228,8 +238,8 @@ def test_load_section_reports_counts_and_errors():
     assert "1/2 received" in sequential.reference
     assert "2.0× faster" in sequential.reference
     assert "a note" in section.notes
-    assert load._compare(0.3, 0.1) == "fan_out is 3.0× faster"
-    assert load._compare(0.1, 0.2) == "fan_out is 2.0× slower"
+    assert load_report._compare(0.3, 0.1) == "fan_out is 3.0× faster"
+    assert load_report._compare(0.1, 0.2) == "fan_out is 2.0× slower"
 
 
 def test_iter_sizes():

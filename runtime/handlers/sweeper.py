@@ -49,7 +49,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import fanout, lifecycle, store
+from runtime import clock, fanout, lifecycle, store
 from runtime.config import config
 from runtime.invocation import Invocation, scheduled_job
 from runtime.messages import EXPIRED
@@ -292,7 +292,7 @@ class Sweep:
         speakers = store.existing_connections(
             [s["speakerConnectionId"] for s in sessions if s.get("speakerConnectionId")]
         )
-        now_s = int(time.time())
+        now_s = int(clock.now())
         ended: set[str] = set()
         drifts: list[_Drift] = []
         for session in sessions:

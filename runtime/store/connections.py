@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import cast
 
-from runtime import aws
+from runtime import aws, clock
 from runtime.config import config
 from runtime.store.dynamo import (
     batch_write,
@@ -77,7 +76,7 @@ def claim_role(
         "role": role,
         "sid": session_id,
         "ttl": ttl_from_now(),
-        "now": int(time.time() * 1000),
+        "now": clock.now_ms(),
     }
     if claimed_by:
         expression += ", claimedBy = :by"

@@ -10,7 +10,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from runtime import aws
+from runtime import aws, clock
 from runtime.config import config
 
 BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit
@@ -66,7 +66,7 @@ def values(**named: Any) -> dict[str, Any]:
 
 
 def now_s() -> int:
-    return int(time.time())
+    return int(clock.now())
 
 
 def ttl_from_now() -> int:

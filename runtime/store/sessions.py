@@ -6,11 +6,10 @@ session and a connection record in one transaction, so they live here, beside th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any, cast
 
-from runtime import aws
+from runtime import aws, clock
 from runtime.config import config
 from runtime.hashing import keyed_hash
 from runtime.store.connections import LISTENER, SPEAKER
@@ -186,7 +185,7 @@ def end_session(
         "true": True,
         "false": False,
         "reason": reason,
-        "now": int(time.time() * 1000),
+        "now": clock.now_ms(),
     }
     if speaker_connection_id:
         condition += " AND speakerConnectionId = :speaker"

@@ -38,6 +38,7 @@ from runtime.hash_key import PARAMETER_ENV, parameter_name_for
 from runtime.settings import BY_KEY, PROJECT, parse_settings
 from runtime.tables import RATE_LIMITS, SESSIONS, TABLES
 from tests.infra.harness import ProgramRun
+from tests.support.clock import FrozenClock
 from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import LambdaContext, connect_event, message_event, reply
 
@@ -79,9 +80,13 @@ def signing_key() -> Iterator[tuple[rsa.RSAPrivateKey, str]]:
 
 @pytest.fixture
 def runtime_aws_env(
-    monkeypatch: pytest.MonkeyPatch, signing_key: tuple[rsa.RSAPrivateKey, str]
+    monkeypatch: pytest.MonkeyPatch,
+    signing_key: tuple[rsa.RSAPrivateKey, str],
+    frozen_clock: FrozenClock,
 ) -> Iterator[CloudWatchLogs]:
-    """The functions' environment as the program renders it, on moto."""
+    """The functions' environment as the program renders it, on moto, with their clock held
+    still: a burst's per-minute budgets must not roll over midway (a burst that crossed a
+    minute once counted 10 SESSION_NOT_FOUND against a budget of 5)."""
     _, jwks_url = signing_key
     env = {
         **parse_settings(STAGE, {}).runtime_environment(),

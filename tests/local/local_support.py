@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from websockets.asyncio.client import ClientConnection
 
-from local.client import connect_service
+from client.connection import connect_service
 from local.process import StackProcess
 
 RAW_CONNECTION_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9]{15}=")
@@ -49,13 +49,14 @@ def check_stdout(stack: StackProcess, aws_may_fail: bool = False) -> None:
         assert not RAW_CONNECTION_ID.search(line), line
 
 
-def aws_client(stack: StackProcess, service: str) -> Any:
+def aws_client(stack: StackProcess, service: str, config: Any = None) -> Any:
     return boto3.client(
         service,
         endpoint_url=stack.aws_endpoint,
         region_name=stack.info["region"],
         aws_access_key_id="local",
         aws_secret_access_key="local",
+        config=config,
     )
 
 

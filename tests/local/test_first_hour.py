@@ -26,8 +26,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from client.local_stack import fetch_info
 from local.config import project_root
-from local.tokens import fetch_info
 from tests.local.local_support import (
     heartbeat_once,
     launch,

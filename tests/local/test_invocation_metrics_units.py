@@ -7,10 +7,10 @@ import asyncio
 import threading
 from typing import Any
 
-from local.apigateway_metrics import ApiGatewayMetrics
-from local.events import function_name
-from local.invoker import LambdaInvoker
-from local.lambda_metrics import LambdaMetrics
+from local.functions.events import function_name
+from local.functions.invoker import LambdaInvoker
+from local.functions.metrics import LambdaMetrics
+from local.gateway.metrics import ApiGatewayMetrics
 from runtime.routes import ROUTES
 
 FUNCTION = next(f for f in ROUTES if f.route_key == "heartbeat")

@@ -12,7 +12,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from local import client
+from client import cli as client
+from client import connection
 
 
 class Script:
@@ -140,8 +141,8 @@ def test_handshake_rejection_is_explained():
             lambda ws: asyncio.sleep(0), "127.0.0.1", 0, process_request=reject
         ) as server:
             port = server.sockets[0].getsockname()[1]
-            with pytest.raises(client.ClientError) as failed:
-                await client.open_connection(f"ws://127.0.0.1:{port}/dev", "secret-token")
+            with pytest.raises(connection.ClientError) as failed:
+                await connection.open_connection(f"ws://127.0.0.1:{port}/dev", "secret-token")
             return str(failed.value)
 
     message = asyncio.run(scenario())

@@ -22,9 +22,10 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from local import emf
+from client.local_stack import fetch_info
 from local.config import project_root
-from local.tokens import TokenIssuer, fetch_info
+from local.monitoring import emf
+from local.tokens import TokenIssuer
 from runtime import metric_names
 from runtime.errors import ErrorCode
 from runtime.languages import SOURCE_LANGUAGES

@@ -23,8 +23,9 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from local.gateway import Gateway, GatewayOptions
-from local.invoker import LambdaInvoker
+from local.functions.invoker import LambdaInvoker
+from local.gateway.connection import GatewayOptions
+from local.gateway.websocket import Gateway
 from runtime.routes import Function
 from tests.local.local_support import management_client, wait_for_async
 

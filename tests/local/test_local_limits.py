@@ -125,7 +125,7 @@ def test_capacity_holds_under_concurrent_joins(capacity_stack):
     """Ten listeners race for two places: exactly two get in.
 
     A property check of the whole path; moto's unlocked race window is too narrow for this
-    test to catch reliably, which is why local.aws_server serialises requests by design.
+    test to catch reliably, which is why local.aws.server serialises requests by design.
     """
     stack = capacity_stack
 

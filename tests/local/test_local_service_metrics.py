@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from local.events import function_name
+from local.functions.events import function_name
 from runtime.routes import ROUTES
 from tests.local.local_support import aws_client, launch, open_ws, request, wait_for
 

@@ -21,8 +21,8 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from client.local_stack import fetch_info
 from local.process import StackProcess
-from local.tokens import fetch_info
 from runtime.errors import ErrorCode
 from tests.local.local_support import (
     launch,

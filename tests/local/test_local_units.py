@@ -9,8 +9,7 @@ import jwt
 import pytest
 
 from local.config import load_config
-from local.connections_api import connection_id_of
-from local.events import (
+from local.functions.events import (
     ApiInfo,
     LambdaContext,
     Peer,
@@ -20,8 +19,9 @@ from local.events import (
     message_event,
     scheduled_event,
 )
-from local.gateway import select_route
-from local.loopback import host_of, is_loopback_host
+from local.gateway.connection import select_route
+from local.gateway.connections_api import connection_id_of
+from local.gateway.loopback import host_of, is_loopback_host
 from local.stack import function_environment
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from local.client import MessageReader
+from client.connection import MessageReader
 from tests.local.local_support import aws_client, launch, open_ws, session_item, wait_for
 
 HEARTBEAT_TIMEOUT_S = 10

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from local.metric_store import MetricStore
-from local.webconsole.metrics import StackView, bucket_seconds, dashboard_data
+from local.monitoring.metric_store import MetricStore
+from local.monitoring.webconsole.metrics import StackView, bucket_seconds, dashboard_data
 from runtime.dashboard import WIDGETS, MetricWidget
 from runtime.settings import parse_settings
 

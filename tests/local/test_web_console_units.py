@@ -11,10 +11,10 @@ import threading
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from local.log_tap import StdoutTap
-from local.web import build_app
-from local.webconsole.log_ring import LogQuery, LogRing
-from local.webconsole.routes import STATIC_FILES, console_routes
+from local.functions.log_tap import StdoutTap
+from local.gateway.web import build_app
+from local.monitoring.webconsole.log_ring import LogQuery, LogRing
+from local.monitoring.webconsole.routes import STATIC_FILES, console_routes
 
 
 def line(level="INFO", operation="joinSession", session=None, correlation="c0ffee", **more):

@@ -165,13 +165,6 @@ def heartbeat_event(connection_id: str, *, age_s: float = 0) -> dict[str, Any]:
     return message_event(connection_id, {"action": "heartbeat"}, connected_at=connected_at)
 
 
-def wait_for_fresh_minute(margin_s: float = 3.0) -> None:
-    """Sleep past a minute boundary if one is near, so a per-minute window can't roll mid-test."""
-    into = time.time() % 60
-    if into > 60 - margin_s:
-        time.sleep(60 - into + 0.05)
-
-
 def log_lines(text: str) -> list[dict[str, Any]]:
     """The JSON log lines in captured stdout."""
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -79,6 +79,27 @@ def test_token_without_kid_is_refused(issuer: Issuer) -> None:
     assert _refused(token).details == {"reason": "malformed"}
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "\ud800",  # a lone surrogate: PyJWT's UTF-8 encoding raised UnicodeEncodeError (a 500)
+        "\ud800.\udfff.x",
+        "a.b.\ud800",
+        "ümlaut.header.sig",
+        "a.b",
+        "a.b.c.d",
+        " a.b.c",
+        "a..c",
+    ],
+)
+def test_any_token_that_is_not_a_compact_jws_is_malformed_without_fetching_keys(
+    issuer: Issuer, token: str
+) -> None:
+    error = _refused(token)
+    assert (error.code, error.details) == (ErrorCode.UNAUTHORIZED, {"reason": "malformed"})
+    assert issuer.requests == 0
+
+
 def test_keys_are_cached_across_verifications(issuer: Issuer) -> None:
     for user in ("a", "b", "c"):
         assert auth.verify_token(issuer.token(user)) == user

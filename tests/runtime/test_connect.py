@@ -29,6 +29,7 @@ from tests.runtime.helpers_entry import (
     use_jwks_url,
 )
 from tests.runtime.helpers_lifecycle import log_lines
+from tests.support.clock import FrozenClock
 from tests.support.lambda_events import LambdaContext, connect_event
 from tests.support.runtime_env import ENV, STAGE
 
@@ -177,7 +178,7 @@ def test_broken_identity_provider_is_503_not_401(
 
 
 def test_connection_attempts_are_limited_per_ip(
-    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
 ) -> None:
     monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "3")
     config.cache_clear()

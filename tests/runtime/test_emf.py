@@ -1,5 +1,6 @@
 """EMF as the functions write it, checked against the CloudWatch Embedded Metric Format
-specification (``local.emf.problems``: required members and their types, the limits, every
+specification (``local.monitoring.emf.problems``: required members and their types, the limits,
+every
 referenced dimension and metric a top-level member of the same line).
 
 The autouse ``cloudwatch_logs`` fixture applies the same check to every EMF line written in
@@ -14,7 +15,7 @@ import json
 
 import pytest
 
-from local import emf
+from local.monitoring import emf
 from runtime import metric_names
 from runtime.metric_names import (
     CONNECTION_ERRORS,

@@ -48,6 +48,7 @@ from tests.runtime.helpers_entry import (
     use_jwks_url,
 )
 from tests.runtime.helpers_resilience import refresh, set_listener_count
+from tests.support.clock import FrozenClock
 from tests.support.lambda_events import LambdaContext, message_event, reply
 from tests.support.runtime_env import STAGE
 
@@ -334,7 +335,10 @@ def style_problems(text: str) -> list[str]:
 
 
 def test_every_error_message_the_service_can_send_reads_the_same_way(
-    issuer: Issuer, sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    issuer: Issuer,
+    sent: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    frozen_clock: FrozenClock,  # the rate limits it drives must not roll over midway
 ) -> None:
     _drive_frames()
     _drive_tokens(issuer, monkeypatch)

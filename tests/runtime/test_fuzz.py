@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
@@ -24,6 +24,7 @@ from runtime.handlers import connect
 from runtime.protocol import ACTIONS, MAX_MESSAGE_BYTES
 from runtime.routes import WEBSOCKET_ROUTES, Function
 from tests.runtime.helpers_entry import ERROR_KEYS
+from tests.support.hypothesis_profiles import examples
 from tests.support.lambda_events import LambdaContext, connect_event, message_event
 
 REPLYING = [route for route in WEBSOCKET_ROUTES if route.replies]
@@ -165,7 +166,7 @@ def _check_reply(route: Function, response: Any) -> str:
 
 @pytest.mark.parametrize("route", REPLYING, ids=[r.route_key for r in REPLYING])
 @settings(
-    max_examples=80,
+    max_examples=examples(80),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -214,11 +215,16 @@ JWT_SHAPED = st.builds(
 
 
 @settings(
-    max_examples=80,
+    max_examples=examples(80),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(token=st.one_of(TEXT, JWT_SHAPED))
+# Found by hypothesis: PyJWT encodes the token as UTF-8 first, and a lone surrogate raised
+# UnicodeEncodeError (not a PyJWTError), so $connect answered 500 instead of 401.
+@example(token="\ud800")
+@example(token="a.\ud800.c")
+@example(token="é.é.é")
 def test_connect_answers_any_token_with_a_handshake_status(issuer: Any, token: str) -> None:
     # The issuer fixture serves a local JWKS, so no example can reach the network.
     cid = f"Fuzz{next(_examples):08d}="

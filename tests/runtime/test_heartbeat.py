@@ -12,7 +12,6 @@ from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
     log_lines,
     set_env,
-    wait_for_fresh_minute,
 )
 from tests.support.lambda_events import LambdaContext, message_event, new_connection_id, reply
 
@@ -54,11 +53,10 @@ def test_heartbeat_without_a_record_is_acknowledged_but_not_recreated(
 
 
 def test_heartbeat_rate_limit_rejects_with_retry_after(
-    aws, service, connections, monkeypatch
+    aws, service, connections, monkeypatch, frozen_clock
 ) -> None:
     set_env(monkeypatch, HEARTBEATS_PER_MINUTE=3)
     cid = service.connect()
-    wait_for_fresh_minute()
     assert [beat(cid)["type"] for _ in range(3)] == ["heartbeatAck"] * 3
 
     response = heartbeat.handler(heartbeat_event(cid), LambdaContext())
@@ -71,7 +69,7 @@ def test_heartbeat_rate_limit_rejects_with_retry_after(
     assert error["details"]["limit"] == 3
     # A rejected heartbeat is not counted: the window stays at the limit, not above it.
     record = store.get_connection(cid)
-    assert record[f"hb{store.heartbeat_window(int(time.time() * 1000))}"] == 3
+    assert record[f"hb{store.heartbeat_window(frozen_clock.now_ms())}"] == 3
 
 
 def test_a_new_minute_starts_a_new_count_and_drops_the_old_one(aws, service, connections) -> None:

@@ -21,6 +21,7 @@ from tests.runtime.helpers_entry import (
     new_session,
     send,
 )
+from tests.support.clock import FrozenClock
 from tests.support.runtime_env import STAGE
 
 
@@ -170,7 +171,9 @@ def test_a_speaker_cannot_join_even_its_own_session(issuer: Issuer) -> None:
     assert store.get_connection(speaker_id)["role"] == "speaker"
 
 
-def test_joins_are_limited_per_ip(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_joins_are_limited_per_ip(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
+) -> None:
     monkeypatch.setenv("LISTENER_JOINS_PER_MINUTE", "2")
     config.cache_clear()
     _, session_id = new_session(issuer)

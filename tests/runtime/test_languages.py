@@ -18,6 +18,7 @@ from runtime.languages import (
     validate_source_language,
     validate_target_language,
 )
+from tests.support.hypothesis_profiles import examples
 
 SMALL = frozenset({"en", "de", "fr"})
 
@@ -233,14 +234,14 @@ def _outcome(value: object, supported: frozenset[str]) -> str:
         return error.code
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.text())
 def test_arbitrary_text_only_ever_raises_service_error(value: str) -> None:
     for supported in (SOURCE_LANGUAGES, TARGET_LANGUAGES):
         assert _outcome(value, supported) == _expected_outcome(value, supported)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     code=st.text(
         alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2
@@ -256,7 +257,7 @@ def test_two_letter_codes_are_accepted_or_unsupported(code: str, left: str, righ
         assert outcome == ErrorCode.UNSUPPORTED_LANGUAGE
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.one_of(
         st.none(),

@@ -27,7 +27,6 @@ from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
     log_lines,
     set_env,
-    wait_for_fresh_minute,
 )
 from tests.support.cloudwatch_logs import CloudWatchLogs
 from tests.support.lambda_events import (
@@ -121,10 +120,9 @@ def transport(request, monkeypatch) -> str:
 
 
 @pytest.fixture
-def traffic(aws, service, connections, monkeypatch, transport) -> Invocations:
+def traffic(aws, service, connections, monkeypatch, transport, frozen_clock) -> Invocations:
     """A little of everything: successes, error replies, rate-limit rejections, the reporter."""
     set_env(monkeypatch, HEARTBEATS_PER_MINUTE=2, CONNECTION_ATTEMPTS_PER_MINUTE=1)
-    wait_for_fresh_minute()
     runs = Invocations(transport)
     speaker, session_id = service.start_session()
     listeners = [service.listener(session_id) for _ in range(2)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -20,6 +19,7 @@ from runtime.metric_names import DEPENDENCY_FAILURES
 from runtime.observability import logs
 from runtime.observability.metrics import MetricsBuffer
 from tests.runtime.helpers_entry import aws_calls, closed_port, do_connect
+from tests.support.clock import FrozenClock
 from tests.support.runtime_env import STAGE, put_hash_key
 
 TABLE = f"session-management-{STAGE}-RateLimits"
@@ -75,8 +75,8 @@ def test_each_window_is_a_new_item(aws: None) -> None:
     assert [i["windowStart"]["N"] for i in items] == [str(WINDOW_START), str(WINDOW_START + 60)]
 
 
-def test_key_shape_hashing_and_ttl(aws: None) -> None:
-    now = time.time()
+def test_key_shape_hashing_and_ttl(aws: None, frozen_clock: FrozenClock) -> None:
+    now = frozen_clock.now  # the windows below are this instant's, wherever in the minute
     rate_limits.enforce(_inv(), "joinSession", "ip", IP, 5, 60)
     rate_limits.enforce(_inv(), "createSession", "user", "alice@example.com", 5, 3600)
     for item, operation, scope, window, raw in zip(
@@ -193,3 +193,16 @@ def test_concurrent_checks_never_exceed_the_limit(
             results = list(pool.map(attempt, [value] * 40))
             assert results.count(True) == 7, f"round {round_}"
     assert {item["count"]["N"] for item in _items()} == {"7"}
+
+
+def test_the_handlers_windows_follow_the_functions_clock(
+    issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
+) -> None:
+    """Windows are read from ``runtime.clock``, so a test holding it still cannot see one roll
+    over midway (a burst once crossed a minute and got twice its budget)."""
+    monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "2")
+    config.cache_clear()
+    frozen_clock.now = WINDOW_START + 59.999  # the last instant of a minute
+    assert [do_connect(ip=IP)[1]["statusCode"] for _ in range(3)] == [200, 200, 429]
+    frozen_clock.advance(0.002)  # the next minute: only the clock moved
+    assert do_connect(ip=IP)[1]["statusCode"] == 200

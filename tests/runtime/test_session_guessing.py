@@ -21,7 +21,8 @@ from tests.runtime.helpers_entry import (
     send,
     speaker,
 )
-from tests.runtime.helpers_lifecycle import set_env, wait_for_fresh_minute
+from tests.runtime.helpers_lifecycle import set_env
+from tests.support.clock import FrozenClock
 from tests.support.runtime_env import STAGE
 
 PREFIX = f"session-management-{STAGE}-"  # physical table names
@@ -51,7 +52,7 @@ def lookups(names: list[str]) -> int:
 
 
 @pytest.fixture
-def budget(monkeypatch: pytest.MonkeyPatch) -> int:
+def budget(monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock) -> int:
     # The join limit is far above the budget, so only the budget can stop the guesser.
     set_env(
         monkeypatch,
@@ -59,7 +60,6 @@ def budget(monkeypatch: pytest.MonkeyPatch) -> int:
         LISTENER_JOINS_PER_MINUTE=1000,
         CONNECTION_ATTEMPTS_PER_MINUTE=1000,
     )
-    wait_for_fresh_minute(margin_s=10)
     return BUDGET
 
 
@@ -120,10 +120,9 @@ def test_a_speaker_refresh_with_a_guessed_id_counts_against_the_budget(
 
 
 def test_a_listener_refresh_counts_against_the_join_limit(
-    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
 ) -> None:
     set_env(monkeypatch, LISTENER_JOINS_PER_MINUTE=2)
-    wait_for_fresh_minute(margin_s=10)
     _, session_id = new_session(issuer)
     body = {
         "action": "refreshConnection",

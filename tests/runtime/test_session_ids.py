@@ -20,6 +20,7 @@ from runtime.session_ids import (
     generate_session_id,
     is_valid_session_id,
 )
+from tests.support.hypothesis_profiles import examples
 
 WORD = re.compile(r"^[a-z]+$")
 
@@ -176,7 +177,7 @@ def test_two_thousand_generated_ids_are_valid() -> None:
         _assert_well_formed(generate_session_id(rng))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(seed=st.integers(min_value=0, max_value=2**64))
 def test_generated_ids_are_valid_for_any_seed(seed: int) -> None:
     rng = random.Random(seed)
@@ -329,13 +330,13 @@ def test_huge_strings_are_rejected() -> None:
     assert not is_valid_session_id("-" * 1_000_000)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.text())
 def test_arbitrary_text_agrees_with_the_reference(value: str) -> None:
     assert is_valid_session_id(value) is _reference_is_valid(value)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     st.from_regex(r"\A[a-z]{1,20}-[a-z]{1,20}-[1-9][0-9]{2}\Z"),
 )
@@ -343,7 +344,7 @@ def test_every_well_formed_id_is_accepted(value: str) -> None:
     assert is_valid_session_id(value)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(
     prefix=st.text(max_size=5),
     suffix=st.text(max_size=5),
@@ -355,7 +356,7 @@ def test_padding_a_valid_id_is_only_accepted_if_the_result_is_well_formed(
     assert is_valid_session_id(value) is _reference_is_valid(value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.one_of(
         st.none(),

@@ -1,6 +1,6 @@
 """CloudWatch Logs for in-process handlers: what it does with the functions' EMF lines.
 
-Every EMF line a function writes is checked against the specification (``local.emf``) and
+Every EMF line a function writes is checked against the specification (``local.monitoring.emf``) and
 kept; once an AWS is there (``publish``), its metrics are published to that CloudWatch right
 away. ``observe(monkeypatch)`` hooks the log renderer, so it sees exactly the lines written.
 Publishing uses a client of its own (its own botocore session), so it is never counted among
@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local import emf
+from local.monitoring import emf
 from runtime.observability import logs
 
 

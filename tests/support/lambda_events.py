@@ -1,6 +1,6 @@
 """The events and context the runtime's handlers receive in tests.
 
-The events are ``local.events``' (the local gateway's): one builder for what API Gateway
+The events are ``local.functions.events``' (the local gateway's): one builder for what API Gateway
 delivers, so the runtime tests and the local stack cannot drift apart. These wrappers only
 fill in a test API and a client peer.
 """
@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from local import events
+from local.functions import events
 from tests.support.runtime_env import SOURCE_IP, STAGE
 
 API = events.ApiInfo(

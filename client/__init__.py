@@ -1,0 +1,1 @@
+"""The command-line client (speak, listen, connections) for local and deployed stacks."""

@@ -1,0 +1,1 @@
+"""The embedded AWS: the moto server, its supervision, the stack's tables and parameter."""

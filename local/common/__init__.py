@@ -1,0 +1,1 @@
+"""What every part of the local stack shares: stderr lines for people, background tasks."""

@@ -1,0 +1,1 @@
+"""Lambda emulation: the invoker, events and context, the scheduler, metrics, the log tap."""

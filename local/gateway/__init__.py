@@ -1,0 +1,1 @@
+"""API Gateway emulation: the WebSocket gateway, @connections, the loopback guard, its metrics."""

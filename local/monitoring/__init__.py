@@ -1,0 +1,1 @@
+"""CloudWatch emulation: EMF extraction, the metric store, alarms and the web console."""
