@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection
 from client.connection import ClientError, open_connection
 from runtime.aws import READ_TIMEOUT_S
 from runtime.routes import ROUTES
+from runtime.terminal import printable
 
 ALARM, OK = "ALARM", "OK"
 POLL_S = 0.25
@@ -411,7 +412,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         return asyncio.run(run_drill(args.name, args.port))
     except DrillFailed as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
