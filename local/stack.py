@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from client.cli import DEFAULT_PORT, DEFAULT_URL
@@ -28,6 +28,7 @@ from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
 from local.functions.events import function_name, log_group_name
+from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.functions.log_shipper import LogShipper
 from local.functions.scheduler import Scheduler
@@ -72,6 +73,8 @@ class StackOptions:
     stop_on_stdin_eof: bool = False
     # Alarm periods pass this many times faster (60: a 5-minute period lasts 5 s).
     alarm_time_scale: float = 1.0
+    # IAM actions denied to a function whatever its policy grants (``--iam-deny``).
+    iam_deny: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 def function_environment(
@@ -127,6 +130,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        self.iam: LocalIam | None = None
         # Set once the start-up banner is printed: the alarm runner waits for it.
         self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
@@ -183,6 +187,15 @@ class LocalStack:
                 ip_hash_key_parameter=hash_key_parameter,
             )
         )
+        # Every AWS call a function makes is checked against its IAM policy from here on.
+        self.iam = LocalIam(
+            stage,
+            cfg.region,
+            cfg.settings,
+            api_id=lambda: gateway.api.api_id if gateway.api else "local",
+            revoked=opts.iam_deny,
+        )
+        self.iam.install()
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
@@ -192,6 +205,7 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        self.iam.label = connection_hash
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
@@ -268,6 +282,8 @@ class LocalStack:
         await loop.run_in_executor(None, self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
+        if self.iam is not None:
+            self.iam.uninstall()
 
     def info(self) -> dict[str, Any]:
         assert self.gateway is not None and self.issuer is not None
@@ -282,6 +298,8 @@ class LocalStack:
             "awsPid": self.aws.pid,
             "awsState": self.supervisor.state,
             "awsRestarts": self.supervisor.restarts,
+            # Health probes a busy (running, not stuck) embedded AWS missed: no 503 for those.
+            "awsSlowProbes": self.supervisor.busy_misses,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
@@ -295,6 +313,8 @@ class LocalStack:
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
             "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
+            # IAM as AWS enforces it: every function call checked against its policy.
+            "iam": self.iam.info() if self.iam is not None else {"enforced": False},
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
