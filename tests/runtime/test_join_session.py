@@ -248,6 +248,7 @@ def test_concurrent_joins_never_exceed_the_cap(
                 "expiresAt": store.ttl_from_now(),
             },
             max_active=10,
+            max_per_user=10,
         )
 
         def attempt(i: int, session_id: str = session_id, round_: int = round_) -> dict:
