@@ -424,7 +424,13 @@ def test_100_listeners_rejoining_on_session_ended_all_get_in(unswept_stack) -> N
         await first_ws.close()
         answers = await asyncio.gather(*waiting)
         assert Counter(a.get("code", a["type"]) for a in answers) == {"sessionJoined": REJOINERS}
-        assert session_item(stack, second)["listenerCount"]["N"] == str(REJOINERS)
+        # Every one of them is a listener of the second session now (the records are exact;
+        # listenerCount may briefly hold a phantom when a loaded machine loses an ADD's
+        # response and botocore retries it: the documented decision the sweeper repairs,
+        # test_join_races.py::test_a_join_whose_count_response_is_lost_is_counted_twice_...).
+        assert len(listener_records(stack, second)) == REJOINERS
+        assert int(session_item(stack, second)["listenerCount"]["N"]) >= REJOINERS
+        assert listener_records(stack, first) == []
         for ws in sockets:
             await ws.close()
         await second_ws.close()
