@@ -26,6 +26,8 @@ from local.aws.supervisor import AwsSupervisor
 from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
+from local.drills.faults import FaultInjector
+from local.drills.routes import fault_routes
 from local.functions import log_tap
 from local.functions.events import function_name
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
@@ -126,6 +128,8 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        # The fire drills' faults, on the functions' own boto3 clients (/_local/faults).
+        self.faults = FaultInjector()
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
@@ -180,6 +184,7 @@ class LocalStack:
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self._install_faults()
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
@@ -195,6 +200,7 @@ class LocalStack:
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
         )
         gateway.app.add_routes(self.monitoring.routes())
+        gateway.app.add_routes(fault_routes(self.faults))
         gateway.app.add_routes(console_routes(self.log_ring, self.info, self.dashboard))
         await gateway.start()
         self.gateway = gateway
@@ -207,6 +213,12 @@ class LocalStack:
         )
         self.scheduler.start()
         self.supervisor.start()
+
+    def _install_faults(self) -> None:
+        from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
+
+        for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
+            self.faults.install(client)
 
     def _recreate_aws_state(self) -> None:
         """What a fresh embedded AWS needs: the tables and the alarm topic."""
@@ -243,6 +255,7 @@ class LocalStack:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.invoker.shutdown)
         await loop.run_in_executor(None, self._stop_emf)
+        self.faults.clear()
         await self.monitoring.stop()
         await loop.run_in_executor(None, self.aws.stop)
         if self._tap is not None:

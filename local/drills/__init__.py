@@ -1,1 +1,10 @@
-"""Fire drills: the faults injected into the functions' AWS calls, and the drill runner."""
+"""Fire drills: injected faults, their HTTP routes, and the drills that use them.
+
+``faults`` makes the functions' own AWS calls fail, slow down or crash (botocore hooks on the
+runtime's clients); ``routes`` serves them at ``/_local/faults``; ``runner`` is
+``python -m local drill``: real traffic plus a fault until an alarm fires, then recovery.
+
+Must not import: ``local.gateway``, ``local.functions``, ``local.monitoring``, ``local.aws`` or
+``local.stack`` — only ``local.common``. The runner uses a stack only through its HTTP routes
+(``client/`` and ``/_local/…``): it imports nothing from ``local/`` at all.
+"""

@@ -1,62 +1,32 @@
-"""Local-only HTTP routes of the monitoring: alarm states and fault injection.
+"""Local-only HTTP routes of the monitoring: alarm states and their history.
 
 ``GET /_local/alarms``            every alarm of the stack: name, state, reason, updatedAt,
                                   its definition, latest datapoints and recent transitions
 ``GET /_local/alarms/history``    recent transitions of all alarms, oldest first
-``GET /_local/faults``            the active faults
-``POST /_local/faults``           add a fault (a JSON object, or a list of them): 201
-``DELETE /_local/faults``         clear every fault
 
 Like every path under ``/_local/`` they pass ``local.gateway.loopback`` first (loopback Host, no
-request from another site).
+request from another site). The fault routes are the drills' (``local.drills.routes``).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from local.drills.faults import FaultError, FaultInjector
-from local.gateway.web import json_error
 from local.monitoring.alarm_evaluator import AlarmEvaluator
 
 ALARMS_PATH = "/_local/alarms"
 HISTORY_PATH = "/_local/alarms/history"
-FAULTS_PATH = "/_local/faults"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def monitoring_routes(evaluator: AlarmEvaluator, faults: FaultInjector) -> list[web.RouteDef]:
+def monitoring_routes(evaluator: AlarmEvaluator) -> list[web.RouteDef]:
     async def alarms(_request: web.Request) -> web.Response:
         return web.json_response(evaluator.states(), headers=_NO_STORE)
 
     async def history(_request: web.Request) -> web.Response:
         return web.json_response(evaluator.history(), headers=_NO_STORE)
 
-    async def list_faults(_request: web.Request) -> web.Response:
-        return web.json_response(faults.describe(), headers=_NO_STORE)
-
-    async def clear_faults(_request: web.Request) -> web.Response:
-        return web.json_response({"cleared": faults.clear()})
-
-    async def add_faults(request: web.Request) -> web.Response:
-        try:
-            doc: Any = json.loads(await request.read() or b"null")
-        except ValueError:
-            return json_error(400, "the body must be JSON: a fault or a list of faults")
-        docs = doc if isinstance(doc, list) else [doc]
-        try:
-            added = [f.describe() for f in faults.add(*docs)]
-        except FaultError as error:
-            return json_error(400, str(error))
-        return web.json_response({"faults": added}, status=201)
-
     return [
         web.get(ALARMS_PATH, alarms, allow_head=False),
         web.get(HISTORY_PATH, history, allow_head=False),
-        web.get(FAULTS_PATH, list_faults, allow_head=False),
-        web.post(FAULTS_PATH, add_faults),
-        web.delete(FAULTS_PATH, clear_faults),
     ]

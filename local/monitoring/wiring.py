@@ -1,4 +1,4 @@
-"""The local stack's monitoring: metrics seen, alarms evaluated, faults injected.
+"""The local stack's monitoring: metrics seen, alarms evaluated.
 
 * Every ``PutMetricData`` this process sends to the embedded CloudWatch (the functions' own
   with ``metricsTransport: api``, the EMF extraction's, the AWS/Lambda metrics) is also
@@ -8,7 +8,6 @@
   AWS/ApiGateway metrics (``ConnectCount``, ``MessageCount``, the errors, latency).
 * An ``AlarmEvaluator`` evaluates every alarm of the stack (``runtime.alarms``) on the store,
   at ``alarm_time_scale``; transitions go to stderr and to the embedded SNS alarm topic.
-* A ``FaultInjector`` sits on the runtime's boto3 clients for the fire drills.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from aiohttp import web
 from local.aws.embedded import EmbeddedAws
 from local.common import console
 from local.config import LocalConfig
-from local.drills.faults import FaultInjector
 from local.functions.events import function_name
 from local.functions.invoker import LambdaInvoker
 from local.functions.metrics import LambdaMetrics
@@ -50,7 +48,6 @@ class LocalMonitoring:
         self.config = config
         self.time_scale = time_scale
         self.store = MetricStore()
-        self.faults = FaultInjector()
         self.evaluator: AlarmEvaluator | None = None
         self.runner: AlarmRunner | None = None
         self.lambda_metrics: LambdaMetrics | None = None
@@ -75,10 +72,6 @@ class LocalMonitoring:
         (``alarms_url``: where the stack serves the alarms, named on stderr)."""
         stack = self.config.stack
         self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
-        from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
-
-        for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
-            self.faults.install(client)
         self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
         self.lambda_metrics.start()
         invoker.observe = self.lambda_metrics.observe
@@ -108,10 +101,9 @@ class LocalMonitoring:
 
     def routes(self) -> list[web.RouteDef]:
         assert self.evaluator is not None, "start() first"
-        return monitoring_routes(self.evaluator, self.faults)
+        return monitoring_routes(self.evaluator)
 
     async def stop(self) -> None:
-        self.faults.clear()
         if self.runner is not None:
             await self.runner.stop()
         for metrics in (self.lambda_metrics, self.api_gateway_metrics):

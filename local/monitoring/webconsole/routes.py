@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from local.common import console
-from local.gateway.web import json_error
+from local.common.http import json_error
 from local.monitoring.webconsole.log_ring import LogQuery, LogRing
 from local.monitoring.webconsole.sessions import live_sessions
 from runtime.languages import SOURCE_LANGUAGES, TARGET_LANGUAGES
