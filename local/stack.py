@@ -183,8 +183,8 @@ class LocalStack:
             )
         )
         await loop.run_in_executor(None, self.aws.create_tables, stage)
+        self._install_faults()  # before the alarm runner starts, as it always was
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
-        self._install_faults()
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
