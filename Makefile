@@ -11,7 +11,7 @@ FUZZ_SCALE ?= 25
 # Extra flags for the local stack, e.g. make dev ARGS="--set maxListenersPerSession=2"
 ARGS ?=
 
-.PHONY: help setup uv-on-path dev test fuzz lint format bench clean
+.PHONY: help setup uv-on-path dev test fuzz lint format bench screenshot clean
 
 help:
 	@echo "make dev    - run the whole service locally (ws://127.0.0.1:$(PORT)/$(STACK));"
@@ -19,6 +19,7 @@ help:
 	@echo "make test   - lint, format check and the full test suite (hypothesis derandomised)"
 	@echo "make fuzz   - the property tests with FUZZ_SCALE (25) times more random examples"
 	@echo "make bench  - benchmarks; writes docs/benchmarks.md"
+	@echo "make screenshot - docs/console.png from a local stack during a fire drill (needs Chromium)"
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
@@ -71,6 +72,10 @@ fuzz: setup
 
 bench: setup
 	$(UV) run --frozen python -m bench
+
+# The README's picture of the console: a live session and an alarm firing, taken during a drill.
+screenshot: setup
+	$(UV) run --frozen python -m bench.screenshot
 
 clean:
 	rm -rf .venv build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -50,6 +50,8 @@ def chromium(paths: tuple[str, str], width: int = 1400, height: int = 1000) -> I
             options.add_argument(flag)
         options.add_argument(f"--window-size={width},{height}")
         options.add_argument(f"--user-data-dir={profile}")
+        # The page's console messages and failed loads (a 404), for driver.get_log("browser").
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         # An explicit driver path: selenium's driver manager never downloads anything.
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
         try:

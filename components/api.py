@@ -19,6 +19,7 @@ from components.function import MonitoredFunction, MonitoredFunctionArgs
 from components.packaging import LambdaArchive
 from components.stack_settings import StackConfig
 from runtime import hash_key
+from runtime.iam.policy import StackNames
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
 from runtime.settings import BY_KEY, PROJECT, StackSettings
 from runtime.tables import TABLES, Table
@@ -128,7 +129,6 @@ class SessionApi(pulumi.ComponentResource):
         self.connections_url = self.api.api_endpoint.apply(
             lambda endpoint: "https://" + endpoint.split("://", 1)[-1] + f"/{self.stage_name}"
         )
-        self.connections_arn = pulumi.Output.concat(self.api.execution_arn, "/", self.stage_name)
         self.functions = self._functions()
         self.integrations, self.routes, self.route_responses, self.route_permissions = (
             self._websocket_routes()
@@ -341,6 +341,28 @@ class SessionApi(pulumi.ComponentResource):
         env[BY_KEY["authJwksUrl"].env] = self.auth.jwks_url
         return env
 
+    def stack_names(self) -> pulumi.Output[StackNames]:
+        """The names the functions' IAM policies refer to (``runtime.iam.policy``): partition,
+        region, account and API ID from the API's execution ARN
+        (``arn:aws:execute-api:{region}:{account}:{api_id}``), the rest from the settings."""
+
+        def from_arn(execution_arn: str) -> StackNames:
+            _, partition, _, region, account, api_id = execution_arn.split(":", 5)
+            return StackNames(
+                account=account,
+                region=region,
+                api_id=api_id,
+                stage=self.stage_name,
+                prefix=self.prefix,
+                namespace=self.settings.metricsNamespace,
+                metrics_transport=self.settings.metricsTransport,
+                tracing=self.settings.tracing,
+                partition=partition,
+            )
+
+        names: pulumi.Output[StackNames] = self.api.execution_arn.apply(from_arn)
+        return names
+
     def function_name(self, function: Function) -> str:
         # The stack name was checked against every name it flows into (naming.check_stack_name).
         return naming.function_name(self.prefix, function.name)
@@ -349,7 +371,7 @@ class SessionApi(pulumi.ComponentResource):
         archive = self._args.archive
         code = pulumi.FileArchive(_stable_path(archive.path))
         environment = self.environment()
-        table_arns = {name: table.arn for name, table in self.tables.items()}
+        names = self.stack_names()
         return {
             function.name: MonitoredFunction(
                 self._child_name(function.name),
@@ -359,10 +381,7 @@ class SessionApi(pulumi.ComponentResource):
                     code=code,
                     source_code_hash=archive.source_code_hash,
                     environment=environment,
-                    table_arns=table_arns,
-                    connections_arn=self.connections_arn,
-                    hash_key_parameter_arn=self.ip_hash_key_parameter.arn,
-                    metrics_namespace=self.settings.metricsNamespace,
+                    names=names,
                     log_retention_days=self.log_retention_days,
                     tracing=self.settings.tracing,
                     alarm_topic_arn=self._args.alarm_topic_arn,

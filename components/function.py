@@ -1,7 +1,8 @@
 """MonitoredFunction: one Lambda function of the route table with everything it needs.
 
-Each function gets its own IAM role whose inline policy grants exactly what its route-table
-entry says it does, its own log group (created before the function, with the stack's
+Each function gets its own IAM role whose inline policy is ``runtime.iam.policy``'s document
+for its route-table entry (the same document the local stack and the runtime tests enforce),
+its own log group (created before the function, with the stack's
 retention), the function itself and an alarm on its Errors metric.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from runtime.alarms import function_errors_alarm
+from runtime.iam.policy import StackNames, function_policy
 from runtime.routes import Function
 
 COMPONENT_TYPE = "session-management:components:MonitoredFunction"
@@ -27,14 +28,6 @@ SCHEDULED_CONCURRENCY = 1
 SCHEDULED_RETRIES = 0
 # Lambda's bounds for an async event's age; 60 s is also EventBridge's shortest schedule.
 MIN_EVENT_AGE_S, MAX_EVENT_AGE_S = 60, 21_600
-
-LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
-# Actions that may target a table's indexes (``<table arn>/index/*``).
-INDEX_ACTIONS = frozenset({"dynamodb:Query", "dynamodb:Scan"})
-# The @connections API: POST sends a message, DELETE closes a connection.
-CONNECTION_METHODS = ("POST", "DELETE")
-PUT_METRIC_DATA = "cloudwatch:PutMetricData"
-XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 
 _ASSUME_ROLE_POLICY = json.dumps(
     {
@@ -50,92 +43,6 @@ _ASSUME_ROLE_POLICY = json.dumps(
 )
 
 
-def function_policy(
-    function: Function,
-    *,
-    log_group_arn: str,
-    table_arns: Mapping[str, str],
-    connections_arn: str | None,
-    hash_key_parameter_arn: str,
-    metrics_namespace: str,
-    tracing: bool,
-) -> dict[str, Any]:
-    """The least-privilege policy document of one function.
-
-    ``table_arns`` maps logical table names to ARNs; ``connections_arn`` is the stage's
-    execute-api ARN (``arn:aws:execute-api:{region}:{account}:{api_id}/{stage}``).
-    Two grants need ``Resource: "*"`` because their APIs have no resource-level permissions:
-    ``cloudwatch:PutMetricData`` (narrowed by the ``cloudwatch:namespace`` condition to the
-    stack's namespace) and the X-Ray put actions (only when tracing is on).
-    """
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "WriteOwnLogs",
-            "Effect": "Allow",
-            "Action": list(LOG_ACTIONS),
-            "Resource": [log_group_arn, f"{log_group_arn}:*"],
-        }
-    ]
-    for table, actions in sorted(function.tables.items()):
-        arn = table_arns[table]
-        statements.append(
-            {
-                "Sid": f"{table}Table",
-                "Effect": "Allow",
-                "Action": sorted(set(actions)),
-                "Resource": [arn],
-            }
-        )
-        index_actions = sorted(INDEX_ACTIONS & set(actions))
-        if index_actions:
-            statements.append(
-                {
-                    "Sid": f"{table}Indexes",
-                    "Effect": "Allow",
-                    "Action": index_actions,
-                    "Resource": [f"{arn}/index/*"],
-                }
-            )
-    if function.manages_connections:
-        if not connections_arn:
-            raise ValueError(f"{function.name} manages connections but has no API to manage")
-        statements.append(
-            {
-                "Sid": "ManageOwnConnections",
-                "Effect": "Allow",
-                "Action": ["execute-api:ManageConnections"],
-                "Resource": [
-                    f"{connections_arn}/{method}/@connections/*" for method in CONNECTION_METHODS
-                ],
-            }
-        )
-    # The stack's HMAC key: this one parameter. It is encrypted with the AWS-managed aws/ssm
-    # key, whose key policy already lets the account's principals decrypt through SSM, so no
-    # kms:Decrypt grant is needed.
-    statements.append(
-        {
-            "Sid": "ReadHashKey",
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter"],
-            "Resource": [hash_key_parameter_arn],
-        }
-    )
-    statements.append(
-        {
-            "Sid": "PutMetricsInOwnNamespace",
-            "Effect": "Allow",
-            "Action": [PUT_METRIC_DATA],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
-        }
-    )
-    if tracing:
-        statements.append(
-            {"Sid": "XRay", "Effect": "Allow", "Action": list(XRAY_ACTIONS), "Resource": "*"}
-        )
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
 @dataclass
 class MonitoredFunctionArgs:
     """Inputs of a MonitoredFunction."""
@@ -148,13 +55,9 @@ class MonitoredFunctionArgs:
     # base64(sha256) of the archive, so an unchanged archive never shows a diff.
     source_code_hash: str
     environment: Mapping[str, pulumi.Input[str]]
-    # Logical table name → table ARN, for every table the stack has.
-    table_arns: Mapping[str, pulumi.Input[str]]
-    # The stage's execute-api ARN; needed only when the function manages connections.
-    connections_arn: pulumi.Input[str] | None
-    # The SSM parameter holding the stack's HMAC key (the function may read only it).
-    hash_key_parameter_arn: pulumi.Input[str]
-    metrics_namespace: str
+    # The stack's names (account, region, API ID, stage, prefix, namespace, transport,
+    # tracing): the policy is ``runtime.iam.policy.function_policy(function, names)``.
+    names: pulumi.Output[StackNames]
     log_retention_days: int
     tracing: bool
     alarm_topic_arn: pulumi.Input[str]
@@ -227,25 +130,9 @@ class MonitoredFunction(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child,
         )
-        tables = sorted(args.function.tables)
-        document = pulumi.Output.all(
-            log_group_arn=log_group.arn,
-            connections_arn=args.connections_arn if args.function.manages_connections else None,
-            hash_key_parameter_arn=args.hash_key_parameter_arn,
-            table_arns=pulumi.Output.all(*[args.table_arns[t] for t in tables]),
-        ).apply(
-            lambda v: json.dumps(
-                function_policy(
-                    args.function,
-                    log_group_arn=v["log_group_arn"],
-                    connections_arn=v["connections_arn"],
-                    hash_key_parameter_arn=v["hash_key_parameter_arn"],
-                    table_arns=dict(zip(tables, v["table_arns"], strict=True)),
-                    metrics_namespace=args.metrics_namespace,
-                    tracing=args.tracing,
-                ),
-                sort_keys=True,
-            )
+        function = args.function
+        document = args.names.apply(
+            lambda names: json.dumps(function_policy(function, names), sort_keys=True)
         )
         policy = aws.iam.RolePolicy(
             f"{self._name}-policy",

@@ -81,6 +81,17 @@ def serve_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no stderr line per connect/disconnect"
     )
     parser.add_argument(
+        "--iam-deny",
+        dest="iam_deny",
+        action="append",
+        default=[],
+        metavar="FUNCTION=ACTION[@RESOURCE]",
+        help="deny an IAM action (on resources matching RESOURCE, default *) to a function "
+        "whatever its policy grants, e.g. --iam-deny 'refresh-connection=dynamodb:GetItem@"
+        "*-RateLimits', to see how a missing grant shows (repeatable; every call is checked "
+        "against the function's policy anyway)",
+    )
+    parser.add_argument(
         "--stop-on-stdin-eof",
         action="store_true",
         help="shut down cleanly when stdin closes (for launchers: the stack dies with them)",
@@ -109,6 +120,7 @@ def _configure_logging() -> None:
 def serve_main(argv: Sequence[str]) -> int:
     from local.aws.embedded import EmbeddedAwsError
     from local.config import load_config
+    from local.functions.iam import DenyError, parse_denies
     from local.stack import StackOptions, serve_until_signalled
     from runtime.settings import SettingsError
 
@@ -124,6 +136,11 @@ def serve_main(argv: Sequence[str]) -> int:
     except SettingsError as error:
         console.say(f"error: {error}")
         return 2
+    try:
+        iam_deny = parse_denies(args.iam_deny)
+    except DenyError as error:
+        console.say(f"error: {error}")
+        return 2
     _configure_logging()
     options = StackOptions(
         port=args.port,
@@ -135,6 +152,7 @@ def serve_main(argv: Sequence[str]) -> int:
         workers=max(1, args.workers),
         announce=not args.quiet,
         stop_on_stdin_eof=args.stop_on_stdin_eof,
+        iam_deny=iam_deny,
     )
     try:
         return asyncio.run(serve_until_signalled(config, options))

@@ -15,13 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from client.cli import DEFAULT_PORT, DEFAULT_URL
 from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
-from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.embedded import EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
 from local.common import console
 from local.config import LocalConfig
@@ -29,8 +29,11 @@ from local.control import control_routes
 from local.drills.faults import FaultInjector
 from local.drills.routes import fault_routes
 from local.functions import log_tap
-from local.functions.events import function_name
+from local.functions.environment import apply_environment, function_environment
+from local.functions.events import function_name, log_group_name
+from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
+from local.functions.log_shipper import LogShipper
 from local.functions.scheduler import Scheduler
 from local.gateway.connection import GatewayOptions
 from local.gateway.live_connections import live_connections
@@ -42,22 +45,12 @@ from local.monitoring.webconsole.metrics import StackView, dashboard_data
 from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
 from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
 from local.tokens import JWKS_PATH, TokenIssuer
-from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
-from runtime.settings import BY_KEY, SETTINGS
+from runtime.settings import SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
 _STDIN_FD = 0
-# Variables that would send boto3 somewhere else than the embedded AWS.
-_FOREIGN_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 
 
 @dataclass(frozen=True)
@@ -73,47 +66,8 @@ class StackOptions:
     stop_on_stdin_eof: bool = False
     # Alarm periods pass this many times faster (60: a 5-minute period lasts 5 s).
     alarm_time_scale: float = 1.0
-
-
-def function_environment(
-    config: LocalConfig,
-    *,
-    aws_endpoint: str,
-    connections_endpoint: str,
-    issuer: str,
-    audience: str,
-    jwks_url: str,
-    ip_hash_key_parameter: str,
-) -> dict[str, str]:
-    """The environment every function sees, rendered from the settings model and tables."""
-    stage = config.stack
-    env = config.settings.runtime_environment()
-    env.update({table.env: table.physical_name(stage) for table in TABLES})
-    env.update(
-        {
-            "CONNECTIONS_ENDPOINT": connections_endpoint,
-            # The key itself is in the embedded SSM, as on AWS: only its name is here.
-            PARAMETER_ENV: ip_hash_key_parameter,
-            BY_KEY["authIssuer"].env: issuer,
-            BY_KEY["authAudience"].env: audience,
-            BY_KEY["authJwksUrl"].env: jwks_url,
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "AWS_DEFAULT_REGION": config.region,
-            "AWS_REGION": config.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_XRAY_SDK_ENABLED": "false",
-            **DUMMY_CREDENTIALS,
-        }
-    )
-    return env
-
-
-def apply_environment(env: Mapping[str, str]) -> None:
-    """Install ``env`` in this process, removing variables that point boto3 elsewhere."""
-    for name in list(os.environ):
-        if name in _FOREIGN_AWS_VARIABLES or name.startswith("AWS_ENDPOINT_URL_"):
-            del os.environ[name]
-    os.environ.update(env)
+    # IAM actions denied to a function whatever its policy grants (``--iam-deny``).
+    iam_deny: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -130,11 +84,16 @@ class LocalStack:
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
         # The fire drills' faults, on the functions' own boto3 clients (/_local/faults).
         self.faults = FaultInjector()
+        self.iam: LocalIam | None = None
+        # Set once the start-up banner is printed: the alarm runner waits for it.
+        self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
         self.log_ring = LogRing()
         self._tap: log_tap.StdoutTap | None = None
         # CloudWatch Logs' part: EMF extracted from the functions' stdout, published in batches.
         self.emf: EmfPublisher | None = None
+        # Lambda's part: each line to CloudWatch Logs (/aws/lambda/<function>), in batches.
+        self.log_shipper: LogShipper | None = None
         self.started_at = time.monotonic()
         self.started_wall = time.time()
         self.supervisor = AwsSupervisor(self.aws, self._recreate_aws_state, self._fail)
@@ -182,9 +141,18 @@ class LocalStack:
                 ip_hash_key_parameter=hash_key_parameter,
             )
         )
+        # Every AWS call a function makes is checked against its IAM policy from here on.
+        self.iam = LocalIam(
+            stage,
+            cfg.region,
+            cfg.settings,
+            api_id=lambda: gateway.api.api_id if gateway.api else "local",
+            revoked=opts.iam_deny,
+        )
+        self.iam.install()
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self._install_faults()  # before the alarm runner starts, as it always was
-        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH)
+        self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
         for line in missing:
@@ -192,9 +160,11 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        self.iam.label = connection_hash
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
+        self._ship_logs()
         self._extract_emf()
         gateway.app.add_routes(
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
@@ -221,10 +191,12 @@ class LocalStack:
             self.faults.install(client)
 
     def _recreate_aws_state(self) -> None:
-        """What a fresh embedded AWS needs: the tables and the alarm topic."""
+        """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
+        dashboard, log groups and queries (the alarms with their current states)."""
         stage = self.config.stack
         self.aws.create_tables(stage)
         self.aws.client("sns").create_topic(Name=alarm_topic_name(stage))
+        self.monitoring.register()
 
     def _fail(self, why: str) -> None:
         console.say(f"! {why}: stopping the local stack (exit code 1)")
@@ -240,9 +212,22 @@ class LocalStack:
         emf = self.emf
         self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)
 
+    def _ship_logs(self) -> None:
+        by_name = {f.name: f for f in ROUTES}
+        stage = self.config.stack
+        self.log_shipper = LogShipper(
+            self.aws.client("logs"),
+            group_of=lambda name: log_group_name(function_name(stage, by_name[name])),
+            stream_of=self.invoker.log_stream_of,
+        ).start()
+        assert self._tap is not None
+        self._tap.subscribe(self.log_shipper.submit)
+
     def _stop_emf(self) -> None:
         if self.emf is not None:
             self.emf.stop()  # publishes what is still queued
+        if self.log_shipper is not None:
+            self.log_shipper.stop()  # ships what is still buffered
 
     async def stop(self) -> None:
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
@@ -260,6 +245,8 @@ class LocalStack:
         await loop.run_in_executor(None, self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
+        if self.iam is not None:
+            self.iam.uninstall()
 
     def info(self) -> dict[str, Any]:
         assert self.gateway is not None and self.issuer is not None
@@ -274,6 +261,8 @@ class LocalStack:
             "awsPid": self.aws.pid,
             "awsState": self.supervisor.state,
             "awsRestarts": self.supervisor.restarts,
+            # Health probes a busy (running, not stuck) embedded AWS missed: no 503 for those.
+            "awsSlowProbes": self.supervisor.busy_misses,
             "jwksUrl": f"http://{self.options.host}:{self.gateway.port}{JWKS_PATH}",
             "consoleUrl": f"http://{self.options.host}:{self.gateway.port}{CONSOLE_PATH}",
             "issuer": self.issuer.issuer,
@@ -286,6 +275,9 @@ class LocalStack:
             # The stack's settings as the functions see them (secrets left out).
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
+            "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
+            # IAM as AWS enforces it: every function call checked against its policy.
+            "iam": self.iam.info() if self.iam is not None else {"enforced": False},
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
@@ -303,6 +295,11 @@ class LocalStack:
             time_scale=self.monitoring.time_scale,
         )
         return dashboard_data(view, self.monitoring.store, minutes, since=self.started_wall)
+
+    def show_banner(self) -> None:
+        """Print the start-up banner, then let the alarm runner speak (the banner comes first)."""
+        console.block(self.banner())
+        self.banner_out.set()
 
     def banner(self, *, again: bool = False) -> list[str]:
         assert self.gateway is not None and self.issuer is not None
@@ -417,7 +414,7 @@ async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> i
     except BaseException:
         await stack.stop()
         raise
-    console.block(stack.banner())
+    stack.show_banner()
     ready.set()
     failed = asyncio.create_task(stack.failed.wait())
     await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")

@@ -10,6 +10,7 @@ boto3 clients are thread-safe; the fan-out shares one across its worker threads.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -33,9 +34,28 @@ CLIENT_CONFIG = Config(
 )
 
 
+# Told of every client created from now on (before its first call): the local stack and the
+# runtime tests attach the IAM check (``runtime.iam.calls.Enforcer.attach``). None on AWS.
+_client_hooks: list[Callable[[Any], object]] = []
+
+
+def add_client_hook(hook: Callable[[Any], object]) -> None:
+    """Run ``hook(client)`` on every client created after this call (``reset_clients`` to
+    apply it to all)."""
+    if hook not in _client_hooks:
+        _client_hooks.append(hook)
+
+
+def remove_client_hook(hook: Callable[[Any], object]) -> None:
+    if hook in _client_hooks:
+        _client_hooks.remove(hook)
+
+
 def _within_budget(client: Any) -> Any:
     check = functools.partial(budget.check_attempt, CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
     client.meta.events.register("before-send", check)
+    for hook in list(_client_hooks):
+        hook(client)
     return client
 
 

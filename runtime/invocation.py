@@ -23,6 +23,7 @@ from runtime import aws, budget, routes
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import connection_hash, ip_hash
+from runtime.iam.calls import RUNNING
 from runtime.metric_names import (
     CONNECTION_ERRORS,
     DEPENDENCY_FAILURES,
@@ -135,6 +136,9 @@ def _begin(
 ) -> tuple[Invocation, Any]:
     """Start an invocation; ``budgeted``: AWS call attempts must fit its remaining time
     (request paths; scheduled jobs watch their own time and step aside instead)."""
+    # First: every AWS call from here on (the key read included) is this function's, checked
+    # against its IAM policy where IAM is emulated (runtime.iam; the local stack, the tests).
+    running_token = RUNNING.set(routes.BY_OPERATION[operation])
     cfg = config()
     logs.configure(cfg.logLevel)
     request_id = getattr(context, "aws_request_id", None) or (
@@ -167,16 +171,17 @@ def _begin(
         redact=(inv.connection_id, inv.source_ip or ""),
     )
     _warm_functions.add(_context_name(context))
-    return inv, (token, budget_token)
+    return inv, (token, budget_token, running_token)
 
 
-def _finish(inv: Invocation, tokens: tuple[Any, Any]) -> None:
-    log_token, budget_token = tokens
+def _finish(inv: Invocation, tokens: tuple[Any, Any, Any]) -> None:
+    log_token, budget_token, running_token = tokens
     try:
         publish_metrics(inv.metrics)
     finally:
         budget.end(budget_token)
         logs.end_invocation(log_token)
+        RUNNING.reset(running_token)
 
 
 def publish_metrics(metrics: MetricsBuffer) -> None:

@@ -1,8 +1,11 @@
 """The route table: every function of the service, what triggers it and what it may touch.
 
-``components`` renders each entry into a MonitoredFunction (with an IAM policy built from
-``tables`` and ``manages_connections``), an integration, a route and a route response;
-``local`` dispatches WebSocket frames and timers to the same handlers.
+``components`` renders each entry into a MonitoredFunction (with the IAM policy
+``runtime.iam.policy`` builds from ``tables``, ``indexes``, ``manages_connections``,
+``closes_connections`` and ``reads_hash_key``), an integration, a route and a route response;
+``local`` dispatches WebSocket frames and timers to the same handlers, and the local stack
+and the runtime tests check every AWS call a function makes against that same policy
+(``runtime.iam``).
 
 A route's name is written once, as its ``route_key``: the operation (log field, metric
 dimension, rate-limit key) is the route key without its ``$``, the function name is the
@@ -19,14 +22,16 @@ from dataclasses import dataclass, field
 
 from runtime.tables import CONNECTIONS, RATE_LIMITS, SESSIONS
 
-# DynamoDB actions, grouped so each function's grant reads as what it does.
+# DynamoDB actions, grouped so each function's grant reads as what it does. Each one is
+# needed by a call the handler really makes: the IAM mutation test
+# (tests/runtime/test_iam_mutations.py) removes them one at a time and a test must then fail
+# with AccessDenied.
 READ = ("dynamodb:GetItem",)
 QUERY = ("dynamodb:Query",)
-WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 UPDATE = ("dynamodb:UpdateItem",)
 BATCH_DELETE = ("dynamodb:BatchWriteItem",)
-# TransactWriteItems is authorised per item action (Put/Update/ConditionCheck) on each table,
-# so transactional writers need no extra action beyond WRITE.
+# TransactWriteItems is authorised per item action (PutItem/UpdateItem/DeleteItem/
+# ConditionCheckItem) on each item's table, so transactional writers list those.
 
 SCHEDULE_EVERY_MINUTE = "rate(1 minute)"
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
@@ -50,10 +55,19 @@ class Function:
     operation: str = ""
     memory_mb: int = 256
     timeout_s: int = 10
-    # Table logical name → DynamoDB actions the handler calls on it (and its indexes).
+    # Table logical name → DynamoDB actions the handler calls on the table itself
+    # (granted on the table's ARN only).
     tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # True when the function posts to / deletes connections through the @connections API.
+    # Table logical name → DynamoDB actions the handler calls on the table's indexes
+    # (a Query with IndexName; granted on ``<table arn>/index/*`` only).
+    indexes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # True when the function posts to connections through the @connections API (POST).
     manages_connections: bool = False
+    # True when it also closes connections through the @connections API (DELETE).
+    closes_connections: bool = False
+    # False for a function that never hashes an IP or a connection ID, so never reads the
+    # stack's HMAC key from SSM (no ssm:GetParameter).
+    reads_hash_key: bool = True
     route_key: str | None = None
     # Two-way route: the handler's return body is sent back to the caller as the reply.
     replies: bool = False
@@ -104,9 +118,11 @@ ROUTES: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=29,
         tables={
-            CONNECTIONS.logical_name: ("dynamodb:DeleteItem", *QUERY, *BATCH_DELETE),
+            CONNECTIONS.logical_name: ("dynamodb:DeleteItem", *BATCH_DELETE),
             SESSIONS.logical_name: UPDATE,
         },
+        # The session's listeners, when the speaker leaves.
+        indexes={CONNECTIONS.logical_name: QUERY},
         manages_connections=True,
     ),
     Function(
@@ -142,6 +158,11 @@ ROUTES: tuple[Function, ...] = (
         route_key="refreshConnection",
         tables={
             CONNECTIONS.logical_name: (*READ, *UPDATE),
+            # The refresh limits (runtime.session_lookups): GetItem reads the failed-lookup
+            # count on a speaker refresh, UpdateItem counts a listener refresh and a failed
+            # lookup. Without them AWS denies both, the limits fail open and every refresh
+            # counts a DependencyFailure (issue 19).
+            RATE_LIMITS.logical_name: (*READ, *UPDATE),
             SESSIONS.logical_name: (*READ, *UPDATE),
         },
         replies=True,
@@ -151,7 +172,9 @@ ROUTES: tuple[Function, ...] = (
         operation="metricsReporter",
         # Shorter than the schedule: a run never overlaps the next (at most one runs at once).
         timeout_s=50,
-        tables={SESSIONS.logical_name: QUERY},
+        indexes={SESSIONS.logical_name: QUERY},
+        # Hashes nothing: no IP, no connection.
+        reads_hash_key=False,
     ),
     Function(
         schedule=SCHEDULE_EVERY_MINUTE,
@@ -162,9 +185,9 @@ ROUTES: tuple[Function, ...] = (
         tables={
             # GetItem: the active-sessions counter and a drifting session, read consistently;
             # BatchGetItem: the sessions of possibly orphaned connection records, 100 per call.
-            SESSIONS.logical_name: (*READ, *QUERY, *UPDATE, "dynamodb:BatchGetItem"),
+            SESSIONS.logical_name: (*READ, *UPDATE, "dynamodb:BatchGetItem"),
             CONNECTIONS.logical_name: (
-                *QUERY,
+                # Scan: the table itself (silent connections and role holders).
                 "dynamodb:Scan",
                 "dynamodb:DeleteItem",
                 *BATCH_DELETE,
@@ -172,7 +195,11 @@ ROUTES: tuple[Function, ...] = (
                 "dynamodb:BatchGetItem",
             ),
         },
+        # Active sessions (Sessions) and a session's listeners (Connections).
+        indexes={SESSIONS.logical_name: QUERY, CONNECTIONS.logical_name: QUERY},
         manages_connections=True,
+        # It closes silent connections.
+        closes_connections=True,
     ),
 )
 
@@ -180,6 +207,7 @@ WEBSOCKET_ROUTES: tuple[Function, ...] = tuple(f for f in ROUTES if f.route_key)
 SCHEDULED: tuple[Function, ...] = tuple(f for f in ROUTES if f.schedule)
 BY_ROUTE_KEY: dict[str, Function] = {f.route_key: f for f in WEBSOCKET_ROUTES if f.route_key}
 BY_NAME: dict[str, Function] = {f.name: f for f in ROUTES}
+BY_OPERATION: dict[str, Function] = {f.operation: f for f in ROUTES}
 BY_MODULE: dict[str, Function] = {f.module: f for f in ROUTES}
 # What clients may send as ``action``, in route-table order (``supportedActions``).
 ACTIONS: tuple[str, ...] = tuple(f.route_key for f in ROUTES if f.is_action and f.route_key)

@@ -2,9 +2,11 @@
 
 ``faults`` makes the functions' own AWS calls fail, slow down or crash (botocore hooks on the
 runtime's clients); ``routes`` serves them at ``/_local/faults``; ``runner`` is
-``python -m local drill``: real traffic plus a fault until an alarm fires, then recovery.
+``python -m local drill``, running the drills of ``scenarios`` (built from ``base``): real
+traffic plus a fault until an alarm fires, then recovery.
 
 Must not import: ``local.gateway``, ``local.functions``, ``local.monitoring``, ``local.aws`` or
-``local.stack`` — only ``local.common``. The runner uses a stack only through its HTTP routes
-(``client/`` and ``/_local/…``): it imports nothing from ``local/`` at all.
+``local.stack`` — only ``local.common``. The runner, the scenarios and their base use a stack
+only through its HTTP routes (``client/`` and ``/_local/…``): they import nothing of
+``local/`` but each other.
 """

@@ -55,6 +55,18 @@ def running_function(name: str) -> Iterator[None]:
         _current.function = previous
 
 
+@contextlib.contextmanager
+def stack_call() -> Iterator[None]:
+    """Mark the calling thread's AWS calls as the stack's own (the console reading the
+    sessions): no fault reaches them, as none reaches the stack's tables, TTL or metrics."""
+    previous = getattr(_current, "exempt", False)
+    _current.exempt = True
+    try:
+        yield
+    finally:
+        _current.exempt = previous
+
+
 def current_function() -> str | None:
     return getattr(_current, "function", None)
 
@@ -224,6 +236,8 @@ class FaultInjector:
             self._faults.remove(fault)
 
     def _matching(self, service: str, operation: str) -> list[Fault]:
+        if getattr(_current, "exempt", False):
+            return []
         function = current_function()
         with self._lock:
             self._expire()

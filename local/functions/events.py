@@ -147,6 +147,11 @@ def function_name(stage: str, function: Function) -> str:
     return f"{PROJECT}-{stage}-{function.name}"
 
 
+def log_group_name(deployed_name: str) -> str:
+    """The log group Lambda writes a function's lines to: ``/aws/lambda/<function name>``."""
+    return f"/aws/lambda/{deployed_name}"
+
+
 class LambdaContext:
     """The context object Lambda's Python runtime passes to a handler."""
 
@@ -159,7 +164,7 @@ class LambdaContext:
         # Lambda's runtime passes the memory size through as a string.
         self.memory_limit_in_mb = str(function.memory_mb)
         self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_group_name = log_group_name(self.function_name)
         self.log_stream_name = log_stream
         self.identity = None
         self.client_context = None

@@ -57,8 +57,13 @@ class LambdaInvoker:
         self._lock = threading.Lock()
 
     def _log_stream(self, function: Function) -> str:
+        return self.log_stream_of(function.name)
+
+    def log_stream_of(self, name: str) -> str:
+        """The log stream the route table's function ``name`` writes to (one per function:
+        all its invocations share this process, Lambda's one execution environment here)."""
         with self._lock:
-            return self._streams.setdefault(function.name, log_stream_name())
+            return self._streams.setdefault(name, log_stream_name())
 
     def _call(
         self,

@@ -7,7 +7,12 @@ threshold. Missing datapoints are treated as the alarm says:
 
 * ``notBreaching`` / ``breaching``: a missing datapoint counts as good / bad;
 * ``missing``: not counted; a range with no datapoint at all is INSUFFICIENT_DATA;
-* ``ignore``: not counted; a range with no datapoint at all keeps the current state.
+* ``ignore``: not counted; a range with no datapoint at all keeps the current state;
+* with ``missing`` or ``ignore``, too few breaching datapoints and none within the threshold
+  keep the current state (nothing counted can change it).
+
+The state and its reason (CloudWatch's wording, listing the datapoints that decided it) are
+``local.monitoring.alarm_reasons.decide``, pure and tested sentence by sentence.
 
 (CloudWatch may also look further back than the range when too few datapoints are present;
 the local evaluator does not.) Every alarm starts INSUFFICIENT_DATA, as a new CloudWatch alarm.
@@ -28,32 +33,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from local.monitoring.alarm_reasons import ALARM, INSUFFICIENT_DATA, OK, Datapoint, decide
 from local.monitoring.metric_store import MetricStore, statistic
 from runtime.alarms import StackAlarm
 
-OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
 STATES = (OK, ALARM, INSUFFICIENT_DATA)
 INITIAL_REASON = "Unchecked: Initial alarm creation"
 TRANSITIONS_KEPT = 50
-
-_COMPARE: dict[str, tuple[Callable[[float, float], bool], str]] = {
-    "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
-    "GreaterThanOrEqualToThreshold": (lambda v, t: v >= t, "greater than or equal to"),
-    "LessThanThreshold": (lambda v, t: v < t, "less than"),
-    "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
-}
+__all__ = ["ALARM", "INSUFFICIENT_DATA", "OK", "STATES", "AlarmEvaluator", "Datapoint", "decide"]
 
 
 def iso(timestamp: float) -> str:
     """``2026-12-01T15:30:00.123Z``"""
     moment = datetime.fromtimestamp(timestamp, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-@dataclass(frozen=True)
-class Datapoint:
-    start: float  # real epoch seconds of the period's start
-    value: float | None  # None: missing
 
 
 @dataclass(frozen=True)
@@ -177,6 +170,7 @@ class AlarmEvaluator:
             "comparison": alarm.comparison,
             "threshold": alarm.threshold,
             "thresholdSetting": alarm.threshold_setting,
+            "runbook": alarm.runbook,
             "period": alarm.period,
             "periodRealSeconds": self.period_s(alarm),
             "evaluationPeriods": alarm.evaluation_periods,
@@ -187,55 +181,3 @@ class AlarmEvaluator:
             ],
             "transitions": [t.summary() for t in status.transitions][-10:],
         }
-
-
-def decide(alarm: StackAlarm, points: Sequence[Datapoint], current: str) -> tuple[str, str]:
-    """The state ``points`` put ``alarm`` in (from ``current``), with CloudWatch's reason."""
-    compare, words = _COMPARE[alarm.comparison]
-    present = [p for p in points if p.value is not None]
-    missing = len(points) - len(present)
-    treat = alarm.treat_missing_data
-    if not present and treat in ("missing", "ignore"):
-        if treat == "ignore":
-            return current, "no datapoints: state kept (treat missing data: ignore)"
-        return INSUFFICIENT_DATA, (
-            f"Insufficient Data: {_plural(missing, 'datapoint')} "
-            f"{'was' if missing == 1 else 'were'} unknown."
-        )
-    breaching = len([p for p in present if compare(p.value, alarm.threshold)])  # type: ignore[arg-type]
-    if treat == "breaching":
-        breaching += missing
-    shown = ", ".join(f"{p.value!r} ({_stamp(p.start)})" for p in reversed(present))
-    if breaching >= alarm.datapoints_to_alarm:
-        return ALARM, (
-            f"Threshold Crossed: {breaching} out of the last {len(points)} datapoints "
-            f"[{shown}] {'was' if breaching == 1 else 'were'} {words} the threshold "
-            f"({float(alarm.threshold)}) (minimum {_plural(alarm.datapoints_to_alarm, 'datapoint')}"
-            " for OK -> ALARM transition)."
-        )
-    if not present:
-        treated = "Breaching" if treat == "breaching" else "NonBreaching"
-        return OK, (
-            f"Threshold Crossed: no datapoints were received for "
-            f"{_plural(len(points), 'period')} and {_plural(missing, 'missing datapoint')} "
-            f"{'was' if missing == 1 else 'were'} treated as [{treated}]."
-        )
-    good = len(points) - breaching
-    treated = (
-        f"; {_plural(missing, 'missing datapoint')} treated as [NonBreaching]" if missing else ""
-    )
-    return OK, (
-        f"Threshold Crossed: {good} out of the last {len(points)} datapoints [{shown}] "
-        f"{'was' if good == 1 else 'were'} not {words} the threshold ({float(alarm.threshold)})"
-        f"{treated} (minimum {_plural(len(points) - alarm.datapoints_to_alarm + 1, 'datapoint')}"
-        " for ALARM -> OK transition)."
-    )
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _stamp(timestamp: float) -> str:
-    """CloudWatch's datapoint stamp in reasons: ``(01/12/26 15:30:00)`` (dd/mm/yy, UTC)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%d/%m/%y %H:%M:%S")

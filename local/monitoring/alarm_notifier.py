@@ -31,6 +31,35 @@ _STATISTIC_NAMES = {
 }
 
 
+# CloudWatch names the region in words in a notification's Region and Subject
+# ("Region": "EU (Ireland)", Subject: 'ALARM: "x" in EU (Ireland)'); an unlisted region keeps
+# its code.
+REGION_NAMES = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-1": "US West (N. California)",
+    "us-west-2": "US West (Oregon)",
+    "ca-central-1": "Canada (Central)",
+    "eu-west-1": "EU (Ireland)",
+    "eu-west-2": "EU (London)",
+    "eu-west-3": "EU (Paris)",
+    "eu-central-1": "EU (Frankfurt)",
+    "eu-north-1": "EU (Stockholm)",
+    "eu-south-1": "EU (Milan)",
+    "ap-northeast-1": "Asia Pacific (Tokyo)",
+    "ap-northeast-2": "Asia Pacific (Seoul)",
+    "ap-northeast-3": "Asia Pacific (Osaka)",
+    "ap-southeast-1": "Asia Pacific (Singapore)",
+    "ap-southeast-2": "Asia Pacific (Sydney)",
+    "ap-south-1": "Asia Pacific (Mumbai)",
+    "sa-east-1": "South America (Sao Paulo)",
+}
+
+
+def region_name(region: str) -> str:
+    return REGION_NAMES.get(region, region)
+
+
 def alarm_arn(alarm: StackAlarm, region: str) -> str:
     return f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{alarm.name}"
 
@@ -46,9 +75,16 @@ def sns_message(
 ) -> dict[str, Any]:
     """The notification CloudWatch sends to SNS for ``transition``."""
     alarm = transition.alarm
+    statistic: dict[str, Any] = (
+        {"StatisticType": "ExtendedStatistic", "ExtendedStatistic": alarm.statistic}
+        if alarm.is_percentile
+        else {"StatisticType": "Statistic", "Statistic": _STATISTIC_NAMES[alarm.statistic]}
+    )
+    # The keys in CloudWatch's order.
     trigger: dict[str, Any] = {
         "MetricName": alarm.metric_name,
         "Namespace": alarm.namespace,
+        **statistic,
         "Unit": alarm.unit,
         "Dimensions": [{"value": v, "name": n} for n, v in alarm.dimensions],
         "Period": alarm.period,
@@ -59,12 +95,6 @@ def sns_message(
         "TreatMissingData": alarm.treat_missing_data,
         "EvaluateLowSampleCountPercentile": (LOW_SAMPLE_PERCENTILES if alarm.is_percentile else ""),
     }
-    if alarm.is_percentile:
-        trigger.update({"StatisticType": "ExtendedStatistic", "ExtendedStatistic": alarm.statistic})
-    else:
-        trigger.update(
-            {"StatisticType": "Statistic", "Statistic": _STATISTIC_NAMES[alarm.statistic]}
-        )
     return {
         "AlarmName": alarm.name,
         "AlarmDescription": alarm.description,
@@ -73,7 +103,7 @@ def sns_message(
         "NewStateValue": transition.new_state,
         "NewStateReason": transition.reason,
         "StateChangeTime": _sns_time(transition.at),
-        "Region": region,
+        "Region": region_name(region),
         "AlarmArn": alarm_arn(alarm, region),
         "OldStateValue": transition.old_state,
         "OKActions": [topic_arn],
@@ -84,8 +114,8 @@ def sns_message(
 
 
 def subject(transition: Transition, region: str) -> str:
-    """CloudWatch's subject line, e.g. ``ALARM: "…-active-sessions" in us-east-1``."""
-    text = f'{transition.new_state}: "{transition.alarm.name}" in {region}'
+    """CloudWatch's subject line, e.g. ``ALARM: "…-active-sessions" in EU (Ireland)``."""
+    text = f'{transition.new_state}: "{transition.alarm.name}" in {region_name(region)}'
     return text[:100]  # SNS subjects are limited to 100 characters
 
 

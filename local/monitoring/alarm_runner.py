@@ -4,24 +4,40 @@ Every ``tick`` the evaluator recomputes the alarms from the metric store (in mem
 each transition is announced on stderr at once and published to the SNS alarm topic by one
 worker thread, so notifications leave in the order the transitions happened. The first
 evaluation's INSUFFICIENT_DATA -> OK transitions share one summary line on stderr.
+
+The runner starts evaluating only once ``after`` is set: the stack sets it when its start-up
+banner is out, so the user always reads the banner first, however slow the start-up was
+(the first tick used to count from the runner's start, and a start-up slower than a tick
+printed the alarms' summary line above the banner).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from local.common import console
 from local.common.background import cancel_and_wait
-from local.monitoring.alarm_evaluator import AlarmEvaluator
+from local.monitoring.alarm_evaluator import AlarmEvaluator, Transition
 from local.monitoring.alarm_notifier import AlarmNotifier, is_settling, settled_line
 
 
 class AlarmRunner:
-    def __init__(self, evaluator: AlarmEvaluator, notifier: AlarmNotifier, alarms_url: str) -> None:
+    def __init__(
+        self,
+        evaluator: AlarmEvaluator,
+        notifier: AlarmNotifier,
+        alarms_url: str,
+        after: asyncio.Event | None = None,
+        mirror: Callable[[Transition], None] | None = None,
+    ) -> None:
         self.evaluator = evaluator
         self.notifier = notifier
         self.alarms_url = alarms_url
+        self.after = after  # set when the runner may start (None: at once)
+        # Told each transition before it is published (the embedded CloudWatch alarm's state).
+        self.mirror = mirror
         self._evaluated = False
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-sns")
         self._task: asyncio.Task[None] | None = None
@@ -44,12 +60,19 @@ class AlarmRunner:
         for transition in transitions:
             if not (first and is_settling(transition)):
                 self.notifier.announce(transition)
-            loop.run_in_executor(self._publisher, self.notifier.publish, transition)
+            loop.run_in_executor(self._publisher, self._deliver, transition)
+
+    def _deliver(self, transition: Transition) -> None:
+        """On the publishing thread, in transition order: the alarm's state, then SNS."""
+        if self.mirror is not None:
+            self.mirror(transition)
+        self.notifier.publish(transition)
 
     async def _loop(self) -> None:
+        if self.after is not None:
+            await self.after.wait()  # the start-up banner is out: nothing is printed above it
         tick = self.evaluator.tick_s()
         while True:
-            # Sleep first: the startup banner comes before the first transitions.
             await asyncio.sleep(tick)
             try:
                 self.evaluate_now()

@@ -8,10 +8,14 @@
   AWS/ApiGateway metrics (``ConnectCount``, ``MessageCount``, the errors, latency).
 * An ``AlarmEvaluator`` evaluates every alarm of the stack (``runtime.alarms``) on the store,
   at ``alarm_time_scale``; transitions go to stderr and to the embedded SNS alarm topic.
+* ``CloudWatchResources`` puts the stack's alarms (their states mirrored from the
+  evaluator), dashboard, log groups and saved queries in the embedded CloudWatch, so the AWS
+  CLI and boto3 see what the deployed stack has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -30,6 +34,7 @@ from local.monitoring.alarm_evaluator import AlarmEvaluator
 from local.monitoring.alarm_notifier import AlarmNotifier
 from local.monitoring.alarm_runner import AlarmRunner
 from local.monitoring.metric_store import MetricStore
+from local.monitoring.resources import CloudWatchResources
 from local.monitoring.routes import monitoring_routes
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES
@@ -53,6 +58,8 @@ class LocalMonitoring:
         self.lambda_metrics: LambdaMetrics | None = None
         self.api_gateway_metrics: ApiGatewayMetrics | None = None
         self.topic_arn: str | None = None
+        self.resources: CloudWatchResources | None = None
+        self.api_id: str | None = None
 
     def watch_metrics(self) -> None:
         """Record every PutMetricData of this process: call before any boto3 client exists
@@ -67,9 +74,16 @@ class LocalMonitoring:
         except Exception as error:  # a malformed request is moto's to refuse, not ours
             console.say(f"! could not record metric data: {error!r}")
 
-    def start(self, aws: EmbeddedAws, invoker: LambdaInvoker, alarms_url: str) -> None:
+    def start(
+        self,
+        aws: EmbeddedAws,
+        invoker: LambdaInvoker,
+        alarms_url: str,
+        evaluate_after: asyncio.Event | None = None,
+    ) -> None:
         """Once the environment is set and the tables exist: topic, hooks, evaluator
-        (``alarms_url``: where the stack serves the alarms, named on stderr)."""
+        (``alarms_url``: where the stack serves the alarms, named on stderr; the alarms are
+        evaluated once ``evaluate_after`` is set, e.g. when the start-up banner is out)."""
         stack = self.config.stack
         self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
         self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
@@ -77,8 +91,10 @@ class LocalMonitoring:
         invoker.observe = self.lambda_metrics.observe
         invoker.running = self.lambda_metrics.running
         names = [function_name(stack, f) for f in ROUTES]
-        self.evaluator = AlarmEvaluator(
-            stack_alarms(self.config.settings, names), self.store, time_scale=self.time_scale
+        alarms = stack_alarms(self.config.settings, names)
+        self.evaluator = AlarmEvaluator(alarms, self.store, time_scale=self.time_scale)
+        self.resources = CloudWatchResources(
+            self.config.settings, self.config.region, alarms, names, aws.client
         )
         notifier = AlarmNotifier(
             self.config.region,
@@ -87,7 +103,13 @@ class LocalMonitoring:
             time_scale=self.time_scale,
             configured_at=time.time(),
         )
-        self.runner = AlarmRunner(self.evaluator, notifier, alarms_url)
+        self.runner = AlarmRunner(
+            self.evaluator,
+            notifier,
+            alarms_url,
+            after=evaluate_after,
+            mirror=self.resources.mirror,
+        )
         self.runner.start()
 
     def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
@@ -98,6 +120,15 @@ class LocalMonitoring:
         )
         metrics.start()
         gateway.metrics = self.api_gateway_metrics = metrics
+        self.api_id = gateway.api.api_id
+        self.register()
+
+    def register(self) -> None:
+        """The alarms, dashboard, log groups and queries in the embedded CloudWatch (again
+        after it restarted, with the alarms' current states)."""
+        assert self.resources is not None and self.topic_arn is not None
+        assert self.evaluator is not None and self.api_id is not None
+        self.resources.register(self.topic_arn, self.api_id, self.evaluator.states())
 
     def routes(self) -> list[web.RouteDef]:
         assert self.evaluator is not None, "start() first"
@@ -115,4 +146,5 @@ class LocalMonitoring:
             "alarmTimeScale": self.time_scale,
             "alarmTopicArn": self.topic_arn,
             "alarms": len(self.evaluator.alarms) if self.evaluator else 0,
+            "savedQueries": bool(self.resources and self.resources.queries_saved),
         }

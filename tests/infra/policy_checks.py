@@ -1,8 +1,8 @@
 """What a function's IAM policy may grant, checked statement by statement.
 
-Independent of ``components.function.function_policy`` (which builds the policies): this
+Independent of ``runtime.iam.policy.function_policy`` (which builds the policies): this
 derives what is allowed from the route table and the stack's resources, and lists every
-statement that grants more.
+statement that grants more (and every grant the route table asks for that is missing).
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ def least_privilege_violations(
     hash_key_parameter_arn: str,
     namespace: str,
     tracing: bool,
+    metrics_transport: str,
 ) -> list[str]:
     """Every way ``policy`` grants more than ``function`` needs (empty when least-privilege)."""
     problems: list[str] = []
-    granted_dynamodb: dict[str, set[str]] = {}
+    granted_dynamodb: dict[tuple[str, bool], set[str]] = {}
     granted_hash_key = False
+    methods = ({"POST"} if function.manages_connections else set()) | (
+        {"DELETE"} if function.manages_connections and function.closes_connections else set()
+    )
     connection_resource = re.compile(
         re.escape(connections_arn) + r"/(POST|DELETE|GET)/@connections/\*"
     )
+    granted_methods: set[str] = set()
     arn_to_table = {arn: name for name, arn in table_arns.items()}
 
     for statement in policy["Statement"]:
@@ -64,6 +69,8 @@ def least_privilege_violations(
                 if not tracing:
                     problems.append(f"{sid}: X-Ray granted without tracing")
             elif actions == {"cloudwatch:PutMetricData"}:
+                if metrics_transport != "api":
+                    problems.append(f"{sid}: PutMetricData without metricsTransport api")
                 condition = statement.get("Condition", {}).get("StringEquals", {})
                 if condition.get("cloudwatch:namespace") != namespace:
                     problems.append(f"{sid}: PutMetricData without the namespace condition")
@@ -78,15 +85,17 @@ def least_privilege_violations(
                 if table is None:
                     problems.append(f"{sid}: DynamoDB on {resource}, not a named table ARN")
                     continue
-                if index and (index != "*" or not actions <= {"dynamodb:Query", "dynamodb:Scan"}):
-                    problems.append(f"{sid}: {sorted(actions)} on index resource {resource}")
-                allowed = set(function.tables.get(table, ()))
+                if index and index != "*":
+                    problems.append(f"{sid}: {sorted(actions)} on one index {resource}")
+                declared = function.indexes if index else function.tables
+                allowed = set(declared.get(table, ()))
+                where = f"{table} indexes" if index else table
                 if not actions <= allowed:
                     problems.append(
-                        f"{sid}: {sorted(actions - allowed)} on {table}, which "
+                        f"{sid}: {sorted(actions - allowed)} on {where}, which "
                         f"{function.name} does not call"
                     )
-                granted_dynamodb.setdefault(table, set()).update(actions)
+                granted_dynamodb.setdefault((table, bool(index)), set()).update(actions)
         elif service == "logs":
             if not actions <= LOG_ACTIONS:
                 problems.append(f"{sid}: log actions {sorted(actions - LOG_ACTIONS)}")
@@ -98,6 +107,8 @@ def least_privilege_violations(
                 problems.append(f"{sid}: SSM actions {sorted(actions)}")
             if resources != [hash_key_parameter_arn]:
                 problems.append(f"{sid}: SSM on {resources}, not the stack's HMAC key parameter")
+            if not function.reads_hash_key:
+                problems.append(f"{sid}: {function.name} never reads the HMAC key")
             granted_hash_key = True
         elif service == "execute-api":
             if not function.manages_connections:
@@ -105,15 +116,24 @@ def least_privilege_violations(
             if actions != {"execute-api:ManageConnections"}:
                 problems.append(f"{sid}: execute-api actions {sorted(actions)}")
             for resource in resources:
-                if not connection_resource.fullmatch(resource):
+                match = connection_resource.fullmatch(resource)
+                if not match:
                     problems.append(f"{sid}: ManageConnections on {resource}")
+                elif match.group(1) not in methods:
+                    problems.append(f"{sid}: {match.group(1)} @connections, never called")
+                else:
+                    granted_methods.add(match.group(1))
         else:
             problems.append(f"{sid}: unexpected service {service}")
 
-    if not granted_hash_key:
+    if function.reads_hash_key and not granted_hash_key:
         problems.append(f"{function.name} cannot read the HMAC key parameter")
-    for table, actions in function.tables.items():
-        missing = set(actions) - granted_dynamodb.get(table, set())
-        if missing:
-            problems.append(f"{function.name} lacks {sorted(missing)} on {table}")
+    if methods - granted_methods:
+        problems.append(f"{function.name} lacks {sorted(methods - granted_methods)} @connections")
+    for on_index, declared in ((False, function.tables), (True, function.indexes)):
+        for table, actions in declared.items():
+            missing = set(actions) - granted_dynamodb.get((table, on_index), set())
+            if missing:
+                where = f"{table} indexes" if on_index else table
+                problems.append(f"{function.name} lacks {sorted(missing)} on {where}")
     return problems

@@ -236,6 +236,8 @@ def test_alarm_thresholds_follow_config_edits():
             "dependencyFailuresPer5Min": 7,
             "activeSessionsAlarmRatio": 0.5,
             "metricsNamespace": "Sessions/Test",
+            # The PutMetricData grant (and its namespace condition) exists only with api.
+            "metricsTransport": "api",
         },
     )
     assert alarm_on(run, "SessionCreationLatency")["threshold"] == 1500
@@ -273,6 +275,14 @@ def test_log_retention_reaches_every_log_group_and_no_longer_follows_data_retent
     groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
     assert len(groups) == len(ROUTES) + 1  # the functions' and the stage's access logs
     assert {g["retentionInDays"] for g in groups} == {90}
+
+
+def test_the_emf_transport_grants_no_put_metric_data():
+    run = run_program("dev", {"metricsTransport": "emf"})
+    policies = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert policies
+    for policy in policies:
+        assert "cloudwatch:PutMetricData" not in json.dumps(policy_document(policy))
 
 
 def test_tracing_off_removes_xray_everywhere():
@@ -316,10 +326,14 @@ def test_an_unset_ip_hash_key_is_generated_once_per_stack_into_ssm(dev):
 
 def test_every_function_may_read_only_the_hash_key_parameter(dev):
     parameter = _hash_key_parameter(dev)
-    for policy in dev.of_type("aws:iam/rolePolicy:RolePolicy"):
+    for function in ROUTES:
+        deployed = dev.one("aws:lambda/function:Function", name=f"{PROJECT}-dev-{function.name}")
+        role = dev.one("aws:iam/role:Role", arn=deployed["role"])
+        policy = dev.one("aws:iam/rolePolicy:RolePolicy", role=role.id)
         statements = policy_document(policy)["Statement"]
         ssm = [s for s in statements if any(a.startswith("ssm:") for a in s["Action"])]
-        assert ssm == [
+        # The metrics reporter hashes nothing, so it may not read the key at all.
+        expected = [
             {
                 "Sid": "ReadHashKey",
                 "Effect": "Allow",
@@ -327,6 +341,7 @@ def test_every_function_may_read_only_the_hash_key_parameter(dev):
                 "Resource": [parameter["arn"]],
             }
         ]
+        assert ssm == (expected if function.name != "metrics-reporter" else []), function.name
 
 
 def test_an_external_issuer_replaces_the_cognito_pool():

@@ -6,16 +6,25 @@ Every assertion runs on data recorded after the program finished (see ``harness`
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 
 import pytest
 
 from runtime import metric_names
+from runtime.iam.policy import StackNames, function_policy
 from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES, Function
 from runtime.settings import BY_KEY, LOG_RETENTION_DAYS, PROJECT, parse_settings
 from runtime.tables import TABLES
-from tests.infra.harness import ProgramRun, Resource, policy_document, stack_file_config
+from tests.infra.harness import (
+    ACCOUNT,
+    ProgramRun,
+    Resource,
+    policy_document,
+    run_program,
+    stack_file_config,
+)
 from tests.infra.policy_checks import least_privilege_violations
 
 FUNCTION = "aws:lambda/function:Function"
@@ -251,12 +260,53 @@ def policy_violations(run: ProgramRun, function: Function) -> list[str]:
         hash_key_parameter_arn=run.one(PARAMETER)["arn"],
         namespace=settings.metricsNamespace,
         tracing=settings.tracing,
+        metrics_transport=settings.metricsTransport,
     )
 
 
 @pytest.mark.parametrize("function", ROUTES, ids=lambda f: f.name)
 def test_every_function_policy_is_least_privilege(stack_run, function):
     assert policy_violations(stack_run, function) == []
+
+
+def _names(run: ProgramRun, **overrides: object) -> StackNames:
+    """The stack's names written out from the mocks' account and region (not from the program)."""
+    settings = settings_of(run)
+    region = run.config["aws:region"]
+    names = StackNames(
+        account=ACCOUNT,
+        region=region,
+        api_id="a1b2c3d4e5",
+        stage=run.stack,
+        prefix=f"{PROJECT}-{run.stack}",
+        namespace=settings.metricsNamespace,
+        metrics_transport=settings.metricsTransport,
+        tracing=settings.tracing,
+    )
+    return dataclasses.replace(names, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("function", ROUTES, ids=lambda f: f.name)
+def test_the_rendered_policy_is_the_document_the_runtime_enforces(stack_run, function):
+    """components renders exactly runtime.iam.policy's document: the one the local stack and
+    the runtime tests evaluate every call against."""
+    resource = function_resource(stack_run, function)
+    role = stack_run.one(ROLE, arn=resource["role"])
+    rendered = policy_document(stack_run.one(ROLE_POLICY, role=role.id))
+    assert rendered == function_policy(function, _names(stack_run))
+    # And those names are the deployed resources' (the table, log group and parameter ARNs).
+    assert policy_violations(stack_run, function) == []
+
+
+def test_the_rendered_policies_follow_the_metrics_transport_and_tracing():
+    run = run_program("dev", {"metricsTransport": "api", "tracing": False})
+    for function in ROUTES:
+        role = run.one(ROLE, arn=function_resource(run, function)["role"])
+        rendered = policy_document(run.one(ROLE_POLICY, role=role.id))
+        expected = function_policy(function, _names(run, metrics_transport="api", tracing=False))
+        assert rendered == expected
+        assert "cloudwatch:PutMetricData" in json.dumps(rendered)
+        assert "xray:" not in json.dumps(rendered)
 
 
 def test_connection_managers_may_post_and_delete_only_on_their_own_stage(dev):
@@ -271,11 +321,13 @@ def test_connection_managers_may_post_and_delete_only_on_their_own_stage(dev):
             if "execute-api:ManageConnections" in s["Action"]
             for r in s["Resource"]
         ]
-        if function.manages_connections:
+        if function.closes_connections:
             assert grants == [
                 f"{api['executionArn']}/dev/POST/@connections/*",
                 f"{api['executionArn']}/dev/DELETE/@connections/*",
             ]
+        elif function.manages_connections:
+            assert grants == [f"{api['executionArn']}/dev/POST/@connections/*"]
         else:
             assert grants == []
 

@@ -78,18 +78,19 @@ def _deployed_function(dev: ProgramRun, function: Function) -> Any:
     return dev.one(FUNCTION, name=rule["name"])
 
 
-def _granted(dev: ProgramRun, deployed: Any) -> dict[str, set[str]]:
-    """DynamoDB actions the function's policy grants, by table logical name."""
+def _granted(dev: ProgramRun, deployed: Any) -> dict[tuple[str, bool], set[str]]:
+    """DynamoDB actions the function's policy grants, by (table logical name, on its indexes)."""
     role = dev.one(ROLE, arn=deployed["role"])
     document = policy_document(dev.one(ROLE_POLICY, role=role.id))
     by_name = {t.physical_name(dev.stack): t.logical_name for t in TABLES}
     table_of = {t["arn"]: by_name[t["name"]] for t in dev.of_type(TABLE)}
-    granted: dict[str, set[str]] = {}
+    granted: dict[tuple[str, bool], set[str]] = {}
     for statement in document["Statement"]:
         for resource in statement["Resource"]:
-            table_arn = resource.split("/index/", 1)[0]
+            table_arn, _, index = resource.partition("/index/")
             if table_arn in table_of:
-                granted.setdefault(table_of[table_arn], set()).update(statement["Action"])
+                key = (table_of[table_arn], bool(index))
+                granted.setdefault(key, set()).update(statement["Action"])
     return granted
 
 
@@ -120,11 +121,11 @@ def test_route_walk_from_key_to_every_rendering(
     assert deployed["name"] == f"{PROJECT}-dev-{function.name}"
     assert deployed["handler"] == function.handler
 
-    # IAM: every table action the entry declares is granted on that table, nothing on others.
+    # IAM: exactly the table and index actions the entry declares, each where it declares it.
     granted = _granted(dev, deployed)
-    assert set(granted) == set(function.tables), function.name
-    for table, actions in function.tables.items():
-        assert set(actions) <= granted[table], (function.name, table)
+    declared = {(t, False): set(a) for t, a in function.tables.items()}
+    declared.update({(t, True): set(a) for t, a in function.indexes.items()})
+    assert granted == declared, function.name
 
     # The handler: importable where the entry says, and it logs the entry's operation.
     handler = resolve_handler(function)

@@ -21,8 +21,17 @@ RAW_CONNECTION_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9]{15}=")
 REPLY_TIMEOUT = 20.0
 
 
-def launch(logs: Path, name: str, *args: str, aws_may_fail: bool = False) -> Iterator[StackProcess]:
-    """Start a stack, yield it, then SIGTERM it and check a clean exit and clean stdout."""
+IAM_DENIED = "IAM AccessDenied:"
+
+
+def launch(
+    logs: Path, name: str, *args: str, aws_may_fail: bool = False, iam_denials: bool = False
+) -> Iterator[StackProcess]:
+    """Start a stack, yield it, then SIGTERM it and check a clean exit and clean stdout.
+
+    IAM is enforced in the stack: a call some function's policy does not allow is a stderr
+    line, and fails the tests of that stack here unless ``iam_denials`` says they are the point.
+    """
     stack = StackProcess(args, logs, name).start()
     try:
         yield stack
@@ -31,6 +40,9 @@ def launch(logs: Path, name: str, *args: str, aws_may_fail: bool = False) -> Ite
         assert code == 0, f"stack {name} exited with {code}:\n{stack.stderr()[-3000:]}"
         assert "stopped" in stack.stderr()
         check_stdout(stack, aws_may_fail=aws_may_fail)
+        if not iam_denials:
+            denied = [line for line in stack.stderr().splitlines() if IAM_DENIED in line]
+            assert not denied, "\n".join(denied[:10])
 
 
 def check_stdout(stack: StackProcess, aws_may_fail: bool = False) -> None:
@@ -49,13 +61,14 @@ def check_stdout(stack: StackProcess, aws_may_fail: bool = False) -> None:
         assert not RAW_CONNECTION_ID.search(line), line
 
 
-def aws_client(stack: StackProcess, service: str) -> Any:
+def aws_client(stack: StackProcess, service: str, config: Any = None) -> Any:
     return boto3.client(
         service,
         endpoint_url=stack.aws_endpoint,
         region_name=stack.info["region"],
         aws_access_key_id="local",
         aws_secret_access_key="local",
+        config=config,
     )
 
 

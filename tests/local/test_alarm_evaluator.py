@@ -283,7 +283,24 @@ def test_the_sns_message_has_cloudwatchs_shape():
         "TreatMissingData": "notBreaching",
         "EvaluateLowSampleCountPercentile": "evaluate",
     }
-    assert subject(transition, "us-east-1").startswith('ALARM: "session-management-dev-')
+    assert subject(transition, "us-east-1") == (
+        'ALARM: "session-management-dev-listener-join-latency" in US East (N. Virginia)'
+    )
+    assert message["Region"] == "US East (N. Virginia)"
+    assert sns_message(transition, "eu-west-1", topic, T0)["Region"] == "EU (Ireland)"
+    # CloudWatch's key order, the reason that decided it, the runbook at the description's end.
+    assert list(message) == [
+        "AlarmName", "AlarmDescription", "AWSAccountId", "AlarmConfigurationUpdatedTimestamp",
+        "NewStateValue", "NewStateReason", "StateChangeTime", "Region", "AlarmArn",
+        "OldStateValue", "OKActions", "AlarmActions", "InsufficientDataActions", "Trigger",
+    ]  # fmt: skip
+    assert list(message["Trigger"])[:4] == [
+        "MetricName", "Namespace", "StatisticType", "ExtendedStatistic"
+    ]  # fmt: skip
+    assert message["NewStateReason"].startswith(
+        "Threshold Crossed: 2 out of the last 2 datapoints [1500.0 ("
+    )
+    assert message["AlarmDescription"].endswith(" Runbook: docs/runbooks.md#listener-join-latency")
 
     published = []
     notifier = AlarmNotifier("us-east-1", topic, lambda **kw: published.append(kw))
@@ -354,3 +371,32 @@ def test_the_start_up_settling_is_one_stderr_line_and_every_later_transition_its
         ("..", waiting.name, OK, INSUFFICIENT_DATA),
     ], lines
     assert len(published) == 4
+
+
+def test_the_runner_says_nothing_until_the_banner_is_out(capsys):
+    # A slow start-up once printed the alarms' summary line above the stack's banner: the
+    # runner's first tick counted from its own start. Now it waits for the stack's signal.
+    clock = Clock()
+    clock.now = T0 + 1
+    ev = AlarmEvaluator(
+        [alarm("dependency-failures")], MetricStore(clock=clock), origin=T0, clock=clock
+    )
+    notifier = AlarmNotifier("us-east-1", "arn:topic", lambda **kw: None)
+
+    async def scenario() -> tuple[tuple[str, int], str]:
+        banner_out = asyncio.Event()
+        runner = AlarmRunner(ev, notifier, ALARMS_URL, after=banner_out)
+        runner.start()
+        await asyncio.sleep(ev.tick_s() * 5)  # five ticks of a start-up still under way
+        before = capsys.readouterr().err, len(ev.history())
+        banner_out.set()
+        for _ in range(200):
+            await asyncio.sleep(ev.tick_s())
+            if "evaluated" in (after := capsys.readouterr().err):
+                break
+        await runner.stop()
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert before == ("", 0)  # not even evaluated: no line, no transition
+    assert f"alarms  1 evaluated: 1 OK  {ALARMS_URL}" in after

@@ -97,6 +97,8 @@ def test_every_alarm_of_the_stack_is_served_with_its_state(stack):
         assert alarm["reason"] and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", alarm["updatedAt"])
         assert alarm["threshold"] == definition.threshold
         assert alarm["periodRealSeconds"] == definition.period / 60
+        assert alarm["runbook"] == definition.runbook
+        assert alarm["runbook"].startswith("docs/runbooks.md#")
 
 
 def test_bad_faults_are_refused_with_the_reason(stack):
@@ -141,6 +143,13 @@ def test_the_drill_fires_its_alarm_and_clears_it(stack, alarm_queue, name):
     assert re.search(rf"\* {re.escape(target)}: OK -> ALARM", output), output
     assert re.search(rf"\* {re.escape(target)}: ALARM -> OK", output), output
     assert f"drill {name}: PASSED" in output
+    # It prints the alarm's runbook, and the running stack serves that section.
+    alarm = next(a for a in get(stack, "/_local/alarms") if a["name"] == target)
+    anchor = alarm["runbook"].split("#", 1)[1]
+    served = f"http://127.0.0.1:{stack.port}/_local/runbooks#{anchor}"
+    assert f"runbook: {alarm['runbook']}  ({served})" in output, output
+    with urllib.request.urlopen(served, timeout=10) as page:
+        assert f'id="{anchor}"' in page.read().decode()
     # The same transitions reached the alarm topic's subscriber, as CloudWatch sends them.
     sent = notifications(stack, alarm_queue, target)
     states = [d["NewStateValue"] for d in sent]
@@ -148,6 +157,7 @@ def test_the_drill_fires_its_alarm_and_clears_it(stack, alarm_queue, name):
     fired = sent[states.index("ALARM")]
     assert fired["OldStateValue"] == "OK"
     assert fired["NewStateReason"].startswith("Threshold Crossed:")
+    assert fired["AlarmDescription"].endswith(f"Runbook: {alarm['runbook']}")
     assert fired["Trigger"]["Period"] in (60, 300)
     trigger_keys = {"MetricName", "Namespace", "StatisticType", "Dimensions", "EvaluationPeriods",
                     "ComparisonOperator", "Threshold", "TreatMissingData"}  # fmt: skip

@@ -21,6 +21,7 @@ from local.drills.faults import (
     FunctionCrash,
     parse_fault,
     running_function,
+    stack_call,
 )
 from local.functions.invoker import LambdaInvoker
 from runtime.routes import ROUTES
@@ -63,6 +64,17 @@ def test_an_error_fault_fails_every_attempt_with_the_given_code(dynamodb):
     assert fault.hits == 3  # botocore retried: every attempt met the fault
     assert dynamodb.injector.clear() == 1
     dynamodb.list_tables()
+
+
+def test_the_stacks_own_calls_are_never_faulted(dynamodb):
+    """The console's session list read during a drill's DynamoDB outage: it answered 503, so
+    the page said "unavailable" while the drill ran (and a screenshot showed no session)."""
+    (fault,) = dynamodb.injector.add({"service": "dynamodb", "kind": "error"})
+    with stack_call():
+        dynamodb.list_tables()
+    assert fault.hits == 0
+    with pytest.raises(ClientError):
+        dynamodb.list_tables()  # the same thread, outside: faulted again
 
 
 def test_faults_limited_to_operations_and_functions(dynamodb):

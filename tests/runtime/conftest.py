@@ -21,6 +21,7 @@ from local.aws.server import OneRequestAtATime
 from runtime import aws as runtime_aws
 from runtime.config import config
 from tests.support.cloudwatch_logs import CloudWatchLogs
+from tests.support.iam import TestIam, describe
 from tests.support.lambda_events import LambdaContext
 from tests.support.runtime_env import ENV, create_tables
 
@@ -35,6 +36,28 @@ def cloudwatch_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudWatchLogs]
     finally:
         CloudWatchLogs.current = None
     assert not emulation.invalid, f"EMF lines that break the specification: {emulation.invalid}"
+
+
+_IAM = TestIam()
+
+
+@pytest.fixture(autouse=True)
+def iam() -> Iterator[TestIam]:
+    """IAM as AWS enforces it: every AWS call a function makes in a runtime test is checked
+    against that function's policy (``runtime.iam``); a denial fails the test here unless the
+    test called ``iam.expect_denials()``."""
+    _IAM.reset()
+    runtime_aws.add_client_hook(_IAM.enforcer.attach)
+    runtime_aws.reset_clients()
+    try:
+        yield _IAM
+    finally:
+        runtime_aws.remove_client_hook(_IAM.enforcer.attach)
+        runtime_aws.reset_clients()
+    denials = list(_IAM.denials)
+    expected = _IAM.expecting_denials
+    _IAM.reset()
+    assert expected or not denials, f"AccessDenied: {describe(denials)}"
 
 
 @pytest.fixture

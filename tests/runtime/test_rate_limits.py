@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -76,8 +75,8 @@ def test_each_window_is_a_new_item(aws: None) -> None:
     assert [i["windowStart"]["N"] for i in items] == [str(WINDOW_START), str(WINDOW_START + 60)]
 
 
-def test_key_shape_hashing_and_ttl(aws: None) -> None:
-    now = time.time()
+def test_key_shape_hashing_and_ttl(aws: None, frozen_clock: FrozenClock) -> None:
+    now = frozen_clock.now  # the windows below are this instant's, wherever in the minute
     rate_limits.enforce(_inv(), "joinSession", "ip", IP, 5, 60)
     rate_limits.enforce(_inv(), "createSession", "user", "alice@example.com", 5, 3600)
     for item, operation, scope, window, raw in zip(

@@ -99,6 +99,8 @@ def dashboard_data(
         out.append(
             {
                 "title": widget.title,
+                # The metrics it draws: the console refreshes a widget when their alarm moves.
+                "metrics": sorted({q.metric for q in queries} | _metrics_of(widget)),
                 "periodSeconds": period,
                 "start": start * 1000,
                 "end": end * 1000,
@@ -107,6 +109,11 @@ def dashboard_data(
             }
         )
     return {"widgets": out, "timeScale": view.time_scale, "start": start * 1000, "end": end * 1000}
+
+
+def _metrics_of(widget: MetricWidget) -> set[str]:
+    drawn = {line.metric for line in widget.lines}
+    return drawn | ({widget.breakdown.metric} if widget.breakdown is not None else set())
 
 
 def _line_queries(line: Line, view: StackView) -> list[Query]:

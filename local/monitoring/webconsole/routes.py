@@ -6,6 +6,7 @@
 ``GET /_local/sessions``           live sessions, listeners by target language, age
 ``GET /_local/logs``               recent function log lines (since, level, operation, session)
 ``GET /_local/metrics``            the dashboard's metric widgets with their data points
+``GET /_local/runbooks``           docs/runbooks.md as a page (the alarm tiles link its sections)
 
 Like ``/_local/token`` these serve this machine only: every path under ``/_local/`` passes
 ``local.gateway.loopback`` first (loopback Host; an Origin only if it is this very server). Only GET
@@ -24,7 +25,9 @@ from aiohttp import web
 
 from local.common import console
 from local.common.http import json_error
+from local.drills.faults import stack_call
 from local.monitoring.webconsole.log_ring import LogQuery, LogRing
+from local.monitoring.webconsole.runbooks import RUNBOOKS_PATH, runbooks_page
 from local.monitoring.webconsole.sessions import live_sessions
 from runtime.languages import SOURCE_LANGUAGES, TARGET_LANGUAGES
 
@@ -37,6 +40,7 @@ ALARMS_PATH = "/_local/alarms"
 STATIC_FILES = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 _PAGE = "console.html"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -66,11 +70,17 @@ def console_routes(
             return _file(name, STATIC_FILES[name])
         return json_error(404, f"no console file {name!r}")
 
+    async def runbooks(_request: web.Request) -> web.Response:
+        page = runbooks_page()
+        if page is None:
+            return json_error(404, "this checkout has no docs/runbooks.md")
+        return web.Response(text=page, content_type="text/html", headers=_NO_STORE)
+
     async def logs(request: web.Request) -> web.Response:
         return _logs(ring, request)
 
     async def sessions(_request: web.Request) -> web.Response:
-        return await _off_loop(lambda: {"sessions": live_sessions()}, "sessions")
+        return await _off_loop(_sessions, "sessions")
 
     async def widgets(request: web.Request) -> web.Response:
         if metrics is None:
@@ -90,7 +100,14 @@ def console_routes(
         web.get(SESSIONS_PATH, sessions, allow_head=False),
         web.get(LOGS_PATH, logs, allow_head=False),
         web.get(METRICS_PATH, widgets, allow_head=False),
+        web.get(RUNBOOKS_PATH, runbooks, allow_head=False),
     ]
+
+
+def _sessions() -> dict[str, Any]:
+    # The stack's own read: a drill's DynamoDB fault must not blank the sessions panel.
+    with stack_call():
+        return {"sessions": live_sessions()}
 
 
 def _param(request: web.Request, name: str) -> str | None:
@@ -113,6 +130,7 @@ def _page_config(info: Mapping[str, Any]) -> dict[str, Any]:
         "sessionsPath": SESSIONS_PATH,
         "logsPath": LOGS_PATH,
         "metricsPath": METRICS_PATH,
+        "runbooksPath": RUNBOOKS_PATH,
         "sourceLanguages": sorted(SOURCE_LANGUAGES),
         "targetLanguages": sorted(TARGET_LANGUAGES),
     }

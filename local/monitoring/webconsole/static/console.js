@@ -3,7 +3,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 const COLORS = ["#0972d3", "#e07941", "#2ea597", "#8456ce", "#c33d69", "#688ae8", "#7d8998"];
-const state = { config: null, logCursor: 0, logKey: "", sockets: [], loadedAt: 0 };
+const state = { config: null, logCursor: 0, logKey: "", sockets: [], loadedAt: 0, alarmStates: undefined, chartSeq: 0, chartShown: 0 };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -28,8 +28,16 @@ const ago = (ms) => {
 const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
 
 // ---------------------------------------------------------------- alarms
-function renderAlarms(doc) {
-  const alarms = Array.isArray(doc) ? doc : doc.alarms || [];
+// The runbook section of an alarm: its address as configured (runbookBaseUrl), or, for the
+// default path inside the repository, the copy this stack serves.
+function runbookHref(alarm) {
+  const address = alarm.runbook || "";
+  if (/^https?:\/\//.test(address)) return address;
+  const anchor = address.includes("#") ? address.slice(address.indexOf("#")) : "";
+  return `${state.config.runbooksPath}${anchor}`;
+}
+
+function renderAlarms(alarms) {
   const box = $("#alarms");
   box.replaceChildren();
   const counts = { OK: 0, ALARM: 0, INSUFFICIENT_DATA: 0 };
@@ -39,9 +47,10 @@ function renderAlarms(doc) {
     const history = alarm.transitions || [];
     const last = history.length ? history[history.length - 1] : null;
     const trail = history.slice(-3).map((t) => `${clock(t.at)} ${t.to}`).join(" · ");
-    const tile = el("div", { class: "alarm", "data-name": alarm.name, "data-state": alarm.state, title: alarm.reason || "" },
+    const tile = el("div", { class: "alarm", "data-name": alarm.name, "data-state": alarm.state, "data-metric": alarm.metricName || "", title: alarm.reason || "" },
       el("div", { class: "head" }, el("span", { class: "state", "data-state": alarm.state, text: alarm.state === "INSUFFICIENT_DATA" ? "NO DATA" : alarm.state }),
-        el("span", { class: "name", text: alarm.name.replace(prefix, "") })),
+        el("span", { class: "name", text: alarm.name.replace(prefix, "") }),
+        el("a", { class: "runbook", href: runbookHref(alarm), target: "_blank", rel: "noopener", title: alarm.runbook || "", text: "runbook" })),
       el("div", { class: "when", text: last ? `since ${clock(last.at)}${history.length > 1 ? ` · ${history.length} transitions` : ""}` : "" }));
     if (alarm.state === "ALARM") tile.append(el("div", { class: "reason", text: alarm.reason || "" }));
     if (history.length > 1) tile.append(el("div", { class: "trail", text: trail }));
@@ -52,66 +61,107 @@ function renderAlarms(doc) {
 }
 
 // ---------------------------------------------------------------- charts
+const fmt = (v) => String(+v.toPrecision(4));
+
+// A series' points cut where a period has no datapoint: CloudWatch draws gaps, not lines.
+function runs(points, periodMs) {
+  const out = [];
+  for (const p of points) {
+    const run = out[out.length - 1];
+    if (run && p[0] - run[run.length - 1][0] <= periodMs) run.push(p); else out.push([p]);
+  }
+  return out;
+}
+
+// The legend: the window's totals for counts (Sum), else one instant — the latest period
+// with a datapoint, the same period for every series. It says which.
+function legendOf(widget) {
+  const additive = widget.series.length > 0 && widget.series.every((s) => s.stat === "Sum" || s.stat === "SampleCount");
+  if (additive) {
+    return { mode: "totals", note: "window totals", values: widget.series.map((s) => s.points.reduce((a, p) => a + p[1], 0)) };
+  }
+  const latest = Math.max(...widget.series.flatMap((s) => s.points.map((p) => p[0])));
+  return {
+    mode: "latest", at: latest, note: Number.isFinite(latest) ? `at ${clock(latest)}` : "",
+    values: widget.series.map((s) => { const p = s.points.find((q) => q[0] === latest); return p ? p[1] : null; }),
+  };
+}
+
 function chart(widget) {
   const W = 480, H = 150, L = 44, R = 8, T = 8, B = 20;
   const svgNs = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(svgNs, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("preserveAspectRatio", "none");
   const add = (tag, attrs, text) => {
     const n = document.createElementNS(svgNs, tag);
     for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
     if (text !== undefined) n.textContent = text;
     svg.append(n);
+    return n;
   };
   const points = widget.series.flatMap((s) => s.points);
-  // Scale to the data; a threshold far above it is named at the top instead of flattening it.
+  // Scale to the data; a threshold far above it is named above the chart, not drawn.
   const dataTop = Math.max(1, ...points.map((p) => p[1])) * 1.15;
-  const near = (widget.thresholds || []).filter((t) => t.value <= dataTop * 1.6);
-  const far = (widget.thresholds || []).filter((t) => t.value > dataTop * 1.6);
+  const thresholds = widget.thresholds || [];
+  const near = thresholds.filter((t) => t.value <= dataTop * 1.6);
   const top = Math.max(dataTop, ...near.map((t) => t.value * 1.1));
   const [t0, t1] = [widget.start, widget.end];
   const x = (t) => L + (Math.min(Math.max(t, t0), t1) - t0) / Math.max(1, t1 - t0) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
+  add("rect", { class: "plot", x: L, y: T, width: W - L - R, height: H - T - B });
   for (const f of [0, 0.5, 1]) {
     add("line", { class: "axis", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) });
-    add("text", { x: L - 4, y: y(top * f) + 3, "text-anchor": "end" }, +(top * f).toPrecision(3));
+    add("text", { class: "tick", x: L - 4, y: y(top * f) + 3, "text-anchor": "end" }, fmt(top * f));
   }
-  add("text", { x: L, y: H - 4 }, clock(t0));
-  add("text", { x: W - R, y: H - 4, "text-anchor": "end" }, clock(t1));
+  add("text", { class: "tick", x: L, y: H - 4 }, clock(t0));
+  add("text", { class: "tick", x: W - R, y: H - 4, "text-anchor": "end" }, clock(t1));
   for (const t of near) {
-    add("line", { class: "threshold", x1: L, x2: W - R, y1: y(t.value), y2: y(t.value), ...(t.color ? { stroke: t.color } : {}) });
-    add("text", { x: W - R - 2, y: y(t.value) - 3, "text-anchor": "end" }, `${t.label} ${+t.value.toPrecision(4)}`);
+    add("line", { class: "threshold", "data-value": t.value, x1: L, x2: W - R, y1: y(t.value), y2: y(t.value), ...(t.color ? { stroke: t.color } : {}) });
   }
-  far.forEach((t, i) => add("text", { x: W - R - 2, y: T + 9 + 12 * i, "text-anchor": "end", class: "far" },
-    `${t.label} ${+t.value.toPrecision(4)} ↑`));
+  const periodMs = widget.periodSeconds * 1000;
   widget.series.forEach((s, i) => {
-    const d = s.points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
-    if (s.points.length > 1) add("polyline", { class: "series", points: d, stroke: COLORS[i % 7] });
-    for (const p of s.points.length === 1 ? s.points : []) {
-      add("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: COLORS[i % 7] });
+    const color = COLORS[i % COLORS.length];
+    for (const run of runs(s.points, periodMs)) {
+      const times = run.map((p) => p[0]).join(",");
+      if (run.length === 1) {
+        add("circle", { class: "point", "data-series": s.label, "data-times": times, cx: x(run[0][0]), cy: y(run[0][1]), r: 2.5, fill: color });
+      } else {
+        add("polyline", { class: "series", "data-series": s.label, "data-times": times, stroke: color,
+          points: run.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ") });
+      }
     }
   });
-  const legend = el("div", { class: "legend" });
-  widget.series.forEach((s, i) => {
-    const last = s.points.length ? s.points[s.points.length - 1][1] : null;
-    const span = el("span", { text: `${s.label}${last === null ? "" : ` ${+last.toPrecision(4)}`}  ` });
-    span.style.setProperty("--c", COLORS[i % 7]);
-    legend.append(span);
-  });
-  if (!widget.series.length) {
-    return el("div", { class: "chart nodata", "data-title": widget.title }, el("h3", { text: widget.title }),
-      el("p", { class: "empty", text: "no data in this window" }));
+  // Threshold labels sit above the plot, never on it: a dashed swatch, the label, the value.
+  const limits = el("div", { class: "limits" });
+  for (const t of thresholds) {
+    const span = el("span", { class: "limit", "data-value": String(t.value), text: `${t.label} ${fmt(t.value)}${near.includes(t) ? "" : " (above the chart)"}` });
+    if (t.color) span.style.setProperty("--c", t.color);
+    limits.append(span);
   }
-  return el("div", { class: "chart", "data-title": widget.title }, el("h3", { text: widget.title }), svg, legend);
+  const legend = el("div", { class: "legend" });
+  if (!widget.series.length) legend.append(el("span", { class: "empty", text: "no data in this window" }));
+  else {
+    const { mode, note, values, at } = legendOf(widget);
+    legend.dataset.mode = mode;
+    if (at !== undefined) legend.dataset.at = String(at);
+    legend.append(el("span", { class: "mode", text: note }));
+    widget.series.forEach((s, i) => {
+      const v = values[i];
+      const span = el("span", { class: "item", "data-label": s.label, "data-value": v === null ? "" : String(v), text: `${s.label} ${v === null ? "–" : fmt(v)}` });
+      span.style.setProperty("--c", COLORS[i % COLORS.length]);
+      legend.append(span);
+    });
+  }
+  const box = el("div", { class: widget.series.length ? "chart" : "chart nodata", "data-title": widget.title,
+    "data-metrics": (widget.metrics || []).join(" "), "data-period": String(widget.periodSeconds) },
+  el("h3", { text: widget.title }), limits, svg, legend);
+  return box;
 }
 
+// Widgets stay in the dashboard's order (runtime/dashboard.py), data or not.
 function renderCharts(doc) {
   const box = $("#charts");
-  // Charts with data first, in the dashboard's order; the empty ones after them, small.
-  const drawn = doc.widgets.map(chart);
-  box.replaceChildren(...drawn.filter((c) => !c.classList.contains("nodata")),
-    ...drawn.filter((c) => c.classList.contains("nodata")));
+  box.replaceChildren(...doc.widgets.map(chart));
   if (!doc.widgets.length) box.append(el("p", { class: "empty", text: "no metric widgets" }));
 }
 
@@ -179,17 +229,22 @@ function note(text, cls = "") {
 }
 
 function renderSockets() {
+  const status = (s) => s.refused ? `refused: ${s.refused}` : ["connecting", "open", "closing", "closed"][s.ws.readyState];
   $("#try-sockets").replaceChildren(...state.sockets.map((s) =>
-    el("li", { "data-role": s.role, "data-open": String(s.ws.readyState === 1) },
-      `${s.role} ${s.detail} — ${["connecting", "open", "closing", "closed"][s.ws.readyState]}`)));
+    el("li", { "data-role": s.role, "data-open": String(!s.refused && s.ws.readyState === 1), "data-refused": s.refused || "", class: s.refused ? "refused" : "" },
+      `${s.role} ${s.detail} — ${status(s)}`)));
 }
+
+// An error reply as the protocol gives it: its code and its message.
+const describeError = (msg) => `error ${msg.code}: ${msg.message || ""}`.trim();
 
 function openSocket(role, detail, url, first) {
   return new Promise((resolve) => {
     const ws = new WebSocket(url);
-    const entry = { role, detail, ws, beat: null };
+    const entry = { role, detail, ws, beat: null, refused: "" };
     state.sockets.push(entry);
     renderSockets();
+    let answered = false;
     ws.onopen = () => {
       ws.send(JSON.stringify(first));
       note(`${role} → ${first.action}`);
@@ -198,13 +253,26 @@ function openSocket(role, detail, url, first) {
     };
     ws.onmessage = (event) => {
       const msg = JSON.parse(event.data);
-      if (msg.type !== "heartbeatAck") note(`${role} ← ${msg.type} ${msg.sessionId || msg.code || ""}`, msg.type === "error" ? "err" : "in");
-      resolve(msg);
+      if (msg.type === "error") note(`${role} ← ${describeError(msg)}`, "err");
+      else if (msg.type !== "heartbeatAck") note(`${role} ← ${msg.type} ${msg.sessionId || ""}`.trim(), "in");
+      if (!answered && msg.type !== "heartbeatAck") {
+        answered = true;
+        if (msg.type === "error") {
+          // Refused: the role was not taken. Close the socket rather than keep it "open".
+          entry.refused = msg.code;
+          clearInterval(entry.beat);
+          ws.close(1000);
+          renderSockets();
+        }
+        resolve(msg);
+      }
     };
     ws.onclose = (event) => {
       clearInterval(entry.beat);
+      if (!answered) entry.refused = entry.refused || `handshake refused (${event.code})`;
       note(`${role} closed (${event.code})`, event.code === 1000 ? "" : "err");
       renderSockets();
+      answered = true;
       resolve({ type: "closed", code: event.code });
     };
   });
@@ -251,10 +319,34 @@ async function guarded(fn, note) {
   }
 }
 
+const alarmStates = (alarms) => alarms.map((a) => `${a.name}=${a.state}`).join(" ");
+
+// Chart fetches are numbered: an answer older than the one on screen is dropped, so a slow
+// fetch started before an alarm changed never redraws the widgets from before the change.
+async function fetchCharts() {
+  const seq = ++state.chartSeq;
+  const doc = await getJson(`${state.config.metricsPath}?minutes=${$("#window").value}`);
+  if (seq < state.chartShown) return null;
+  state.chartShown = seq;
+  return doc;
+}
+
+// When an alarm changes state, its widgets are fetched first and drawn in the same frame as
+// the tiles: a red tile never sits beside a widget still drawn from before the change.
+async function refreshAlarms() {
+  const doc = await getJson(state.config.alarmsPath);
+  const alarms = Array.isArray(doc) ? doc : doc.alarms || [];
+  const changed = alarmStates(alarms) !== state.alarmStates;
+  const charts = changed && state.alarmStates !== undefined ? await fetchCharts().catch(() => null) : null;
+  if (charts) renderCharts(charts);
+  renderAlarms(alarms);
+  state.alarmStates = alarmStates(alarms);
+}
+
 async function refreshFast() {
   const c = state.config;
   const results = await Promise.all([
-    guarded(async () => renderAlarms(await getJson(c.alarmsPath)), $("#alarm-summary")),
+    guarded(refreshAlarms, $("#alarm-summary")),
     guarded(async () => renderSessions(await getJson(c.sessionsPath)), $("#session-count")),
     guarded(refreshLogs, $("#log-count")),
   ]);
@@ -262,7 +354,8 @@ async function refreshFast() {
 }
 
 const refreshCharts = () => guarded(async () => {
-  renderCharts(await getJson(`${state.config.metricsPath}?minutes=${$("#window").value}`));
+  const doc = await fetchCharts();
+  if (doc) renderCharts(doc);
   $("#chart-note").textContent = "metric widgets, embedded CloudWatch";
 }, $("#chart-note"));
 
