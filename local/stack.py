@@ -8,16 +8,15 @@ the gateway starts serving and the banner goes to stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from client import local_stack
 from client.cli import DEFAULT_PORT, DEFAULT_URL
 from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
@@ -26,8 +25,6 @@ from local.aws.supervisor import AwsSupervisor
 from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
-from local.drills.faults import FaultInjector
-from local.drills.routes import fault_routes
 from local.functions import log_tap
 from local.functions.environment import apply_environment, function_environment
 from local.functions.events import function_name, log_group_name
@@ -50,7 +47,6 @@ from runtime.settings import SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
-_STDIN_FD = 0
 
 
 @dataclass(frozen=True)
@@ -82,8 +78,6 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
-        # The fire drills' faults, on the functions' own boto3 clients (/_local/faults).
-        self.faults = FaultInjector()
         self.iam: LocalIam | None = None
         # Set once the start-up banner is printed: the alarm runner waits for it.
         self.banner_out = asyncio.Event()
@@ -100,6 +94,8 @@ class LocalStack:
         # Set when the stack cannot go on (the embedded AWS died and could not be restarted).
         self.failed = asyncio.Event()
         self.exit_code = 0
+        # This stack's file in .local/stacks/, so the tools find it (client.local_stack).
+        self._registered: Path | None = None
 
     async def start(self) -> None:
         cfg, opts = self.config, self.options
@@ -151,7 +147,6 @@ class LocalStack:
         )
         self.iam.install()
         await loop.run_in_executor(None, self.aws.create_tables, stage)
-        self._install_faults()  # before the alarm runner starts, as it always was
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
         missing = await loop.run_in_executor(None, missing_handlers, ROUTES)
@@ -170,7 +165,6 @@ class LocalStack:
             control_routes(self.issuer, self.info, lambda: live_connections(gateway))
         )
         gateway.app.add_routes(self.monitoring.routes())
-        gateway.app.add_routes(fault_routes(self.faults))
         gateway.app.add_routes(console_routes(self.log_ring, self.info, self.dashboard))
         await gateway.start()
         self.gateway = gateway
@@ -183,12 +177,16 @@ class LocalStack:
         )
         self.scheduler.start()
         self.supervisor.start()
-
-    def _install_faults(self) -> None:
-        from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
-
-        for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
-            self.faults.install(client)
+        self._registered = local_stack.register(
+            local_stack.RunningStack(
+                pid=os.getpid(),
+                port=gateway.port,
+                aws_port=self.aws.port,
+                stack=stage,
+                websocket_url=gateway.websocket_url,
+                alarm_time_scale=opts.alarm_time_scale,
+            )
+        )
 
     def _recreate_aws_state(self) -> None:
         """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
@@ -229,7 +227,11 @@ class LocalStack:
         if self.log_shipper is not None:
             self.log_shipper.stop()  # ships what is still buffered
 
-    async def stop(self) -> None:
+    async def stop(self, quick: bool = False) -> None:
+        """Close every connection (each gets its $disconnect), then stop the rest; ``quick``
+        (nothing served yet): the embedded AWS is killed instead of asked to finish."""
+        if self._registered is not None:  # no tool may pick a stack that is stopping
+            local_stack.unregister(self._registered, os.getpid())
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
         if self.gateway is not None:
             open_now = self.gateway.open_count()
@@ -240,9 +242,8 @@ class LocalStack:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.invoker.shutdown)
         await loop.run_in_executor(None, self._stop_emf)
-        self.faults.clear()
         await self.monitoring.stop()
-        await loop.run_in_executor(None, self.aws.stop)
+        await loop.run_in_executor(None, self.aws.kill if quick else self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
         if self.iam is not None:
@@ -344,80 +345,3 @@ class LocalStack:
             "(with a fresh token); Ctrl-C stops.",
             "",
         ]
-
-
-def _stdin_is_terminal() -> bool:
-    try:
-        return os.isatty(_STDIN_FD)
-    except OSError:
-        return False
-
-
-def _watch_stdin(
-    loop: asyncio.AbstractEventLoop,
-    stop: asyncio.Event,
-    on_line: Callable[[], None],
-    stop_on_eof: bool,
-) -> None:
-    """Block on stdin: each line (Enter) calls ``on_line``; at EOF (the launcher is gone)
-    stop like on SIGTERM when ``stop_on_eof``.
-
-    Raw ``os.read`` on the descriptor: a daemon thread blocked inside the buffered
-    ``sys.stdin`` would abort the interpreter at exit (its lock is held).
-    """
-    with contextlib.suppress(OSError, RuntimeError):  # the loop may already be closed
-        while chunk := os.read(_STDIN_FD, 4096):
-            if b"\n" in chunk:
-                loop.call_soon_threadsafe(on_line)
-    if stop_on_eof:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(stop.set)
-
-
-async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
-    """Run the stack until SIGINT/SIGTERM; shut down cleanly and return the exit code."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    first_signal: float | None = None
-
-    def on_signal() -> None:
-        nonlocal first_signal
-        now = time.monotonic()
-        if first_signal is None:
-            first_signal = now
-            stop.set()
-        elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
-            console.say("second signal: exiting without waiting")
-            os._exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    stack = LocalStack(config, options)
-    ready = asyncio.Event()
-
-    def show_banner_again() -> None:
-        if ready.is_set() and not stop.is_set():
-            console.block(stack.banner(again=True))
-
-    if options.stop_on_stdin_eof or _stdin_is_terminal():
-        # In the background (make dev &), reading the terminal fails instead of stopping us.
-        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-        threading.Thread(
-            target=_watch_stdin,
-            args=(loop, stop, show_banner_again, options.stop_on_stdin_eof),
-            daemon=True,
-        ).start()
-    for note in config.notes:
-        console.say(f"note: {note}")
-    try:
-        await stack.start()
-    except BaseException:
-        await stack.stop()
-        raise
-    stack.show_banner()
-    ready.set()
-    failed = asyncio.create_task(stack.failed.wait())
-    await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
-    await stack.stop()
-    console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
-    return stack.exit_code

@@ -482,18 +482,28 @@ def check_aws_keys(keys: Iterable[str]) -> None:
     """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
     unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
     if unknown:
-        import difflib  # only here: every function imports this module in its cold start
-
-        close = [
-            f"aws:{match}"
-            for key in unknown
-            for match in difflib.get_close_matches(key, AWS_PROVIDER_KEYS, n=1)
-        ]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = did_you_mean(unknown, AWS_PROVIDER_KEYS, prefix="aws:")
         raise SettingsError(
             f"unknown config key(s) {', '.join(f'aws:{k}' for k in unknown)}{hint}; the AWS "
             f"provider reads only: {', '.join(sorted(AWS_PROVIDER_KEYS))}"
         )
+
+
+def did_you_mean(unknown: Iterable[str], known: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean PREFIXkey?)`` naming the closest known key of each unknown one (the same
+    key in another case first, then the closest spelling), or ``""`` when none is close."""
+    import difflib  # only here: every function imports this module in its cold start
+
+    choices = sorted(known)
+    by_case = {key.casefold(): key for key in choices}
+    close: list[str] = []
+    for key in unknown:
+        match = by_case.get(key.casefold()) or next(
+            iter(difflib.get_close_matches(key, choices, n=1)), None
+        )
+        if match is not None and f"{prefix}{match}" not in close:
+            close.append(f"{prefix}{match}")
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
@@ -508,8 +518,9 @@ def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
         )
     unknown = sorted(set(raw) - set(BY_KEY))
     if unknown:
+        hint = did_you_mean(unknown, BY_KEY, prefix=f"{PROJECT}:")
         raise SettingsError(
-            f"unknown config key(s) {', '.join(f'{PROJECT}:{k}' for k in unknown)}; "
+            f"unknown config key(s) {', '.join(f'{PROJECT}:{k}' for k in unknown)}{hint}; "
             f"known keys: {', '.join(BY_KEY)}"
         )
     values: dict[str, Any] = {}

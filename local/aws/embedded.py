@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import queue
 import socket
 import subprocess
@@ -100,6 +101,8 @@ class EmbeddedAws:
                 self.host,
                 "--port",
                 str(self._requested_port),
+                "--parent",
+                str(os.getpid()),
             ],
             cwd=Path(__file__).resolve().parents[2],
             stdin=subprocess.PIPE,
@@ -139,6 +142,13 @@ class EmbeddedAws:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+    def kill(self) -> None:
+        """Stop the server process at once (nothing it holds is needed any more)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+        self.stop()
 
     def client(self, service: str) -> Any:
         return boto3.client(

@@ -5,10 +5,11 @@ for percentiles; ``alarm_evaluator``/``alarm_reasons``/``alarm_runner``/``alarm_
 evaluate the stack's alarms (``runtime.alarms``) and publish transitions to stderr and SNS;
 ``resources`` puts the alarms, dashboard, log groups and queries in the embedded CloudWatch;
 ``wiring`` connects the metrics of the functions and the gateway to all that; ``routes``
-serves the alarms; ``webconsole`` is the console page and its JSON API.
+serves the alarms and the faults; ``webconsole`` is the console page and its JSON API.
 
-Must not import: ``local.drills`` — except ``local.drills.faults``' ``stack_call``, which keeps
-the console's own reads out of the injected faults — or ``local.stack``. It may import
+Must not import: ``local.drills`` — except ``local.drills.faults``, whose injector it serves
+at ``/_local/faults`` (with the leases' expiry) and whose ``stack_call`` keeps the console's
+own reads out of the faults — or ``local.stack``. It may import
 ``local.common``, ``local.config``, ``local.aws``, ``local.functions`` and ``local.gateway``
 (whose metrics it watches).
 """

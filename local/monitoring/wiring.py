@@ -1,4 +1,4 @@
-"""The local stack's monitoring: metrics seen, alarms evaluated.
+"""The local stack's monitoring: metrics seen, alarms evaluated, faults injected.
 
 * Every ``PutMetricData`` this process sends to the embedded CloudWatch (the functions' own
   with ``metricsTransport: api``, the EMF extraction's, the AWS/Lambda metrics) is also
@@ -8,6 +8,7 @@
   AWS/ApiGateway metrics (``ConnectCount``, ``MessageCount``, the errors, latency).
 * An ``AlarmEvaluator`` evaluates every alarm of the stack (``runtime.alarms``) on the store,
   at ``alarm_time_scale``; transitions go to stderr and to the embedded SNS alarm topic.
+* A ``FaultInjector`` sits on the runtime's boto3 clients for the fire drills.
 * ``CloudWatchResources`` puts the stack's alarms (their states mirrored from the
   evaluator), dashboard, log groups and saved queries in the embedded CloudWatch, so the AWS
   CLI and boto3 see what the deployed stack has.
@@ -24,7 +25,9 @@ from aiohttp import web
 
 from local.aws.embedded import EmbeddedAws
 from local.common import console
+from local.common.background import cancel_and_wait
 from local.config import LocalConfig
+from local.drills.faults import FaultInjector
 from local.functions.events import function_name
 from local.functions.invoker import LambdaInvoker
 from local.functions.metrics import LambdaMetrics
@@ -41,6 +44,7 @@ from runtime.routes import ROUTES
 from runtime.settings import PROJECT
 
 PUT_METRIC_DATA_EVENT = "provide-client-params.cloudwatch.PutMetricData"
+FAULT_EXPIRY_INTERVAL_S = 0.5
 
 
 def alarm_topic_name(stack: str) -> str:
@@ -53,6 +57,9 @@ class LocalMonitoring:
         self.config = config
         self.time_scale = time_scale
         self.store = MetricStore()
+        # A fault naming a function that does not exist is refused (it would never match).
+        self.faults = FaultInjector(function_names=[f.name for f in ROUTES])
+        self._expiry: asyncio.Task[None] | None = None
         self.evaluator: AlarmEvaluator | None = None
         self.runner: AlarmRunner | None = None
         self.lambda_metrics: LambdaMetrics | None = None
@@ -86,6 +93,10 @@ class LocalMonitoring:
         evaluated once ``evaluate_after`` is set, e.g. when the start-up banner is out)."""
         stack = self.config.stack
         self.topic_arn = aws.client("sns").create_topic(Name=alarm_topic_name(stack))["TopicArn"]
+        from runtime import aws as runtime_aws  # the functions' clients, bound to the env now
+
+        for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
+            self.faults.install(client)
         self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
         self.lambda_metrics.start()
         invoker.observe = self.lambda_metrics.observe
@@ -111,6 +122,14 @@ class LocalMonitoring:
             mirror=self.resources.mirror,
         )
         self.runner.start()
+        self._expiry = asyncio.create_task(self._expire_faults())
+
+    async def _expire_faults(self) -> None:
+        """Enforce the faults' leases: remove each one when its lease runs out, whether or
+        not a call meets it (a drill killed with SIGKILL leaves no fault behind)."""
+        while True:
+            await asyncio.sleep(FAULT_EXPIRY_INTERVAL_S)
+            self.faults.expire()
 
     def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
         """Publish the gateway's AWS/ApiGateway metrics (once it is bound: its API ID is known)."""
@@ -132,9 +151,11 @@ class LocalMonitoring:
 
     def routes(self) -> list[web.RouteDef]:
         assert self.evaluator is not None, "start() first"
-        return monitoring_routes(self.evaluator)
+        return monitoring_routes(self.evaluator, self.faults)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._expiry)
+        self.faults.clear()
         if self.runner is not None:
             await self.runner.stop()
         for metrics in (self.lambda_metrics, self.api_gateway_metrics):

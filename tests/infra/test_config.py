@@ -116,13 +116,27 @@ def test_each_invalid_value_fails_with_a_clear_message(setting: Setting, value: 
 
 
 def test_a_misspelt_key_is_rejected_by_name():
-    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions"):
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions") as failure:
         run_program("dev", {"maxActiveSesions": "250"})
+    assert f"(did you mean {PROJECT}:maxActiveSessions?)" in str(failure.value)
+
+
+def test_a_key_in_the_wrong_case_gets_its_spelling():
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:loglevel") as failure:
+        run_program("dev", {"loglevel": "INFO"})
+    assert f"(did you mean {PROJECT}:logLevel?)" in str(failure.value)
+
+
+def test_an_unknown_key_with_nothing_close_gets_no_guess():
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:zzqqxx") as failure:
+        run_program("dev", {"zzqqxx": "1"})
+    assert "did you mean" not in str(failure.value)
 
 
 def test_a_misspelt_aws_key_is_rejected_by_name():
-    with pytest.raises(pulumi.RunError, match="aws:regon"):
+    with pytest.raises(pulumi.RunError, match="aws:regon") as failure:
         run_program("dev", {"aws:regon": "us-east-1"})
+    assert "(did you mean aws:region?)" in str(failure.value)
 
 
 def test_aws_keys_the_provider_reads_are_accepted():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import jwt
@@ -23,6 +25,7 @@ from local.functions.events import (
 from local.gateway.connection import select_route
 from local.gateway.connections_api import connection_id_of
 from local.gateway.loopback import host_of, is_loopback_host
+from local.process import StackProcess
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED
 from runtime.settings import SETTINGS
@@ -183,3 +186,17 @@ def test_connection_paths():
     assert connection_id_of("/prod/@connections/abc=", "dev") is None
     assert connection_id_of("/dev/@connections/", "dev") is None
     assert connection_id_of("/dev/other/abc", "dev") is None
+
+
+def test_a_running_stacks_log_leaves_out_the_line_still_being_written(tmp_path) -> None:
+    # A test polling the log of a running stack read half a JSON line and failed to parse it.
+    stack = StackProcess((), tmp_path, "partial")
+    stack.stdout_path.write_text('{"a": 1}\n{"b": ')
+    stack.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert stack.log_records() == [{"a": 1}]
+    finally:
+        stack.process.kill()
+        stack.process.wait()
+    # Once it has exited every line counts: a torn last line is then a bug to report.
+    assert stack.stdout_lines() == ['{"a": 1}', '{"b": ']
