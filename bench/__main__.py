@@ -133,6 +133,12 @@ def _model(sizes: tuple[int, ...]) -> Section:
     return modelled_section(sizes)
 
 
+def _refresh_wave() -> Section:
+    from bench.refresh_model import refresh_section
+
+    return refresh_section()
+
+
 def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
     from bench import load, load_report
 
@@ -194,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("package size", _package))
     if not args.skip_model:
         sections.append(_guarded("modelled fan-out", lambda: _model(listeners)))
+        sections.append(_guarded("refresh wave", _refresh_wave))
     if not args.skip_local:
         sections.append(_guarded("local stack", lambda: _local(listeners, heartbeats)))
     if not args.skip_gateway:

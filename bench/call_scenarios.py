@@ -65,6 +65,9 @@ class Harness:
 
         self._ids = itertools.count(1)
         self.last_emf_bytes = 0
+        self.last_log_bytes = 0
+        self.last_log_lines = 0
+        self.last_requests: list[tuple[str, dict[str, Any]]] = []
         self.last_duration_s = 0.0
         self.counter = CallCounter(
             [aws.dynamodb(), aws.cloudwatch(), aws.connections()], default_session=False
@@ -81,7 +84,9 @@ class Harness:
         """The AWS calls ``operation`` makes, by ``service:API``.
 
         Also kept, for the cost model: the bytes of the EMF log lines it wrote
-        (``last_emf_bytes``) and its wall-clock duration (``last_duration_s``).
+        (``last_emf_bytes``), of every line it wrote (``last_log_bytes``, ``last_log_lines``),
+        its DynamoDB requests (``last_requests``) and its wall-clock duration
+        (``last_duration_s``).
         """
         self.counter.reset()
         out = io.StringIO()
@@ -89,9 +94,11 @@ class Harness:
             started = time.perf_counter()
             operation()
             self.last_duration_s = time.perf_counter() - started
-        self.last_emf_bytes = sum(
-            len(line.encode()) + 1 for line in out.getvalue().splitlines() if '"_aws"' in line
-        )
+        lines = out.getvalue().splitlines()
+        self.last_emf_bytes = sum(len(line.encode()) + 1 for line in lines if '"_aws"' in line)
+        self.last_log_bytes = sum(len(line.encode()) + 1 for line in lines)
+        self.last_log_lines = len(lines)
+        self.last_requests = self.counter.requests()
         return self.counter.counts()
 
     def send(self, handler: Any, connection_id: str, body: dict[str, Any], **kw: Any) -> Any:
@@ -170,6 +177,36 @@ def connect_listener(h: Harness) -> dict[str, int]:
     return h.measure(lambda: connect.handler(h.connect_event(cid), _context()))
 
 
+def connect_at_a_venue(h: Harness) -> dict[str, int]:
+    """A handshake from an address whose bucket is in use (a venue's audience behind one
+    NAT): the idle-bucket write fails on its condition and the in-use one takes the token."""
+
+    ip = h._ip()
+    first = events.connect_event(_API, _peer(h._new_id(), ip))
+    second = events.connect_event(_API, _peer(h._new_id(), ip))
+    # The bucket's own refill rate (the standalone run sets the limits out of reach, which
+    # would refill a token within a millisecond and leave the bucket idle again).
+    with _setting("CONNECTION_ATTEMPTS_PER_MINUTE", "20"):
+        assert connect.handler(first, _context())["statusCode"] == 200
+        return h.measure(lambda: connect.handler(second, _context()))
+
+
+@contextmanager
+def _setting(name: str, value: str) -> Iterator[None]:
+    """One setting of the functions' environment, for one scenario."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    config.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+        config.cache_clear()
+
+
 def create(h: Harness) -> dict[str, int]:
 
     speaker = h.speaker_connection()
@@ -232,7 +269,11 @@ def heartbeat_with_notice(h: Harness) -> dict[str, int]:
     """The one heartbeat that finds connectionRefreshRequired due and pushes it."""
 
     _, _, (listener,) = h.session(listeners=1)
-    opened = int((time.time() - config().connectionRefreshMinutes * 60 - 1) * 1000)
+    cfg = config()
+    due_ms = heartbeat.refresh_due_ms(
+        listener, cfg.connectionRefreshMinutes, cfg.connectionRefreshSpreadMinutes
+    )
+    opened = int(time.time() * 1000) - due_ms - 1000
     body = {"action": "heartbeat"}
     return h.measure(lambda: h.send(heartbeat.handler, listener, body, connected_at=opened))
 
@@ -261,6 +302,7 @@ def report(h: Harness) -> dict[str, int]:
 
 SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
     "$connect (listener)": connect_listener,
+    "$connect (listener, venue address)": connect_at_a_venue,
     "createSession": create,
     "joinSession": join,
     "joinSession (unknown session)": join_unknown,

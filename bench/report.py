@@ -219,10 +219,26 @@ median duration. They are priced at the us-east-1 list prices in `bench/prices.p
 its source page): Lambda requests and GB-seconds (the function's memory from the route table ×
 the handler's duration on moto plus a modelled 5 ms per AWS call, rounded up to 1 ms), API
 Gateway messages (each client message and its reply) and connection minutes (60), DynamoDB
-on-demand request units (1 per write or read of a record under 1 KB), `PutMetricData`
-requests (`api`) and CloudWatch Logs ingestion of the EMF bytes (`emf`). Charges that do not
-depend on the transport (the custom metrics themselves, the other log lines, storage) are left
-out.
+on-demand request units (1 per write or read of a record under 1 KB, plus 1 per global
+secondary index a write changes: `bench/index_writes.py` reads each measured request — the
+attributes an UpdateItem writes, the item a PutItem puts — against the index projections of
+`runtime/tables.py`), `PutMetricData` requests (`api`) and CloudWatch Logs ingestion of every
+line an invocation writes: the function's own (its INFO line, and the EMF line with `emf`)
+and Lambda's START, END and REPORT lines (368 bytes modelled). The row "DynamoDB write units
+of one heartbeat" shows the heartbeat's table and index writes, and what they would be if the
+Connections index projected `ALL` (as it did before issue 18). Charges that do not depend on
+the transport (the custom metrics themselves, storage) are left out.
+
+### 1c. Refresh wave of a 5,000-listener event
+
+`bench/refresh_model.py`, a model: every listener opens a new connection when the heartbeat
+(every 30 s) that finds its refresh due pushes `connectionRefreshRequired`; the refresh is
+due at `connectionRefreshMinutes` plus the connection's own offset, computed by the
+service's function (`runtime.handlers.heartbeat.refresh_due_ms`) over generated connection
+IDs. Two audiences: 5,000 joining within a minute (own heartbeat phases), and 5,000
+reconnecting within 10 s after a Wi-Fi blip (heartbeats in step). Peak new connections per
+second, with no spread and with the default 15 minutes, against API Gateway's account quota
+of 500 new connections per second.
 
 ### 2. Cold-start proxy
 
@@ -322,9 +338,21 @@ scanned for handler failures, and its logs are kept for inspection.
 
 OBSERVATIONS = """\
 - **Calls.** Every operation is within its budget. A speaker leaving a 500-listener session
-  makes 523 calls, 500 of them `PostToConnection`: API Gateway has no broadcast, so one post
-  per listener is the floor; the rest is 3 fixed calls plus one `BatchWriteItem` per 25
-  listener records.
+  makes 528 calls, 500 of them `PostToConnection`: API Gateway has no broadcast, so one post
+  per listener is the floor; the rest is 3 fixed calls, one `BatchGetItem` per 100 listener
+  records (the listener index holds only keys and role, so the records it rewrites are read
+  whole) and one `BatchWriteItem` per 25. A handshake from an address whose bucket is in use
+  (a venue) is 3 calls: the idle-bucket write fails its condition, the in-use one takes the
+  token.
+- **Heartbeats write once.** A heartbeat is one write unit: the Connections index projects
+  keys and `role` only, so `lastSeenAt` and the minute's counter no longer write it (two
+  units each when it projected `ALL`). Per 1,000 listener-hours that is 120,000 index writes
+  saved; the index writes left are a join's and a leave's (4 per listener-hour). The Logs row
+  now counts every line (INFO, EMF, Lambda's START/END/REPORT), not only the EMF bytes.
+- **Refresh wave.** Without the spread, an audience whose connections share an age — 5,000
+  phones reconnecting together after a Wi-Fi blip, heartbeating in step — refreshes at the
+  same moment 100 minutes later, at API Gateway's 500 new connections per second; with each
+  connection's own offset in 15 minutes it peaks at a few tens per second.
 - **Metrics cost no AWS call any more.** With `metricsTransport: emf` (the default) the
   metrics ride in one JSON log line per invocation and CloudWatch Logs extracts them, so every
   request path lost its `PutMetricData`: a heartbeat is one DynamoDB call, a join or a create

@@ -104,7 +104,8 @@ def end_session(
         return None
     if on_ended is not None:
         on_ended()
-    records = list(store.listener_connections(session_id))
+    # The index holds keys and role only; releasing rewrites whole records, read by key.
+    records = store.whole_records(store.listener_connections(session_id), session_id=session_id)
     listeners = [r["connectionId"] for r in records]
     speaker = [speaker_connection_id] if tell_speaker and speaker_connection_id else []
     told = tell_and_release(

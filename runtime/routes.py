@@ -118,7 +118,13 @@ ROUTES: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=29,
         tables={
-            CONNECTIONS.logical_name: ("dynamodb:DeleteItem", *BATCH_DELETE),
+            # BatchGetItem: a leaving speaker's listeners' whole records, 100 per call (the
+            # listener index projects only keys and role; releasing rewrites whole records).
+            CONNECTIONS.logical_name: (
+                "dynamodb:DeleteItem",
+                *BATCH_DELETE,
+                "dynamodb:BatchGetItem",
+            ),
             SESSIONS.logical_name: UPDATE,
         },
         # The session's listeners, when the speaker leaves.

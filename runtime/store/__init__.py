@@ -24,9 +24,11 @@ from runtime.store.connections import (
     listener_connections,
     put_connection,
     release_roles,
+    whole_records,
 )
 from runtime.store.dynamo import Conflict, Record, from_item, now_s, to_item, ttl_from_now
 from runtime.store.rate_windows import (
+    BUCKET_TAT,
     FAILED_LOOKUPS,
     HEARTBEAT_WINDOW_MS,
     REFRESH_NOTIFIED,
@@ -36,6 +38,7 @@ from runtime.store.rate_windows import (
     failed_lookups,
     heartbeat_window,
     record_heartbeat,
+    take_from_bucket,
 )
 from runtime.store.records import ConnectionItem, SessionItem
 from runtime.store.sessions import (
@@ -63,6 +66,7 @@ from runtime.store.sweeps import (
 
 __all__ = [
     "ACTIVE_SHARD",
+    "BUCKET_TAT",
     "COUNTERS_KEY",
     "FAILED_LOOKUPS",
     "HEARTBEAT_WINDOW_MS",
@@ -106,6 +110,8 @@ __all__ = [
     "set_listener_count",
     "swap_speaker",
     "sweep_connections",
+    "take_from_bucket",
     "to_item",
     "ttl_from_now",
+    "whole_records",
 ]

@@ -187,7 +187,9 @@ class Run:
             time.sleep(0.1)
 
     def close(self) -> None:
-        for pid in [self.process.pid, *self.pids.values()]:
+        """Whatever a failed test left: every process of the run, found now or before."""
+        leftovers = {*descendants(self.process.pid), *self.pids.values(), self.process.pid}
+        for pid in leftovers:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -276,6 +278,21 @@ def test_a_signal_to_make_stops_everything(tmp_path, terminal, shell, sig):
         run.wait()
         run.assert_nothing_left(stopped_at)
         assert "Traceback" not in run.read()
+    finally:
+        run.close()
+
+
+def test_sigint_to_makes_process_group_without_a_terminal_stops_everything(tmp_path):
+    """As a script or an IDE's stop button does: make dies of it (130), nothing runs on."""
+    run = start(tmp_path, terminal=False, shell=STDOUT_TO_JQ)
+    try:
+        run.wait_for(READY)
+        pids = run.find_processes()
+        os.killpg(os.getpgid(pids["make"]), signal.SIGINT)
+        stopped_at = time.monotonic()
+        run.wait()
+        run.assert_nothing_left(stopped_at)
+        assert "stopped" in run.read() and "Traceback" not in run.read()
     finally:
         run.close()
 

@@ -37,6 +37,8 @@ def stack(tmp_path_factory):
         "--set",
         "connectionRefreshMinutes=1",
         "--set",
+        "connectionRefreshSpreadMinutes=0",
+        "--set",
         "connectionWarningMinutes=1",
         "--set",
         f"heartbeatTimeoutSeconds={HEARTBEAT_TIMEOUT_S}",

@@ -147,10 +147,10 @@ def _drive_tokens(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
     do_connect(issuer.token(), ip="198.51.100.141")
     use_jwks_url(monkeypatch, issuer.jwks_url)
     # Too many handshakes from one address.
-    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=1)
+    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=1, CONNECTION_BURST_PER_ADDRESS=1)
     do_connect(ip="198.51.100.142")
     do_connect(ip="198.51.100.142")
-    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=20)
+    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=20, CONNECTION_BURST_PER_ADDRESS=600)
 
 
 def _create(connection_id: str, **fields: Any) -> dict[str, Any]:
