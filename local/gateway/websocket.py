@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from local.common import console
+from local.common.http import json_error
 from local.functions.events import (
     ApiInfo,
     Peer,
@@ -73,7 +74,7 @@ from local.gateway.integration import (
     unavailable,
 )
 from local.gateway.metrics import ApiGatewayMetrics
-from local.gateway.web import build_app, json_error, serve_on
+from local.gateway.web import build_app, serve_on
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
 
