@@ -24,9 +24,13 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from aiohttp.http_websocket import WebSocketError
 
+from local.gateway.connection import MESSAGE_TOO_BIG
+
 PROTOCOL_ERROR = 1002
 NO_STATUS_RECEIVED = 1005
 UNMASKED_REASON = "Client frames must be masked"
+# The frames aiohttp's receive() refuses with a close of its own: code → the reason recorded.
+REFUSED_FRAMES = {MESSAGE_TOO_BIG: "Message too big", PROTOCOL_ERROR: UNMASKED_REASON}
 
 _MASKED = 0x80
 _LENGTH = 0x7F

@@ -52,7 +52,6 @@ from local.gateway.connection import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
     GOING_AWAY,
-    MESSAGE_TOO_BIG,
     UNSUPPORTED_DATA,
     GatewayOptions,
     LocalConnection,
@@ -60,12 +59,7 @@ from local.gateway.connection import (
     select_route,
 )
 from local.gateway.connections_api import connections_routes
-from local.gateway.framing import (
-    PROTOCOL_ERROR,
-    UNMASKED_REASON,
-    GatewayWebSocket,
-    close_code_received,
-)
+from local.gateway.framing import REFUSED_FRAMES, GatewayWebSocket, close_code_received
 from local.gateway.integration import (
     connect_answer,
     event_headers,
@@ -313,11 +307,8 @@ class Gateway:
                 return
             elif message.type is WSMsgType.ERROR:
                 code = getattr(message.data, "code", None)
-                if code == MESSAGE_TOO_BIG:
-                    record.ended_by = (MESSAGE_TOO_BIG, "Message too big")
-                    self._count("client_error")
-                elif code == PROTOCOL_ERROR:  # an unmasked frame (local.gateway.framing)
-                    record.ended_by = (PROTOCOL_ERROR, UNMASKED_REASON)
+                if code in REFUSED_FRAMES:  # too big, or unmasked (local.gateway.framing)
+                    record.ended_by = (code, REFUSED_FRAMES[code])
                     self._count("client_error")
                 return
             else:  # CLOSING (we are closing it) or CLOSED (the TCP connection is gone)
