@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import report
+from bench import report, report_text
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands=commands(args),
             machine=report.machine_info(),
             duration_s=duration,
-            observations=report.OBSERVATIONS,
+            observations=report_text.OBSERVATIONS,
         )
         progress(f"wrote {path}")
     failed = any(row.status == "ERROR" for s in sections for row in s.rows)

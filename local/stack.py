@@ -20,12 +20,13 @@ from client import local_stack
 from client.cli import DEFAULT_PORT, DEFAULT_URL
 from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
-from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.embedded import EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
 from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
+from local.functions.environment import apply_environment, function_environment
 from local.functions.events import function_name, log_group_name
 from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
@@ -41,21 +42,11 @@ from local.monitoring.webconsole.metrics import StackView, dashboard_data
 from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
 from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
 from local.tokens import JWKS_PATH, TokenIssuer
-from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
-from runtime.settings import BY_KEY, SETTINGS
+from runtime.settings import SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
-# Variables that would send boto3 somewhere else than the embedded AWS.
-_FOREIGN_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 
 
 @dataclass(frozen=True)
@@ -73,47 +64,6 @@ class StackOptions:
     alarm_time_scale: float = 1.0
     # IAM actions denied to a function whatever its policy grants (``--iam-deny``).
     iam_deny: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-
-
-def function_environment(
-    config: LocalConfig,
-    *,
-    aws_endpoint: str,
-    connections_endpoint: str,
-    issuer: str,
-    audience: str,
-    jwks_url: str,
-    ip_hash_key_parameter: str,
-) -> dict[str, str]:
-    """The environment every function sees, rendered from the settings model and tables."""
-    stage = config.stack
-    env = config.settings.runtime_environment()
-    env.update({table.env: table.physical_name(stage) for table in TABLES})
-    env.update(
-        {
-            "CONNECTIONS_ENDPOINT": connections_endpoint,
-            # The key itself is in the embedded SSM, as on AWS: only its name is here.
-            PARAMETER_ENV: ip_hash_key_parameter,
-            BY_KEY["authIssuer"].env: issuer,
-            BY_KEY["authAudience"].env: audience,
-            BY_KEY["authJwksUrl"].env: jwks_url,
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "AWS_DEFAULT_REGION": config.region,
-            "AWS_REGION": config.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_XRAY_SDK_ENABLED": "false",
-            **DUMMY_CREDENTIALS,
-        }
-    )
-    return env
-
-
-def apply_environment(env: Mapping[str, str]) -> None:
-    """Install ``env`` in this process, removing variables that point boto3 elsewhere."""
-    for name in list(os.environ):
-        if name in _FOREIGN_AWS_VARIABLES or name.startswith("AWS_ENDPOINT_URL_"):
-            del os.environ[name]
-    os.environ.update(env)
 
 
 class LocalStack:

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from local.common.http import json_error
 from local.drills.faults import FaultError, FaultInjector, lease_seconds
-from local.gateway.web import json_error
 from local.monitoring.alarm_evaluator import AlarmEvaluator
 
 ALARMS_PATH = "/_local/alarms"

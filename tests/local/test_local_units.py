@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from local.config import load_config
+from local.functions.environment import function_environment
 from local.functions.events import (
     ApiInfo,
     LambdaContext,
@@ -25,7 +26,6 @@ from local.gateway.connection import select_route
 from local.gateway.connections_api import connection_id_of
 from local.gateway.loopback import host_of, is_loopback_host
 from local.process import StackProcess
-from local.stack import function_environment
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED
 from runtime.settings import SETTINGS
