@@ -26,7 +26,7 @@ from moto import mock_aws
 from bench.call_counter import CallCounter
 from bench.connections_server import ConnectionsServer
 from local.functions import events
-from runtime import aws, hash_key, store
+from runtime import aws, hash_key, refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import (
     connect,
@@ -231,9 +231,9 @@ def join_unknown(h: Harness) -> dict[str, int]:
     return h.measure(lambda: h.send(join_session.handler, cid, body))
 
 
-def refresh_listener(h: Harness) -> dict[str, int]:
-
-    _, session_id, _ = h.session(listeners=1)
+def refresh_listener(h: Harness, *, proven: bool = True) -> dict[str, int]:
+    """A listener's new connection replacing its old one (with the old one's refreshToken)."""
+    _, session_id, (old,) = h.session(listeners=1)
     cid = h.listener_connection()
     body = {
         "action": "refreshConnection",
@@ -241,11 +241,23 @@ def refresh_listener(h: Harness) -> dict[str, int]:
         "role": "listener",
         "targetLanguage": "es",
     }
+    if proven:
+        body["refreshToken"] = refresh_tokens.issue(session_id, store.LISTENER, old)
     return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
 
 
-def refresh_speaker(h: Harness) -> dict[str, int]:
+def refresh_listener_unproven(h: Harness) -> dict[str, int]:
+    """The same without a refreshToken: held to the cap like a join, same calls."""
+    return refresh_listener(h, proven=False)
 
+
+def refresh_speaker_unproven(h: Harness) -> dict[str, int]:
+    """A speaker refresh without a refreshToken: the session is read to learn its speaker."""
+    return refresh_speaker(h, proven=False)
+
+
+def refresh_speaker(h: Harness, *, proven: bool = True) -> dict[str, int]:
+    """The speaker's new connection replacing its old one (with the old one's refreshToken)."""
     speaker, session_id, _ = h.session()
     cid = h._new_id()
     # The new connection carries the same speaker's verified identity.
@@ -256,6 +268,8 @@ def refresh_speaker(h: Harness) -> dict[str, int]:
         user_id=f"user-{speaker}",
     )
     body = {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}
+    if proven:
+        body["refreshToken"] = refresh_tokens.issue(session_id, store.SPEAKER, speaker)
     return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
 
 
@@ -308,6 +322,8 @@ SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
     "joinSession (unknown session)": join_unknown,
     "refreshConnection (listener)": refresh_listener,
     "refreshConnection (speaker)": refresh_speaker,
+    "refreshConnection (listener, no refreshToken)": refresh_listener_unproven,
+    "refreshConnection (speaker, no refreshToken)": refresh_speaker_unproven,
     "heartbeat": heartbeat_once,
     "heartbeat (refresh notice due)": heartbeat_with_notice,
     "$disconnect (listener)": listener_disconnect,

@@ -30,6 +30,10 @@ FIXED_BUDGETS: dict[str, int] = {
     "refreshConnection (listener)": 2,
     # Its connection, the failed-lookup budget (GetItem), the transaction.
     "refreshConnection (speaker)": 3,
+    # Without a refreshToken: the same, held to the cap like a join.
+    "refreshConnection (listener, no refreshToken)": 2,
+    # Without a refreshToken: the session's GetItem says which connection it replaces.
+    "refreshConnection (speaker, no refreshToken)": 4,
     "heartbeat": 1,
     "$disconnect (listener)": 2,
 }

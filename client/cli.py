@@ -47,6 +47,7 @@ from client.local_stack import (
     the_running_stack,
 )
 from runtime.settings import BY_KEY
+from runtime.terminal import printable
 
 DEFAULT_PORT = 8080
 DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_PORT}/dev"
@@ -57,8 +58,9 @@ def _session_banner(session_id: str, url: str) -> None:
     line = "=" * 64
     url_flag = "" if url == DEFAULT_URL else f" --url {url}"
     sys.stdout.write(
-        f"{line}\n  SESSION ID   {session_id}\n"
-        f"  listeners:   {CLI} listen {session_id} --lang es{url_flag}\n{line}\n"
+        f"{line}\n  SESSION ID   {printable(session_id)}\n"
+        f"  listeners:   {CLI} listen {printable(session_id)} --lang es{printable(url_flag)}\n"
+        f"{line}\n"
     )
     sys.stdout.flush()
 
@@ -116,6 +118,7 @@ async def _converse(
         return 1
     emit_doc(reply)
     talk.refresh = refresh(reply)
+    talk.keep_token(reply)
     return await talk.run(final_types=("sessionEnded",))
 
 
@@ -196,7 +199,7 @@ def token_main(argv: Sequence[str]) -> int:
         port = args.port if args.port is not None else the_running_stack().port
         print(fetch_token(args.user, port, ttl_s=args.ttl))
     except (NoLocalStack, NoStackFound) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     return 0
 
@@ -216,7 +219,7 @@ def connections_main(argv: Sequence[str]) -> int:
         info = fetch_info(port)
         connections = fetch_connections(port)
     except (NoLocalStack, NoStackFound) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     print_connections(connections, info, as_json=args.json)
     return 0

@@ -118,11 +118,7 @@ def _positive(text: str) -> float:
 
 def _configure_logging() -> None:
     # Library logging goes to stderr, warnings and up only: stdout is the functions' alone.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-    )
+    console.log_to_stderr(logging.WARNING, "%(asctime)s %(name)s %(levelname)s: %(message)s")
     for noisy in ("werkzeug", "urllib3", "websockets", "botocore"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -141,7 +141,8 @@ ROUTES: tuple[Function, ...] = (
         tables={
             CONNECTIONS.logical_name: (*READ, *UPDATE),
             RATE_LIMITS.logical_name: UPDATE,
-            SESSIONS.logical_name: ("dynamodb:PutItem", *UPDATE),
+            # BatchGetItem: whether the sessions a user at its limit holds are still active.
+            SESSIONS.logical_name: ("dynamodb:PutItem", *UPDATE, "dynamodb:BatchGetItem"),
         },
         replies=True,
     ),

@@ -222,6 +222,13 @@ SETTINGS: tuple[Setting, ...] = (
         runtime=False,
     ),
     Setting("maxActiveSessions", int, 100, "Active sessions allowed at once.", minimum=1),
+    Setting(
+        "maxActiveSessionsPerUser",
+        int,
+        5,
+        "Active sessions one speaker (user) may hold at once.",
+        minimum=1,
+    ),
     Setting("maxListenersPerSession", int, 500, "Listeners allowed in one session.", minimum=1),
     Setting(
         "dataRetentionHours",
@@ -446,6 +453,7 @@ class RuntimeSettings:
     (a test keeps the two equal, names and types)."""
 
     maxActiveSessions: int
+    maxActiveSessionsPerUser: int
     maxListenersPerSession: int
     dataRetentionHours: int
     logLevel: str

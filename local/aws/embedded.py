@@ -29,6 +29,7 @@ from runtime.hash_key import parameter_name_for
 from runtime.settings import PROJECT
 from runtime.store.dynamo import condition_failed
 from runtime.tables import TABLES, Table
+from runtime.terminal import printable
 
 # The supervisor's probe, answered by local.aws.server at once (outside its one-request
 # lock), so a live process answers it even under load and a stopped one never does.
@@ -248,5 +249,5 @@ def _forward(process: subprocess.Popen[bytes], lines: queue.Queue[bytes]) -> Non
         if number == 0:
             lines.put(line)
         else:
-            sys.stderr.write("aws: " + line.decode(errors="replace"))
+            sys.stderr.write("aws: " + printable(line.decode(errors="replace").rstrip("\n")) + "\n")
     lines.put(b"")

@@ -47,7 +47,9 @@ from moto.logs.models import logs_backends
 from moto.server import ThreadedMotoServer
 
 from local.aws.embedded import HEALTH_PATH
+from local.common import console
 from local.common.lifeline import die_with_parent
+from runtime.terminal import printable
 
 
 class OneRequestAtATime:
@@ -150,7 +152,7 @@ class AwsErrors:
 
     def __init__(self, app: Any, report: Any = None) -> None:
         self.app = app
-        self.report = report or (lambda line: sys.stderr.write(line + "\n"))
+        self.report = report or (lambda line: sys.stderr.write(printable(line) + "\n"))
 
     def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
         try:
@@ -249,7 +251,7 @@ class Retention:
                 with self.lock:
                     trim()
             except Exception as error:  # never stop the server over bookkeeping
-                sys.stderr.write(f"retention pass failed: {error!r}\n")
+                sys.stderr.write(printable(f"retention pass failed: {error!r}") + "\n")
 
 
 class MotoServer(ThreadedMotoServer):
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(signal.SIGKILL, args.parent)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    logging.basicConfig(stream=sys.stderr, level=logging.ERROR)
+    console.log_to_stderr(logging.ERROR)
     # werkzeug logs every failed request with its traceback; AwsErrors answers them instead.
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     patch_moto()

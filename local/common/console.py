@@ -3,6 +3,11 @@
 stdout belongs to the functions' JSON log lines (what CloudWatch would receive), so nothing
 here ever writes to it. Plain ``print`` under a lock: the runtime owns loguru's configuration.
 
+Every line passes through ``runtime.terminal.printable``: a line may carry what a request,
+a client, a token or a config file said (a path, a close reason, a value), and a control
+character in it (ESC, BEL, CR, C1 CSI …) must not reach the terminal raw. Nothing here uses
+control characters on purpose, so escaping whole lines costs nothing.
+
 Whoever reads stderr may be gone (``make dev 2>&1 | tee`` whose tee was stopped, a closed
 terminal): a line that cannot be written is dropped, and the descriptor is pointed at
 ``/dev/null`` so that shutting down never fails on it (``discard_if_broken``).
@@ -11,11 +16,14 @@ terminal): a line that cannot be written is dropped, and the descriptor is point
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
 import time
 from typing import TextIO
+
+from runtime.terminal import printable
 
 _lock = threading.Lock()
 
@@ -23,12 +31,12 @@ _lock = threading.Lock()
 def say(message: str) -> None:
     """One timestamped line on stderr."""
     stamp = time.strftime("%H:%M:%S")
-    _write(f"{stamp} {message}\n")
+    _write(f"{stamp} {printable(message)}\n")
 
 
 def block(lines: list[str]) -> None:
     """Several untimestamped lines on stderr (the startup banner), written at once."""
-    _write("\n".join(lines) + "\n")
+    _write("\n".join(printable(line) for line in lines) + "\n")
 
 
 def _write(text: str) -> None:
@@ -38,6 +46,21 @@ def _write(text: str) -> None:
             sys.stderr.flush()
         except (OSError, ValueError):
             discard_if_broken(sys.stderr)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Library log records on stderr, escaped like every other line (a traceback becomes one
+    line with ``\\n`` in it: never raw text from a request)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+def log_to_stderr(level: int, fmt: str | None = None) -> None:
+    """``logging.basicConfig`` on stderr with ``PrintableFormatter``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def discard_if_broken(stream: TextIO) -> None:

@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 
 from client.connection import open_connection
 from runtime.aws import READ_TIMEOUT_S
+from runtime.terminal import printable
 
 ALARM, OK = "ALARM", "OK"
 POLL_S = 0.25
@@ -155,5 +156,6 @@ class DrillRun:
 
 
 def say(text: str) -> None:
-    sys.stdout.write(f"{time.strftime('%H:%M:%S')}  {text}\n")
+    # Alarm reasons and errors come from the stack: escaped, never raw control characters.
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')}  {printable(text)}\n")
     sys.stdout.flush()

@@ -52,6 +52,7 @@ from local.drills.base import (
     say,
 )
 from local.drills.scenarios import DRILLS
+from runtime.terminal import printable
 
 __all__ = ["DRILLS", "LEASE_S", "DrillFailed", "find_alarm", "main", "run_drill", "runbook_link"]
 
@@ -269,5 +270,5 @@ def main(argv: Sequence[str]) -> int:
         port = args.port if args.port is not None else the_running_stack().port
         return asyncio.run(_until_signalled(args.name, port, args.force))
     except (DrillFailed, NoStackFound) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 2

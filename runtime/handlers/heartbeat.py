@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from runtime import fanout, store
+from runtime import fanout, refresh_tokens, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.hashing import keyed_hash
@@ -115,21 +115,22 @@ def _push_refresh_required(inv: Invocation, record: store.ConnectionItem, now: i
         # Nothing to refresh into; the warning (if due) still tells the client the clock.
         log.debug("refresh age reached by a connection without a role; nothing pushed")
         return
-    notice: ConnectionRefreshRequired
     session_id, language = record["sessionId"], record.get("targetLanguage")
+    notice: ConnectionRefreshRequired = {
+        "type": "connectionRefreshRequired",
+        "sessionId": session_id,
+        "role": role,
+        "refreshToken": refresh_tokens.issue(session_id, role, inv.connection_id),
+        "timestamp": now,
+    }
     if role == store.LISTENER and language:
+        # Key order as documented: targetLanguage after role.
         notice = {
             "type": "connectionRefreshRequired",
             "sessionId": session_id,
             "role": role,
             "targetLanguage": language,
-            "timestamp": now,
-        }
-    else:
-        notice = {
-            "type": "connectionRefreshRequired",
-            "sessionId": session_id,
-            "role": role,
+            "refreshToken": notice["refreshToken"],
             "timestamp": now,
         }
     _push(inv, notice)

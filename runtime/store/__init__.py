@@ -49,9 +49,11 @@ from runtime.store.sessions import (
     add_refreshed_listener,
     create_session,
     end_session,
+    forget_user_sessions,
     get_session,
     remove_listener,
     swap_speaker,
+    user_key,
 )
 from runtime.store.sweeps import (
     count_listeners,
@@ -93,6 +95,7 @@ __all__ = [
     "end_session",
     "existing_connections",
     "failed_lookups",
+    "forget_user_sessions",
     "from_item",
     "get_connection",
     "get_session",
@@ -113,5 +116,6 @@ __all__ = [
     "take_from_bucket",
     "to_item",
     "ttl_from_now",
+    "user_key",
     "whole_records",
 ]

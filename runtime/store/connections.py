@@ -138,7 +138,7 @@ def whole_records(partial: Iterable[ConnectionItem], *, session_id: str) -> list
 
 
 # What a role adds to a connection record; releasing the role removes exactly these.
-ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
+ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy", "replacedAt")
 
 
 def release_roles(records: list[ConnectionItem]) -> int:

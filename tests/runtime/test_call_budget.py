@@ -81,6 +81,18 @@ def test_a_speaker_refresh_makes_3_calls(harness) -> None:
     assert calls_made == {"dynamodb:GetItem": 2, "dynamodb:TransactWriteItems": 1}
 
 
+def test_a_listener_refresh_without_a_token_makes_2_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_listener_unproven(harness)
+    # Held to the cap like a join: the same two calls.
+    assert calls_made == {"dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 1}
+
+
+def test_a_speaker_refresh_without_a_token_makes_4_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_speaker_unproven(harness)
+    # The session's GetItem says which connection it replaces (the token would have).
+    assert calls_made == {"dynamodb:GetItem": 3, "dynamodb:TransactWriteItems": 1}
+
+
 def test_heartbeat_makes_1_call(harness) -> None:
     assert call_scenarios.heartbeat_once(harness) == {"dynamodb:UpdateItem": 1}
 

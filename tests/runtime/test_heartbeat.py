@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.handlers import heartbeat
 from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
@@ -119,6 +119,7 @@ def test_refresh_required_is_pushed_once_to_a_speaker(aws, service, connections,
         "type": "connectionRefreshRequired",
         "sessionId": session_id,
         "role": "speaker",
+        "refreshToken": refresh_tokens.issue(session_id, "speaker", speaker),
         "timestamp": acks[0]["timestamp"],
     }
 
@@ -133,6 +134,7 @@ def test_refresh_required_tells_a_listener_its_language(aws, service, connection
     assert pushed[0]["role"] == "listener"
     assert pushed[0]["targetLanguage"] == "fr"
     assert pushed[0]["sessionId"] == session_id
+    assert pushed[0]["refreshToken"] == refresh_tokens.issue(session_id, "listener", listener)
 
 
 def test_warning_is_pushed_once_with_the_minutes_left(aws, service, connections, notices) -> None:
