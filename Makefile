@@ -41,14 +41,14 @@ uv-on-path:
 		fi; \
 	}
 
-# On a terminal, `set -m` runs the stack as its own job that owns the terminal, so Ctrl-C
-# reaches the stack alone: it shuts down and exits 0, and so does make (a make that gets
-# SIGINT itself always dies of it, status 130). The trailing `exit` keeps bash from exec-ing
-# the stack in its own place, which would skip the job control.
+# The stack runs as make's child (exec: no shell in between), told make's PID. It takes the
+# terminal for a process group of its own, so Ctrl-C reaches it alone (it stops and exits 0,
+# and so does make: a make that gets SIGINT itself dies of it, 130), wherever stdout and
+# stderr go (terminal, | tee, | jq, a file); it stops when make gets SIGTERM or SIGHUP or
+# dies, or uv dies (local/common/lifeline.py); its errors name PORT= and AWS_PORT=.
 dev: setup
-	@if [ -t 0 ]; then set -m; fi; \
-	$(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT) $(ARGS); \
-	exit $$?
+	@export LOCAL_MAKE_PID=$$PPID; \
+	exec $(UV) run --frozen python -m local --stack $(STACK) --port $(PORT) --aws-port $(AWS_PORT) $(ARGS)
 
 lint: setup
 	$(UV) run --frozen ruff check .

@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import report
+from bench import report, report_text
 from bench.report import Section
 
 FULL_LISTENERS = "100,500"
 SECTIONS = (
-    "calls", "cost", "cold-start", "package", "model", "local", "gateway", "console", "soak"
+    "calls", "cost", "cold-start", "package", "model", "local", "rehearsal", "gateway", "console",
+    "soak",
 )  # fmt: skip
 QUICK_LISTENERS = "10,30"
 
@@ -50,6 +51,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-local", action="store_true", help="skip the local-stack load measurements"
+    )
+    parser.add_argument(
+        "--skip-rehearsal",
+        action="store_true",
+        help="skip the rehearsal of an event (300 listeners from one address, ~4 min)",
     )
     parser.add_argument(
         "--skip-gateway", action="store_true", help="skip the gateway handshake/message latency"
@@ -138,6 +144,12 @@ def _model(sizes: tuple[int, ...]) -> Section:
     return modelled_section(sizes)
 
 
+def _refresh_wave() -> Section:
+    from bench.refresh_model import refresh_section
+
+    return refresh_section()
+
+
 def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
     from bench import load, load_report
 
@@ -149,6 +161,12 @@ def _local(sizes: tuple[int, ...], heartbeats: int) -> Section:
         return section
     results, notes = load.measure(load.LoadPlan(listeners=sizes, heartbeats=heartbeats))
     return load_report.load_section(results, notes)
+
+
+def _rehearsal(quick: bool) -> Section:
+    from bench.rehearsal import measured_section
+
+    return measured_section(listeners=50 if quick else 300)
 
 
 def _gateway(quick: bool) -> Section:
@@ -205,10 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("package size", _package))
     if not args.skip_model:
         sections.append(_guarded("modelled fan-out", lambda: _model(listeners)))
+        sections.append(_guarded("refresh wave", _refresh_wave))
     if not args.skip_local:
         sections.append(_guarded("local stack", lambda: _local(listeners, heartbeats)))
     if not args.skip_gateway:
         sections.append(_guarded("gateway latency", lambda: _gateway(args.quick)))
+    if not args.skip_rehearsal:
+        sections.append(_guarded("rehearsal", lambda: _rehearsal(args.quick)))
     if not args.skip_console:
         sections.append(_guarded("web console", lambda: _console(args.quick)))
     if not args.skip_soak:
@@ -233,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands=commands(args),
             machine=report.machine_info(),
             duration_s=duration,
-            observations=report.OBSERVATIONS,
+            observations=report_text.OBSERVATIONS,
         )
         progress(f"wrote {path}")
     failed = any(row.status == "ERROR" for s in sections for row in s.rows)

@@ -23,6 +23,9 @@ from typing import Any
 import boto3
 
 _EVENT = "before-call.*.*"
+# The API parameters of each call, before serialization (what the cost model reads to tell
+# which DynamoDB writes also write an index).
+_PARAMS_EVENT = "before-parameter-build.dynamodb.*"
 
 
 class CallCounter:
@@ -33,8 +36,15 @@ class CallCounter:
         if default_session:
             self._emitters.append(boto3._get_default_session().events)
         self._calls: Counter[str] = Counter()
+        self._requests: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._unique_id = f"call-counter-{id(self)}"
+
+    def _record_params(self, params: Any = None, model: Any = None, **_: Any) -> None:
+        if model is None or not isinstance(params, dict):
+            return
+        with self._lock:
+            self._requests.append((f"dynamodb:{model.name}", dict(params)))
 
     def _record(self, model: Any = None, **_: Any) -> None:
         if model is None:
@@ -46,11 +56,17 @@ class CallCounter:
     def start(self) -> CallCounter:
         for emitter in self._emitters:
             emitter.register(_EVENT, self._record, unique_id=self._unique_id)
+            emitter.register(
+                _PARAMS_EVENT, self._record_params, unique_id=self._unique_id + "-params"
+            )
         return self
 
     def stop(self) -> None:
         for emitter in self._emitters:
             emitter.unregister(_EVENT, self._record, unique_id=self._unique_id)
+            emitter.unregister(
+                _PARAMS_EVENT, self._record_params, unique_id=self._unique_id + "-params"
+            )
 
     def __enter__(self) -> CallCounter:
         return self.start()
@@ -61,6 +77,12 @@ class CallCounter:
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._requests.clear()
+
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every DynamoDB call's (``dynamodb:API``, parameters), in order."""
+        with self._lock:
+            return list(self._requests)
 
     def counts(self) -> dict[str, int]:
         """``service:API`` → calls, sorted by name."""

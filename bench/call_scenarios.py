@@ -26,7 +26,7 @@ from moto import mock_aws
 from bench.call_counter import CallCounter
 from bench.connections_server import ConnectionsServer
 from local.functions import events
-from runtime import aws, hash_key, store
+from runtime import aws, hash_key, refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import (
     connect,
@@ -65,6 +65,9 @@ class Harness:
 
         self._ids = itertools.count(1)
         self.last_emf_bytes = 0
+        self.last_log_bytes = 0
+        self.last_log_lines = 0
+        self.last_requests: list[tuple[str, dict[str, Any]]] = []
         self.last_duration_s = 0.0
         self.counter = CallCounter(
             [aws.dynamodb(), aws.cloudwatch(), aws.connections()], default_session=False
@@ -81,7 +84,9 @@ class Harness:
         """The AWS calls ``operation`` makes, by ``service:API``.
 
         Also kept, for the cost model: the bytes of the EMF log lines it wrote
-        (``last_emf_bytes``) and its wall-clock duration (``last_duration_s``).
+        (``last_emf_bytes``), of every line it wrote (``last_log_bytes``, ``last_log_lines``),
+        its DynamoDB requests (``last_requests``) and its wall-clock duration
+        (``last_duration_s``).
         """
         self.counter.reset()
         out = io.StringIO()
@@ -89,9 +94,11 @@ class Harness:
             started = time.perf_counter()
             operation()
             self.last_duration_s = time.perf_counter() - started
-        self.last_emf_bytes = sum(
-            len(line.encode()) + 1 for line in out.getvalue().splitlines() if '"_aws"' in line
-        )
+        lines = out.getvalue().splitlines()
+        self.last_emf_bytes = sum(len(line.encode()) + 1 for line in lines if '"_aws"' in line)
+        self.last_log_bytes = sum(len(line.encode()) + 1 for line in lines)
+        self.last_log_lines = len(lines)
+        self.last_requests = self.counter.requests()
         return self.counter.counts()
 
     def send(self, handler: Any, connection_id: str, body: dict[str, Any], **kw: Any) -> Any:
@@ -170,6 +177,36 @@ def connect_listener(h: Harness) -> dict[str, int]:
     return h.measure(lambda: connect.handler(h.connect_event(cid), _context()))
 
 
+def connect_at_a_venue(h: Harness) -> dict[str, int]:
+    """A handshake from an address whose bucket is in use (a venue's audience behind one
+    NAT): the idle-bucket write fails on its condition and the in-use one takes the token."""
+
+    ip = h._ip()
+    first = events.connect_event(_API, _peer(h._new_id(), ip))
+    second = events.connect_event(_API, _peer(h._new_id(), ip))
+    # The bucket's own refill rate (the standalone run sets the limits out of reach, which
+    # would refill a token within a millisecond and leave the bucket idle again).
+    with _setting("CONNECTION_ATTEMPTS_PER_MINUTE", "20"):
+        assert connect.handler(first, _context())["statusCode"] == 200
+        return h.measure(lambda: connect.handler(second, _context()))
+
+
+@contextmanager
+def _setting(name: str, value: str) -> Iterator[None]:
+    """One setting of the functions' environment, for one scenario."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    config.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+        config.cache_clear()
+
+
 def create(h: Harness) -> dict[str, int]:
 
     speaker = h.speaker_connection()
@@ -194,9 +231,9 @@ def join_unknown(h: Harness) -> dict[str, int]:
     return h.measure(lambda: h.send(join_session.handler, cid, body))
 
 
-def refresh_listener(h: Harness) -> dict[str, int]:
-
-    _, session_id, _ = h.session(listeners=1)
+def refresh_listener(h: Harness, *, proven: bool = True) -> dict[str, int]:
+    """A listener's new connection replacing its old one (with the old one's refreshToken)."""
+    _, session_id, (old,) = h.session(listeners=1)
     cid = h.listener_connection()
     body = {
         "action": "refreshConnection",
@@ -204,11 +241,23 @@ def refresh_listener(h: Harness) -> dict[str, int]:
         "role": "listener",
         "targetLanguage": "es",
     }
+    if proven:
+        body["refreshToken"] = refresh_tokens.issue(session_id, store.LISTENER, old)
     return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
 
 
-def refresh_speaker(h: Harness) -> dict[str, int]:
+def refresh_listener_unproven(h: Harness) -> dict[str, int]:
+    """The same without a refreshToken: held to the cap like a join, same calls."""
+    return refresh_listener(h, proven=False)
 
+
+def refresh_speaker_unproven(h: Harness) -> dict[str, int]:
+    """A speaker refresh without a refreshToken: the session is read to learn its speaker."""
+    return refresh_speaker(h, proven=False)
+
+
+def refresh_speaker(h: Harness, *, proven: bool = True) -> dict[str, int]:
+    """The speaker's new connection replacing its old one (with the old one's refreshToken)."""
     speaker, session_id, _ = h.session()
     cid = h._new_id()
     # The new connection carries the same speaker's verified identity.
@@ -219,6 +268,8 @@ def refresh_speaker(h: Harness) -> dict[str, int]:
         user_id=f"user-{speaker}",
     )
     body = {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}
+    if proven:
+        body["refreshToken"] = refresh_tokens.issue(session_id, store.SPEAKER, speaker)
     return h.measure(lambda: h.send(refresh_connection.handler, cid, body))
 
 
@@ -232,7 +283,11 @@ def heartbeat_with_notice(h: Harness) -> dict[str, int]:
     """The one heartbeat that finds connectionRefreshRequired due and pushes it."""
 
     _, _, (listener,) = h.session(listeners=1)
-    opened = int((time.time() - config().connectionRefreshMinutes * 60 - 1) * 1000)
+    cfg = config()
+    due_ms = heartbeat.refresh_due_ms(
+        listener, cfg.connectionRefreshMinutes, cfg.connectionRefreshSpreadMinutes
+    )
+    opened = int(time.time() * 1000) - due_ms - 1000
     body = {"action": "heartbeat"}
     return h.measure(lambda: h.send(heartbeat.handler, listener, body, connected_at=opened))
 
@@ -261,11 +316,14 @@ def report(h: Harness) -> dict[str, int]:
 
 SCENARIOS: dict[str, Callable[[Harness], dict[str, int]]] = {
     "$connect (listener)": connect_listener,
+    "$connect (listener, venue address)": connect_at_a_venue,
     "createSession": create,
     "joinSession": join,
     "joinSession (unknown session)": join_unknown,
     "refreshConnection (listener)": refresh_listener,
     "refreshConnection (speaker)": refresh_speaker,
+    "refreshConnection (listener, no refreshToken)": refresh_listener_unproven,
+    "refreshConnection (speaker, no refreshToken)": refresh_speaker_unproven,
     "heartbeat": heartbeat_once,
     "heartbeat (refresh notice due)": heartbeat_with_notice,
     "$disconnect (listener)": listener_disconnect,

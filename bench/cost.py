@@ -12,14 +12,18 @@ bytes of the EMF lines it wrote and its duration. Those are priced at the list p
 - API Gateway: every client message and its reply (``$connect``/``$disconnect`` are not
   messages), and 60 connection minutes;
 - DynamoDB: one write request unit per PutItem/UpdateItem/DeleteItem (the records are under
-  1 KB), one read request unit per GetItem/Query;
-- CloudWatch: PutMetricData requests (``api`` only) and Logs ingestion of the EMF bytes
-  (``emf`` only; the other log lines are the same either way).
+  1 KB) plus one per index the write also changes (``bench/index_writes.py``, from the
+  requests themselves and the index projections of ``runtime/tables.py``), one read request
+  unit per GetItem/Query;
+- CloudWatch: PutMetricData requests (``api`` only) and Logs ingestion of every line an
+  invocation writes: the function's own (its INFO line, and the EMF line with ``emf``) and
+  Lambda's START, END and REPORT lines (``PLATFORM_LOG_BYTES``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import statistics
@@ -27,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import prices
+from bench.index_writes import index_writes
 from bench.report import Section
+from runtime.tables import TABLES
 
 LISTENER_HOURS = 1000
 HEARTBEAT_INTERVAL_S = 30
@@ -37,8 +43,18 @@ CONNECTION_MINUTES_PER_HOUR = 60
 ROUND_TRIP_MS = 5.0
 TRANSPORTS = ("emf", "api")
 WRITE_UNITS = {"dynamodb:PutItem": 1, "dynamodb:UpdateItem": 1, "dynamodb:DeleteItem": 1}
+# Lambda's own lines per invocation, as CloudWatch Logs ingests them: "START RequestId: <36>
+# Version: $LATEST" (~66 B), "END RequestId: <36>" (~52 B) and the REPORT line with
+# duration, billed duration, memory, max memory used and the X-Ray trace/segment IDs that
+# active tracing adds (~250 B).
+PLATFORM_LOG_BYTES = 66 + 52 + 250
 READ_UNITS = {"dynamodb:GetItem": 1, "dynamodb:Query": 1}
 PUT_METRIC_DATA = "cloudwatch:PutMetricData"
+# The tables as they were before the Connections index projected only keys and role.
+ALL_PROJECTED = tuple(
+    dataclasses.replace(t, indexes=tuple(dataclasses.replace(i, projected=()) for i in t.indexes))
+    for t in TABLES
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,9 @@ class Sample:
     calls: dict[str, int]
     emf_bytes: int
     duration_ms: float
+    log_bytes: int = 0  # every line the function wrote (its INFO line, EMF with emf)
+    index_writes: int = 0  # write units the requests add to the tables' indexes
+    index_writes_if_all: int = 0  # the same if every index projected ALL (as they once did)
 
 
 @dataclass(frozen=True)
@@ -87,15 +106,23 @@ def measure(transport: str, runs: int = 5) -> dict[str, Sample]:
         harness = Harness()
         for step in PLAN:
             scenario: Callable[[Harness], dict[str, int]] = SCENARIOS[step.operation]
-            calls, sizes, durations = [], [], []
+            calls, sizes, logs, index, if_all, durations = [], [], [], [], [], []
             for _ in range(runs):
                 calls.append(scenario(harness))
                 sizes.append(harness.last_emf_bytes)
+                logs.append(harness.last_log_bytes)
+                index.append(sum(index_writes(a, p) for a, p in harness.last_requests))
+                if_all.append(
+                    sum(index_writes(a, p, ALL_PROJECTED) for a, p in harness.last_requests)
+                )
                 durations.append(harness.last_duration_s * 1000)
             samples[step.operation] = Sample(
                 calls=max(calls, key=lambda c: sum(c.values())),  # the same every run
                 emf_bytes=int(statistics.median(sizes)),
                 duration_ms=statistics.median(durations),
+                log_bytes=int(statistics.median(logs)),
+                index_writes=max(index),
+                index_writes_if_all=max(if_all),
             )
     return samples
 
@@ -108,8 +135,12 @@ def _memory_gb(route_key: str) -> float:
 
 def bill(samples: dict[str, Sample], hours: int = LISTENER_HOURS) -> Bill:
     q = dict.fromkeys(
-        ("requests", "gb_s", "messages", "minutes", "wru", "rru", "puts", "emf_gb"), 0.0
-    )
+        (
+            "requests", "gb_s", "messages", "minutes", "wru", "index_wru", "rru", "puts",
+            "emf_gb", "log_gb",
+        ),
+        0.0,
+    )  # fmt: skip
     for step in PLAN:
         sample, n = samples[step.operation], step.times * hours
         calls = sum(sample.calls.values())
@@ -126,7 +157,10 @@ def bill(samples: dict[str, Sample], hours: int = LISTENER_HOURS) -> Bill:
                 q["puts"] += n * count
             else:
                 raise ValueError(f"{step.operation} calls {api}, which the cost model cannot price")
+        q["wru"] += n * sample.index_writes
+        q["index_wru"] += n * sample.index_writes
         q["emf_gb"] += n * sample.emf_bytes / 1e9
+        q["log_gb"] += n * (sample.log_bytes + PLATFORM_LOG_BYTES) / 1e9
     q["minutes"] = CONNECTION_MINUTES_PER_HOUR * hours
     dollars = {
         "Lambda requests": prices.LAMBDA_REQUESTS.cost(q["requests"]),
@@ -136,7 +170,7 @@ def bill(samples: dict[str, Sample], hours: int = LISTENER_HOURS) -> Bill:
         "DynamoDB writes": prices.DYNAMODB_WRITES.cost(q["wru"]),
         "DynamoDB reads": prices.DYNAMODB_READS.cost(q["rru"]),
         "CloudWatch PutMetricData": prices.PUT_METRIC_DATA.cost(q["puts"]),
-        "CloudWatch Logs ingestion": prices.LOGS_INGESTION.cost(q["emf_gb"]),
+        "CloudWatch Logs ingestion": prices.LOGS_INGESTION.cost(q["log_gb"]),
     }
     return Bill(q, dollars)
 
@@ -149,14 +183,16 @@ _QUANTITY = {
     "DynamoDB writes": ("wru", "{:,.0f} WRU"),
     "DynamoDB reads": ("rru", "{:,.0f} RRU"),
     "CloudWatch PutMetricData": ("puts", "{:,.0f} requests"),
-    "CloudWatch Logs ingestion": ("emf_gb", "{:,.4f} GB of EMF"),
+    "CloudWatch Logs ingestion": ("log_gb", "{:,.4f} GB of log lines"),
 }
 
 
 def cost_section(bills: dict[str, Bill] | None = None, runs: int = 5) -> Section:
     """One row per priced component, emf and api side by side, then the total."""
+    samples: dict[str, dict[str, Sample]] = {}
     if bills is None:
-        bills = {t: bill(measure(t, runs)) for t in TRANSPORTS}
+        samples = {t: measure(t, runs) for t in TRANSPORTS}
+        bills = {t: bill(samples[t]) for t in TRANSPORTS}
     emf, api = bills["emf"], bills["api"]
     section = Section(
         f"AWS cost of {LISTENER_HOURS:,} listener-hours (1 join, a heartbeat every "
@@ -170,6 +206,15 @@ def cost_section(bills: dict[str, Bill] | None = None, runs: int = 5) -> Section
             f"emf ${emf.dollars[name]:.4f} · api ${api.dollars[name]:.4f}",
             price.describe(),
         )
+    if samples:
+        table, index = heartbeat_write_units(samples["emf"])
+        before = samples["emf"]["heartbeat"].index_writes_if_all
+        section.add(
+            "DynamoDB write units of one heartbeat (table + index)",
+            f"{table} + {index} = {table + index}",
+            f"{table} + {before} = {table + before} if the Connections index projected ALL",
+            "OK" if index == 0 else "OVER",
+        )
     saved = api.total - emf.total
     share = api.dollars["CloudWatch PutMetricData"] / api.total if api.total else 0.0
     section.add(
@@ -180,8 +225,18 @@ def cost_section(bills: dict[str, Bill] | None = None, runs: int = 5) -> Section
     )
     section.notes.append(
         f"cost model: Lambda duration = handler time on moto + {ROUND_TRIP_MS:g} ms per AWS "
-        "call, rounded up to 1 ms; DynamoDB 1 WRU per write, 1 RRU per read (records < 1 KB); "
-        "custom-metric charges and the other log lines are the same for both transports and "
-        "left out; prices and their sources in bench/prices.py"
+        "call, rounded up to 1 ms; DynamoDB 1 WRU per write plus 1 per index it changes "
+        f"(emf {emf.quantities['index_wru']:,.0f} of the WRU are index writes), 1 RRU per read "
+        "(records < 1 KB); logs: every line the functions write plus Lambda's START/END/REPORT "
+        f"({PLATFORM_LOG_BYTES} B an invocation; emf {emf.quantities['emf_gb']:,.4f} GB of it "
+        "EMF); custom-metric charges are the same for both transports and left out; prices "
+        "and their sources in bench/prices.py"
     )
     return section
+
+
+def heartbeat_write_units(samples: dict[str, Sample]) -> tuple[int, int]:
+    """(table, index) write units of one heartbeat, as measured."""
+    sample = samples["heartbeat"]
+    table = sum(n for api, n in sample.calls.items() if api in WRITE_UNITS)
+    return table, sample.index_writes

@@ -2,10 +2,12 @@
 
     python -m local speak [--url URL] [--token T] [--lang en] [--tier standard]
     python -m local listen SESSION_ID --lang es [--url URL]
-    python -m local token --user NAME [--port 8080]
-    python -m local connections [--port 8080] [--json]
+    python -m local token --user NAME [--port PORT]
+    python -m local connections [--port PORT] [--json]
 
-(``python -m client …`` is the same.)
+(``python -m client …`` is the same.) Without ``--url``/``--port`` (and ``$SESSION_URL``)
+they use the local stack running from this folder (``client.local_stack``), and say so
+when none runs or several do.
 
 One line per event on stdout, with a timestamp; problems on stderr with what went wrong
 (connection refused, handshake 401/429, error replies with code and message) and a non-zero
@@ -32,28 +34,33 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from client.connection import CLI, ClientError, is_local, without_query
+from client.connection import CLI, ClientError, check_websocket_url, is_local, without_query
 from client.connections_table import print_connections
 from client.conversation import Conversation, describe, emit, emit_doc, fail
 from client.local_stack import (
     DEFAULT_TTL_S,
     NoLocalStack,
+    NoStackFound,
     fetch_connections,
     fetch_info,
     fetch_token,
+    the_running_stack,
 )
 from runtime.settings import BY_KEY
+from runtime.terminal import printable
 
 DEFAULT_PORT = 8080
 DEFAULT_URL = f"ws://127.0.0.1:{DEFAULT_PORT}/dev"
+PORT_HELP = "port of the running local stack (default: the one running from this folder)"
 
 
 def _session_banner(session_id: str, url: str) -> None:
     line = "=" * 64
     url_flag = "" if url == DEFAULT_URL else f" --url {url}"
     sys.stdout.write(
-        f"{line}\n  SESSION ID   {session_id}\n"
-        f"  listeners:   {CLI} listen {session_id} --lang es{url_flag}\n{line}\n"
+        f"{line}\n  SESSION ID   {printable(session_id)}\n"
+        f"  listeners:   {CLI} listen {printable(session_id)} --lang es{printable(url_flag)}\n"
+        f"{line}\n"
     )
     sys.stdout.flush()
 
@@ -111,6 +118,7 @@ async def _converse(
         return 1
     emit_doc(reply)
     talk.refresh = refresh(reply)
+    talk.keep_token(reply)
     return await talk.run(final_types=("sessionEnded",))
 
 
@@ -121,7 +129,6 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 def parser(command: str) -> argparse.ArgumentParser:
-    default_url = os.environ.get("SESSION_URL", DEFAULT_URL)
     p = argparse.ArgumentParser(prog=f"python -m local {command}")
     if command == "speak":
         p.description = "Create a session as its speaker and show what the server pushes."
@@ -134,7 +141,9 @@ def parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("session_id", metavar="SESSION_ID", help="e.g. golden-eagle-427")
         p.add_argument("--lang", required=True, help="target language (ISO 639-1)")
     p.add_argument(
-        "--url", default=default_url, help=f"WebSocket URL (default $SESSION_URL or {DEFAULT_URL})"
+        "--url",
+        default=os.environ.get("SESSION_URL") or None,
+        help="WebSocket URL (default: $SESSION_URL, else the local stack running from this folder)",
     )
     p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
     p.add_argument("-v", "--verbose", action="store_true", help="also show heartbeat acks")
@@ -183,13 +192,14 @@ def token_main(argv: Sequence[str]) -> int:
         description="Print a speaker token accepted by the local stack running on --port.",
     )
     parser.add_argument("--user", required=True, help="the token's subject (speaker user ID)")
-    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
+    parser.add_argument("--port", type=int, default=None, help=PORT_HELP)
     parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help="validity in seconds")
     args = parser.parse_args(argv)
     try:
-        print(fetch_token(args.user, args.port, ttl_s=args.ttl))
-    except NoLocalStack as error:
-        print(f"error: {error}", file=sys.stderr)
+        port = args.port if args.port is not None else the_running_stack().port
+        print(fetch_token(args.user, port, ttl_s=args.ttl))
+    except (NoLocalStack, NoStackFound) as error:
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     return 0
 
@@ -201,14 +211,15 @@ def connections_main(argv: Sequence[str]) -> int:
         "connection ID, role, session, language, user and age, for trying "
         "@connections (post_to_connection) by hand.",
     )
-    parser.add_argument("--port", type=int, default=8080, help="port of the running local stack")
+    parser.add_argument("--port", type=int, default=None, help=PORT_HELP)
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     args = parser.parse_args(argv)
     try:
-        info = fetch_info(args.port)
-        connections = fetch_connections(args.port)
-    except NoLocalStack as error:
-        print(f"error: {error}", file=sys.stderr)
+        port = args.port if args.port is not None else the_running_stack().port
+        info = fetch_info(port)
+        connections = fetch_connections(port)
+    except (NoLocalStack, NoStackFound) as error:
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     print_connections(connections, info, as_json=args.json)
     return 0
@@ -216,6 +227,13 @@ def connections_main(argv: Sequence[str]) -> int:
 
 def main(command: str, argv: Sequence[str]) -> int:
     args = parser(command).parse_args(argv)
+    try:
+        if args.url is None:
+            args.url = the_running_stack().websocket_url
+        check_websocket_url(args.url)
+    except (NoStackFound, ClientError) as error:
+        fail(str(error))
+        return 1
     problem = check_heartbeat(args.heartbeat, args.url)
     if problem:
         fail(problem)

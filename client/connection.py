@@ -126,6 +126,18 @@ class MessageReader:
             await self._task
 
 
+def not_a_websocket_url(url: str) -> str:
+    """The error for a URL that is not ws:// or wss:// (speak and listen say the same)."""
+    return f"not a WebSocket URL: {without_query(url)} (expected ws://… or wss://…)"
+
+
+def check_websocket_url(url: str) -> None:
+    """Raise ClientError unless ``url`` is a ws:// or wss:// URL with a host."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ClientError(not_a_websocket_url(url))
+
+
 async def open_connection(url: str, token: str | None = None, **options: Any) -> ClientConnection:
     """Connect, turning every failure into a ClientError that says what happened.
 
@@ -143,7 +155,7 @@ async def open_connection(url: str, token: str | None = None, **options: Any) ->
             + _handshake_hint(status)
         ) from None
     except InvalidURI:
-        raise ClientError(f"not a WebSocket URL: {shown} (expected ws://… or wss://…)") from None
+        raise ClientError(not_a_websocket_url(url)) from None
     except InvalidHandshake as error:
         raise ClientError(f"handshake with {shown} failed: {error}") from None
     except TimeoutError:

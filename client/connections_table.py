@@ -7,6 +7,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runtime.terminal import printable
+
 _COLUMNS = (
     ("CONNECTION ID", "connectionId"),
     ("ROLE", "role"),
@@ -25,7 +27,7 @@ def print_connections(
         sys.stdout.write(json.dumps(list(connections), indent=2) + "\n")
         return
     out = sys.stdout
-    out.write(f"{len(connections)} open connection(s) on {info.get('websocketUrl')}\n")
+    out.write(f"{len(connections)} open connection(s) on {printable(info.get('websocketUrl'))}\n")
     if connections:
         rows = [[_cell(c, key) for _, key in _COLUMNS] for c in connections]
         widths = [
@@ -52,4 +54,5 @@ def _cell(connection: Mapping[str, Any], key: str) -> str:
         return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
     if key == "role" and not value:
         return "(none yet)"
-    return "-" if value in (None, "") else str(value)
+    # A user ID comes from a token: shown escaped, never with raw control characters.
+    return "-" if value in (None, "") else printable(value)

@@ -2,7 +2,8 @@
 output (one line per event on stdout, problems on stderr).
 
 Heartbeats honour a ``retryAfter`` in any error reply; ``connectionRefreshRequired`` opens a
-new connection, sends ``refreshConnection`` on it and closes the old one once the server
+new connection, sends ``refreshConnection`` on it (with the ``refreshToken`` the server gave
+the current connection) and closes the old one once the server
 confirms (on an error reply the current connection is kept; a refresh refused with a
 ``retryAfter`` is sent again once it has passed).
 """
@@ -23,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from client.connection import ClientError, MessageReader, open_connection
+from runtime.terminal import printable
 
 REPLY_TIMEOUT_S = 15.0
 # A retryAfter longer than this is the server's mistake; wait this long at most.
@@ -42,19 +44,21 @@ def stamp() -> str:
 
 
 def emit(kind: str, text: str = "") -> None:
-    sys.stdout.write(f"{stamp()}  {kind:<16} {text}".rstrip() + "\n")
+    # What the server or the user's config said is escaped: never a raw control character.
+    sys.stdout.write(printable(f"{stamp()}  {kind:<16} {text}".rstrip()) + "\n")
     sys.stdout.flush()
 
 
 def fail(text: str) -> None:
-    sys.stderr.write(f"{stamp()}  error: {text}\n")
+    sys.stderr.write(f"{stamp()}  error: {printable(text)}\n")
     sys.stderr.flush()
 
 
 def describe(doc: dict[str, Any]) -> str:
     """One readable line for a server message."""
     kind = doc.get("type")
-    rest = {k: v for k, v in doc.items() if k not in ("type", "timestamp")}
+    # The refreshToken is proof kept for the next refresh, not something to read.
+    rest = {k: v for k, v in doc.items() if k not in ("type", "timestamp", "refreshToken")}
     if kind == "error":
         details = doc.get("details") or {}
         extra = f"  {json.dumps(details)}" if details else ""
@@ -102,6 +106,9 @@ class Conversation:
         self.current: ClientConnection | None = None
         self.pending: ClientConnection | None = None
         self.refresh: dict[str, Any] = {}
+        # The current connection's refreshToken (from sessionCreated / sessionJoined, then
+        # connectionRefreshRequired and connectionRefreshComplete): proof for the refresh.
+        self.refresh_token: str | None = None
         self.stop = asyncio.Event()
         # No heartbeat before this (time.monotonic()): the server's last retryAfter.
         self.quiet_until = 0.0
@@ -210,6 +217,8 @@ class Conversation:
                 self.show(doc)
                 if doc.get("type") in final_types:
                     return 0
+                if doc.get("type") == "connectionRefreshRequired" and ws is self.current:
+                    self.keep_token(doc)
                 if doc.get("type") == "connectionRefreshRequired" and self.pending is None:
                     await self._start_refresh()
         finally:
@@ -219,7 +228,10 @@ class Conversation:
     async def _start_refresh(self) -> None:
         try:
             self.pending = await self.open()
-            await self.pending.send(json.dumps({"action": "refreshConnection", **self.refresh}))
+            body = {"action": "refreshConnection", **self.refresh}
+            if self.refresh_token:
+                body["refreshToken"] = self.refresh_token
+            await self.pending.send(json.dumps(body))
             emit("refreshing", "opened a new connection, sent refreshConnection")
         except (ClientError, ConnectionClosed) as error:
             fail(f"refresh failed: {error}; keeping the current connection")
@@ -244,10 +256,16 @@ class Conversation:
                 task.add_done_callback(self._timers.discard)
             return
         self._refresh_retries = 0
+        self.keep_token(doc)  # the new connection's, for its own refresh
         old, self.current = self.current, new
         emit("refreshed", "now on the new connection")
         if old is not None:
             await old.close()
+
+    def keep_token(self, doc: dict[str, Any]) -> None:
+        token = doc.get("refreshToken")
+        if isinstance(token, str) and token:
+            self.refresh_token = token
 
     async def _refresh_later(self, wait: float) -> None:
         await asyncio.sleep(wait)

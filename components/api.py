@@ -64,6 +64,18 @@ def stateful_options(
     )
 
 
+def serving_protect(settings: StackSettings) -> bool:
+    """Whether the serving path (stage, routes, route responses, integrations, invoke
+    permissions, functions and, through them, their roles, logs and alarms) is protected.
+
+    The API is protected with the stack's ``protect`` (its ID is the public URL); if the rest
+    were not, a ``pulumi destroy`` would delete them and then stop at the API, leaving a live
+    URL that answers nothing. So they follow the same setting: a destroy or a replacement
+    stops before any of them is deleted.
+    """
+    return settings.protect
+
+
 def _stable_path(path: Path) -> str:
     """The archive's path relative to the project (Pulumi's working directory) if inside it.
 
@@ -161,6 +173,10 @@ class SessionApi(pulumi.ComponentResource):
             aliases=[pulumi.Alias(name=name)],
             **options,  # type: ignore[arg-type]
         )
+
+    def _serving_opts(self, name: str, **options: object) -> pulumi.ResourceOptions:
+        """A serving-path child's options: ``_opts`` plus ``protect`` (``serving_protect``)."""
+        return self._opts(name, protect=serving_protect(self.settings), **options)
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -389,7 +405,7 @@ class SessionApi(pulumi.ComponentResource):
                     runbook_base_url=self.settings.runbookBaseUrl,
                     tags=self.tags,
                 ),
-                opts=self._opts(function.name),
+                opts=self._serving_opts(function.name),
             )
             for function in ROUTES
         }
@@ -415,7 +431,7 @@ class SessionApi(pulumi.ComponentResource):
                 integration_method="POST",
                 integration_uri=target.invoke_arn,
                 description=f"{function.route_key} → {function.handler}",
-                opts=self._opts(f"{function.name}-integration"),
+                opts=self._serving_opts(f"{function.name}-integration"),
             )
             route = aws.apigatewayv2.Route(
                 self._child_name(f"{function.name}-route"),
@@ -426,7 +442,7 @@ class SessionApi(pulumi.ComponentResource):
                 route_response_selection_expression=(
                     DEFAULT_ROUTE_RESPONSE_KEY if function.replies else None
                 ),
-                opts=self._opts(f"{function.name}-route"),
+                opts=self._serving_opts(f"{function.name}-route"),
             )
             if function.replies:
                 responses[function.name] = aws.apigatewayv2.RouteResponse(
@@ -434,7 +450,7 @@ class SessionApi(pulumi.ComponentResource):
                     api_id=self.api.id,
                     route_id=route.id,
                     route_response_key=DEFAULT_ROUTE_RESPONSE_KEY,
-                    opts=self._opts(f"{function.name}-route-response"),
+                    opts=self._serving_opts(f"{function.name}-route-response"),
                 )
             # Only this API's stage, only this route, may invoke the function.
             permissions[function.name] = aws.lambda_.Permission(
@@ -445,7 +461,7 @@ class SessionApi(pulumi.ComponentResource):
                 source_arn=pulumi.Output.concat(
                     self.api.execution_arn, "/", self.stage_name, "/", function.route_key
                 ),
-                opts=self._opts(f"{function.name}-invoke"),
+                opts=self._serving_opts(f"{function.name}-invoke"),
             )
             integrations[function.name] = integration
             routes[function.name] = route
@@ -576,7 +592,7 @@ class SessionApi(pulumi.ComponentResource):
             ),
             tags=self.tags,
             # The first automatic deployment should already contain every route.
-            opts=self._opts(
+            opts=self._serving_opts(
                 "stage",
                 depends_on=[
                     *([self.logging_account] if self.logging_account is not None else []),

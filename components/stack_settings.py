@@ -20,6 +20,7 @@ from runtime.settings import (
     SettingsError,
     StackSettings,
     check_aws_keys,
+    check_deployable,
     parse_settings,
 )
 
@@ -101,6 +102,7 @@ def load_stack_settings(stack: str | None = None) -> StackConfig:
         check_aws_keys(_configured_keys("aws"))
         settings = parse_settings(stack, raw)
         _check_auth(settings)
+        check_deployable(settings)
         ip_hash_key = _ip_hash_key(config)
     except SettingsError as error:
         raise pulumi.RunError(str(error)) from error

@@ -67,6 +67,8 @@ def load_config(
     notes: list[str] = []
     sources: list[str] = []
     raw: dict[str, Any] = {}
+    # Which file each project key was last read from (None: --set), for the error messages.
+    origins: dict[str, Path | None] = {}
     region: str | None = None
 
     project_file = _first_existing(root, ("Pulumi.yaml", "Pulumi.yml"))
@@ -83,6 +85,7 @@ def load_config(
         if value is _ABSENT:
             continue
         region = _apply(raw, namespace, str(key), value, region, notes, project_file)
+        origins[str(key).rpartition(":")[2]] = project_file
 
     config_dir = root / str(project.get("stackConfigDir") or ".")
     stack_file = _first_existing(config_dir, (f"Pulumi.{stack}.yaml", f"Pulumi.{stack}.yml"))
@@ -99,15 +102,20 @@ def load_config(
                 )
                 continue
             region = _apply(raw, namespace, str(key), value, region, notes, stack_file)
+            origins[str(key).rpartition(":")[2]] = stack_file
 
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         region = _apply(raw, namespace, key.strip(), value, region, notes, None)
+        origins[key.strip().rpartition(":")[2]] = None
         sources.append(f"--set {key.strip()}")
 
-    settings = parse_settings(stack, raw)
+    try:
+        settings = parse_settings(stack, raw)
+    except SettingsError as error:  # name the file the bad value was read from
+        raise type(error)(_from_files(str(error), namespace, origins, root)) from None
     region = (
         region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     )
@@ -154,13 +162,31 @@ def _apply(
         raw[name] = value
         return region
     if ns == "aws":
-        check_aws_keys([name])  # a typo such as aws:regon is refused, not ignored
+        try:
+            check_aws_keys([name])  # a typo such as aws:regon is refused, not ignored
+        except SettingsError as error:
+            raise SettingsError(f"{source.name}: {error}" if source else str(error)) from None
         return region  # a provider setting with no local meaning
     if ns == "pulumi":
         return region  # engine settings with no local meaning
     where = source.name if source else "--set"
     notes.append(f"ignored {key} from {where}: not a {namespace} key")
     return region
+
+
+def _from_files(
+    message: str, namespace: str, origins: Mapping[str, Path | None], root: Path
+) -> str:
+    """``message`` led by the file(s) that set the keys it names (none for ``--set`` keys)."""
+    files = []
+    for key, origin in origins.items():
+        prefixes = f"(?:{re.escape(namespace)}|{PROJECT})"
+        named = re.search(rf"{prefixes}:{re.escape(key)}(?!\w)", message)
+        if origin is not None and named:
+            where = origin.relative_to(root) if origin.is_relative_to(root) else origin
+            if str(where) not in files:
+                files.append(str(where))
+    return f"{', '.join(files)}: {message}" if files else message
 
 
 def _mapping(value: Any, source: Path | None) -> dict[str, Any]:

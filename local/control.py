@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S, INFO_PATH, TOKEN_PATH
-from local.gateway.web import json_error
+from local.common.http import json_error
 from local.tokens import JWKS_PATH, MAX_TTL_S, TokenIssuer
 
 

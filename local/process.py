@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from client.local_stack import DIR_ENV as STACKS_DIR_ENV
 from client.local_stack import fetch_info, fetch_token
 from local.config import project_root
 
@@ -35,6 +37,7 @@ class StackProcess:
         self.args = ["--port", "0", "--aws-port", "0", "--stop-on-stdin-eof", *args]
         self.stdout_path = logs / f"{name}.stdout"
         self.stderr_path = logs / f"{name}.stderr"
+        self.stacks_dir = logs / "stacks"
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.port = 0
@@ -61,6 +64,9 @@ class StackProcess:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.PIPE,  # the lifeline: closed when we go, the stack stops
+                # Its .local/stacks file goes with the logs: a developer's own `speak` never
+                # finds a test's stack (client.local_stack).
+                env={**os.environ, STACKS_DIR_ENV: str(self.stacks_dir)},
             )
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -110,7 +116,12 @@ class StackProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def stdout_lines(self) -> list[str]:
-        return self.stdout_path.read_text(errors="replace").splitlines()
+        """stdout's lines; while the stack runs, not the last one if it is still being
+        written (a test polling the log read half a JSON line and failed to parse it)."""
+        text = self.stdout_path.read_text(errors="replace")
+        if self.process is not None and self.process.poll() is None:
+            text = text[: text.rfind("\n") + 1]
+        return text.splitlines()
 
     def log_records(self) -> list[dict[str, Any]]:
         """stdout parsed line by line (raises ValueError on a line that is not JSON)."""

@@ -8,26 +8,27 @@ the gateway starts serving and the banner goes to stderr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from client import local_stack
 from client.cli import DEFAULT_PORT, DEFAULT_URL
 from client.connection import CLI
 from client.local_stack import CONNECTIONS_PATH, DEFAULT_TTL_S
-from local.aws.embedded import DUMMY_CREDENTIALS, EmbeddedAws
+from local.aws.embedded import EmbeddedAws
 from local.aws.supervisor import AwsSupervisor
 from local.common import console
 from local.config import LocalConfig
 from local.control import control_routes
 from local.functions import log_tap
+from local.functions.environment import apply_environment, function_environment
 from local.functions.events import function_name, log_group_name
+from local.functions.iam import LocalIam
 from local.functions.invoker import DEFAULT_WORKERS, LambdaInvoker, missing_handlers
 from local.functions.log_shipper import LogShipper
 from local.functions.scheduler import Scheduler
@@ -41,22 +42,11 @@ from local.monitoring.webconsole.metrics import StackView, dashboard_data
 from local.monitoring.webconsole.routes import CONSOLE_PATH, console_routes
 from local.monitoring.wiring import LocalMonitoring, alarm_topic_name
 from local.tokens import JWKS_PATH, TokenIssuer
-from runtime.hash_key import PARAMETER_ENV
 from runtime.routes import ROUTES
-from runtime.settings import BY_KEY, SETTINGS
+from runtime.settings import SETTINGS
 from runtime.tables import TABLES
 
 BANNER_USER = "developer"
-_STDIN_FD = 0
-# Variables that would send boto3 somewhere else than the embedded AWS.
-_FOREIGN_AWS_VARIABLES = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 
 
 @dataclass(frozen=True)
@@ -72,47 +62,8 @@ class StackOptions:
     stop_on_stdin_eof: bool = False
     # Alarm periods pass this many times faster (60: a 5-minute period lasts 5 s).
     alarm_time_scale: float = 1.0
-
-
-def function_environment(
-    config: LocalConfig,
-    *,
-    aws_endpoint: str,
-    connections_endpoint: str,
-    issuer: str,
-    audience: str,
-    jwks_url: str,
-    ip_hash_key_parameter: str,
-) -> dict[str, str]:
-    """The environment every function sees, rendered from the settings model and tables."""
-    stage = config.stack
-    env = config.settings.runtime_environment()
-    env.update({table.env: table.physical_name(stage) for table in TABLES})
-    env.update(
-        {
-            "CONNECTIONS_ENDPOINT": connections_endpoint,
-            # The key itself is in the embedded SSM, as on AWS: only its name is here.
-            PARAMETER_ENV: ip_hash_key_parameter,
-            BY_KEY["authIssuer"].env: issuer,
-            BY_KEY["authAudience"].env: audience,
-            BY_KEY["authJwksUrl"].env: jwks_url,
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "AWS_DEFAULT_REGION": config.region,
-            "AWS_REGION": config.region,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_XRAY_SDK_ENABLED": "false",
-            **DUMMY_CREDENTIALS,
-        }
-    )
-    return env
-
-
-def apply_environment(env: Mapping[str, str]) -> None:
-    """Install ``env`` in this process, removing variables that point boto3 elsewhere."""
-    for name in list(os.environ):
-        if name in _FOREIGN_AWS_VARIABLES or name.startswith("AWS_ENDPOINT_URL_"):
-            del os.environ[name]
-    os.environ.update(env)
+    # IAM actions denied to a function whatever its policy grants (``--iam-deny``).
+    iam_deny: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -127,6 +78,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
         self.issuer: TokenIssuer | None = None
         self.monitoring = LocalMonitoring(config, options.alarm_time_scale)
+        self.iam: LocalIam | None = None
         # Set once the start-up banner is printed: the alarm runner waits for it.
         self.banner_out = asyncio.Event()
         # The functions' recent log lines, for the web console.
@@ -142,6 +94,8 @@ class LocalStack:
         # Set when the stack cannot go on (the embedded AWS died and could not be restarted).
         self.failed = asyncio.Event()
         self.exit_code = 0
+        # This stack's file in .local/stacks/, so the tools find it (client.local_stack).
+        self._registered: Path | None = None
 
     async def start(self) -> None:
         cfg, opts = self.config, self.options
@@ -156,6 +110,8 @@ class LocalStack:
             port=opts.port,
             idle_timeout_s=opts.idle_timeout_s,
             max_connection_s=opts.max_connection_s,
+            # Connection ages run on the alarms' clock: refreshes come as minutes pass.
+            age_scale=opts.alarm_time_scale,
             announce=opts.announce,
         )
         # The gateway is built around late-bound pieces (label, routes) once the port is known.
@@ -183,6 +139,15 @@ class LocalStack:
                 ip_hash_key_parameter=hash_key_parameter,
             )
         )
+        # Every AWS call a function makes is checked against its IAM policy from here on.
+        self.iam = LocalIam(
+            stage,
+            cfg.region,
+            cfg.settings,
+            api_id=lambda: gateway.api.api_id if gateway.api else "local",
+            revoked=opts.iam_deny,
+        )
+        self.iam.install()
         await loop.run_in_executor(None, self.aws.create_tables, stage)
         self.monitoring.start(self.aws, self.invoker, base + ALARMS_PATH, self.banner_out)
         self.monitoring.watch_gateway(self.aws, gateway)
@@ -192,6 +157,7 @@ class LocalStack:
         from runtime.hashing import connection_hash  # reads the environment set above
 
         gateway.label = connection_hash
+        self.iam.label = connection_hash
         gateway.unavailable = lambda: self.supervisor.problem
         self._tap = log_tap.install()
         self._tap.subscribe(self.log_ring.add_line)
@@ -213,6 +179,16 @@ class LocalStack:
         )
         self.scheduler.start()
         self.supervisor.start()
+        self._registered = local_stack.register(
+            local_stack.RunningStack(
+                pid=os.getpid(),
+                port=gateway.port,
+                aws_port=self.aws.port,
+                stack=stage,
+                websocket_url=gateway.websocket_url,
+                alarm_time_scale=opts.alarm_time_scale,
+            )
+        )
 
     def _recreate_aws_state(self) -> None:
         """What a fresh embedded AWS needs: the tables, the alarm topic, and the alarms,
@@ -254,7 +230,11 @@ class LocalStack:
         if self.log_shipper is not None:
             self.log_shipper.stop()  # ships what is still buffered
 
-    async def stop(self) -> None:
+    async def stop(self, quick: bool = False) -> None:
+        """Close every connection (each gets its $disconnect), then stop the rest; ``quick``
+        (nothing served yet): the embedded AWS is killed instead of asked to finish."""
+        if self._registered is not None:  # no tool may pick a stack that is stopping
+            local_stack.unregister(self._registered, os.getpid())
         await self.supervisor.stop()  # a process stopped on purpose is not restarted
         if self.gateway is not None:
             open_now = self.gateway.open_count()
@@ -266,9 +246,11 @@ class LocalStack:
         await loop.run_in_executor(None, self.invoker.shutdown)
         await loop.run_in_executor(None, self._stop_emf)
         await self.monitoring.stop()
-        await loop.run_in_executor(None, self.aws.stop)
+        await loop.run_in_executor(None, self.aws.kill if quick else self.aws.stop)
         if self._tap is not None:
             log_tap.uninstall(self._tap)
+        if self.iam is not None:
+            self.iam.uninstall()
 
     def info(self) -> dict[str, Any]:
         assert self.gateway is not None and self.issuer is not None
@@ -298,6 +280,8 @@ class LocalStack:
             "settings": {s.key: self.config.settings[s.key] for s in SETTINGS if not s.secret},
             "emf": dict(self.emf.stats) if self.emf is not None else None,
             "logs": dict(self.log_shipper.stats) if self.log_shipper is not None else None,
+            # IAM as AWS enforces it: every function call checked against its policy.
+            "iam": self.iam.info() if self.iam is not None else {"enforced": False},
             "pid": os.getpid(),
             **self.monitoring.info(),
         }
@@ -349,7 +333,9 @@ class LocalStack:
             f"  alarms        {info['alarms']} evaluated"
             + (
                 f", time ×{opts.alarm_time_scale:g} (a 5-minute period lasts "
-                f"{300 / opts.alarm_time_scale:g}s)"
+                f"{300 / opts.alarm_time_scale:g}s; connections age as fast: the refresh "
+                f"due at {self.config.settings.connectionRefreshMinutes} min comes after "
+                f"{self.config.settings.connectionRefreshMinutes * 60 / opts.alarm_time_scale:g}s)"
                 if opts.alarm_time_scale != 1
                 else ""
             )
@@ -364,80 +350,3 @@ class LocalStack:
             "(with a fresh token); Ctrl-C stops.",
             "",
         ]
-
-
-def _stdin_is_terminal() -> bool:
-    try:
-        return os.isatty(_STDIN_FD)
-    except OSError:
-        return False
-
-
-def _watch_stdin(
-    loop: asyncio.AbstractEventLoop,
-    stop: asyncio.Event,
-    on_line: Callable[[], None],
-    stop_on_eof: bool,
-) -> None:
-    """Block on stdin: each line (Enter) calls ``on_line``; at EOF (the launcher is gone)
-    stop like on SIGTERM when ``stop_on_eof``.
-
-    Raw ``os.read`` on the descriptor: a daemon thread blocked inside the buffered
-    ``sys.stdin`` would abort the interpreter at exit (its lock is held).
-    """
-    with contextlib.suppress(OSError, RuntimeError):  # the loop may already be closed
-        while chunk := os.read(_STDIN_FD, 4096):
-            if b"\n" in chunk:
-                loop.call_soon_threadsafe(on_line)
-    if stop_on_eof:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(stop.set)
-
-
-async def serve_until_signalled(config: LocalConfig, options: StackOptions) -> int:
-    """Run the stack until SIGINT/SIGTERM; shut down cleanly and return the exit code."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    first_signal: float | None = None
-
-    def on_signal() -> None:
-        nonlocal first_signal
-        now = time.monotonic()
-        if first_signal is None:
-            first_signal = now
-            stop.set()
-        elif now - first_signal > 1.0:  # one Ctrl-C often arrives twice (make, uv, python)
-            console.say("second signal: exiting without waiting")
-            os._exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    stack = LocalStack(config, options)
-    ready = asyncio.Event()
-
-    def show_banner_again() -> None:
-        if ready.is_set() and not stop.is_set():
-            console.block(stack.banner(again=True))
-
-    if options.stop_on_stdin_eof or _stdin_is_terminal():
-        # In the background (make dev &), reading the terminal fails instead of stopping us.
-        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-        threading.Thread(
-            target=_watch_stdin,
-            args=(loop, stop, show_banner_again, options.stop_on_stdin_eof),
-            daemon=True,
-        ).start()
-    for note in config.notes:
-        console.say(f"note: {note}")
-    try:
-        await stack.start()
-    except BaseException:
-        await stack.stop()
-        raise
-    stack.show_banner()
-    ready.set()
-    failed = asyncio.create_task(stack.failed.wait())
-    await asyncio.wait({asyncio.create_task(stop.wait()), failed}, return_when="FIRST_COMPLETED")
-    await stack.stop()
-    console.say("stopped" if not stack.exit_code else f"stopped (exit code {stack.exit_code})")
-    return stack.exit_code

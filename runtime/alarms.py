@@ -231,8 +231,20 @@ ALARMS: tuple[AlarmSpec, ...] = (
         statistic="Maximum",
         comparison="GreaterThanOrEqualToThreshold",
         threshold=Threshold("activeSessionsAlarmRatio", times="maxActiveSessions"),
-        period=ONE_MINUTE,
-        description="active sessions at activeSessionsAlarmRatio of maxActiveSessions",
+        # Fed once a minute by the metrics reporter, whose schedule fires anywhere within its
+        # minute and whose datum (EMF) lands seconds later. A 60-s period, 1 of 1, turns
+        # one late or missing datum into an empty period: notBreaching → OK, then ALARM
+        # again, two emails for nothing. Five-minute periods hold about five data each and
+        # Maximum takes the highest, so a late or lost datum changes nothing; 2 of 3 asks
+        # for ten minutes of a sustained level (sessions live for hours: capacity is not a
+        # matter of seconds) and keeps ALARM through one empty period.
+        period=FIVE_MINUTES,
+        evaluation_periods=3,
+        datapoints_to_alarm=2,
+        description=(
+            "active sessions at activeSessionsAlarmRatio of maxActiveSessions in 2 of the last "
+            "3 five-minute periods"
+        ),
     ),
 )
 BY_SLUG: dict[str, AlarmSpec] = {a.slug: a for a in ALARMS}
@@ -301,16 +313,33 @@ def resolve(spec: AlarmSpec, settings: Any) -> StackAlarm:
     )
 
 
+def errors_threshold(setting: float, schedule_seconds: int | None) -> float:
+    """A function's Errors threshold: the setting, capped for a scheduled job.
+
+    A job that runs once a minute with a reserved concurrency of 1 and no retries makes at
+    most 5 invocations in a five-minute period, so "more than functionErrorsPer5Min (10)"
+    could never fire for it: a sweeper failing every run would page no one. Its threshold
+    is at most half its runs in the period (2 of 5: three failed runs page).
+    """
+    if not schedule_seconds:
+        return setting
+    runs = max(1, FUNCTION_ERRORS.period // schedule_seconds)
+    return min(setting, runs // 2)
+
+
 def function_errors_alarm(
     function_name: str, threshold: float, function: str, runbook_base_url: str
 ) -> StackAlarm:
-    """The Errors alarm of the deployed function ``function_name`` (route table: ``function``)."""
+    """The Errors alarm of the deployed function ``function_name`` (route table: ``function``;
+    a scheduled job's threshold is capped, see ``errors_threshold``)."""
     spec = FUNCTION_ERRORS
+    schedule_seconds = next(f.schedule_seconds for f in ROUTES if f.name == function)
+    threshold = errors_threshold(threshold, schedule_seconds)
     runbook = runbook_address(runbook_base_url, runbook_anchor(spec.slug, function))
     return StackAlarm(
         name=f"{function_name}-{spec.slug}",
         description=described(
-            f"{function_name}: more than {threshold} invocation errors "
+            f"{function_name}: more than {_num(threshold)} invocation errors "
             f"in {spec.period // 60} minutes.",
             runbook,
         ),
@@ -326,9 +355,14 @@ def function_errors_alarm(
         comparison=spec.comparison,
         treat_missing_data=spec.treat_missing_data,
         slug=spec.slug,
-        threshold_setting=spec.threshold.describe(),
+        threshold_setting=spec.threshold.describe()
+        + (" (capped for a scheduled job)" if schedule_seconds else ""),
         runbook=runbook,
     )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def route_function(function_name: str) -> str:

@@ -20,6 +20,9 @@ class ErrorCode(StrEnum):
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     SESSION_FULL = "SESSION_FULL"
     SESSION_LIMIT_REACHED = "SESSION_LIMIT_REACHED"
+    # This speaker holds maxActiveSessionsPerUser active sessions: its own usage, like a rate
+    # limit (429), not the service's capacity (503).
+    USER_SESSION_LIMIT_REACHED = "USER_SESSION_LIMIT_REACHED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -40,6 +43,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMIT_EXCEEDED: 429,
     ErrorCode.SESSION_FULL: 503,
     ErrorCode.SESSION_LIMIT_REACHED: 503,
+    ErrorCode.USER_SESSION_LIMIT_REACHED: 429,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }

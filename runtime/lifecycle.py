@@ -88,23 +88,26 @@ def end_session(
     reason: str,
     *,
     speaker_connection_id: str | None,
+    user_id: str | None = None,
     tell_speaker: bool = False,
     on_ended: Callable[[], None] | None = None,
 ) -> SessionEnd | None:
     """End a session, tell its listeners (and its speaker with ``tell_speaker``), remove them.
 
     With ``speaker_connection_id`` it ends only if that connection is still the speaker, so a
-    concurrent refresh wins. None when it was not this call's to end (ended already, or
-    another speaker): then nobody is told twice. ``on_ended`` runs once the session is
-    ended, before anyone is told (so it counts even if telling fails).
+    concurrent refresh wins; with ``user_id`` (its speaker) the session also leaves the user's
+    set of active sessions (maxActiveSessionsPerUser). None when it was not this call's to
+    end (ended already, or another speaker): then nobody is told twice. ``on_ended`` runs
+    once the session is ended, before anyone is told (so it counts even if telling fails).
     """
     if not store.end_session(
-        session_id, speaker_connection_id=speaker_connection_id, reason=reason
+        session_id, speaker_connection_id=speaker_connection_id, reason=reason, user_id=user_id
     ):
         return None
     if on_ended is not None:
         on_ended()
-    records = list(store.listener_connections(session_id))
+    # The index holds keys and role only; releasing rewrites whole records, read by key.
+    records = store.whole_records(store.listener_connections(session_id), session_id=session_id)
     listeners = [r["connectionId"] for r in records]
     speaker = [speaker_connection_id] if tell_speaker and speaker_connection_id else []
     told = tell_and_release(
@@ -129,6 +132,7 @@ def release_connection(
         session_id,
         SPEAKER_DISCONNECTED,
         speaker_connection_id=record["connectionId"],
+        user_id=record.get("userId"),
         on_ended=on_ended,
     )
     return Release(role=role, session_id=session_id, ended=ended)

@@ -21,6 +21,7 @@ class SessionCreated(TypedDict):
     sourceLanguage: str
     qualityTier: str
     expiresAt: int  # epoch ms
+    refreshToken: str  # runtime.refresh_tokens: proof for this connection's refresh
     timestamp: int
 
 
@@ -30,6 +31,7 @@ class SessionJoined(TypedDict):
     sourceLanguage: str | None
     targetLanguage: str
     listenerCount: int | None
+    refreshToken: str
     timestamp: int
 
 
@@ -42,6 +44,7 @@ class ConnectionRefreshComplete(TypedDict):
     type: Literal["connectionRefreshComplete"]
     sessionId: str
     role: str
+    refreshToken: str  # the new connection's, for its own refresh
     timestamp: int
 
 
@@ -57,6 +60,7 @@ class ConnectionRefreshRequired(TypedDict):
     sessionId: str
     role: str
     targetLanguage: NotRequired[str]  # listeners
+    refreshToken: str
     timestamp: int
 
 

@@ -118,7 +118,13 @@ ROUTES: tuple[Function, ...] = (
         memory_mb=512,
         timeout_s=29,
         tables={
-            CONNECTIONS.logical_name: ("dynamodb:DeleteItem", *BATCH_DELETE),
+            # BatchGetItem: a leaving speaker's listeners' whole records, 100 per call (the
+            # listener index projects only keys and role; releasing rewrites whole records).
+            CONNECTIONS.logical_name: (
+                "dynamodb:DeleteItem",
+                *BATCH_DELETE,
+                "dynamodb:BatchGetItem",
+            ),
             SESSIONS.logical_name: UPDATE,
         },
         # The session's listeners, when the speaker leaves.
@@ -135,7 +141,8 @@ ROUTES: tuple[Function, ...] = (
         tables={
             CONNECTIONS.logical_name: (*READ, *UPDATE),
             RATE_LIMITS.logical_name: UPDATE,
-            SESSIONS.logical_name: ("dynamodb:PutItem", *UPDATE),
+            # BatchGetItem: whether the sessions a user at its limit holds are still active.
+            SESSIONS.logical_name: ("dynamodb:PutItem", *UPDATE, "dynamodb:BatchGetItem"),
         },
         replies=True,
     ),

@@ -8,6 +8,7 @@ limit. Settings reach the functions as environment variables named after the key
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,6 +68,14 @@ LOG_RETENTION_DAYS = (
 # reserved AWS/ prefix (metrics there are refused, so every alarm would stay silent).
 METRICS_NAMESPACE_PATTERN = r"(?!AWS/)(?!:)[0-9A-Za-z._/#: -]{1,255}"
 METRICS_TRANSPORTS = ("emf", "api")
+# API Gateway closes every WebSocket connection after two hours.
+CONNECTION_CUTOFF_MINUTES = 120
+# How often the sweeper runs: a record's TTL must also outlast one more pass.
+SWEEP_MINUTES = 1
+# Email domains reserved for documentation and testing (RFC 2606, RFC 6761): mail to them
+# goes nowhere, so a protected stack with one would page nobody.
+RESERVED_EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
+RESERVED_EMAIL_SUFFIXES = (".example", ".invalid", ".test", ".localhost")
 # Where the runbooks are: every alarm's description ends with this address and the alarm's
 # anchor (``docs/runbooks.md#server-errors``). The default is the path inside this repository;
 # a stack sets its repository's web address (``https://…/blob/main/docs/runbooks.md``) so the
@@ -199,7 +208,9 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         False,
         "Production protection: table PITR and deletion protection, user pool deletion "
-        "protection, Pulumi protect on tables, user pool and WebSocket API; alarmEmail required.",
+        "protection, Pulumi protect on tables, user pool, WebSocket API and its serving path "
+        "(stage, routes, integrations, functions); alarmEmail required, not a reserved "
+        "example domain.",
         runtime=False,
     ),
     Setting(
@@ -211,12 +222,20 @@ SETTINGS: tuple[Setting, ...] = (
         runtime=False,
     ),
     Setting("maxActiveSessions", int, 100, "Active sessions allowed at once.", minimum=1),
+    Setting(
+        "maxActiveSessionsPerUser",
+        int,
+        5,
+        "Active sessions one speaker (user) may hold at once.",
+        minimum=1,
+    ),
     Setting("maxListenersPerSession", int, 500, "Listeners allowed in one session.", minimum=1),
     Setting(
         "dataRetentionHours",
         int,
         12,
-        "DynamoDB TTL of session, connection and rate-limit records.",
+        "DynamoDB TTL of session, connection and rate-limit records; at least what a session "
+        "lives between two speaker refreshes (the 120-minute cutoff, plus a sweep).",
         minimum=1,
         maximum=8760,
     ),
@@ -235,8 +254,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "listenerJoinsPerMinute",
         int,
-        10,
-        "joinSession and listener refreshConnection calls allowed per client IP per minute.",
+        600,
+        "joinSession and listener refreshConnection calls allowed per client IP per minute "
+        "(a venue's audience shares one address: 300 joining and refreshing within two minutes "
+        "fit the default).",
         minimum=1,
     ),
     Setting(
@@ -251,7 +272,16 @@ SETTINGS: tuple[Setting, ...] = (
         "connectionAttemptsPerMinute",
         int,
         20,
-        "WebSocket handshakes allowed per client IP per minute.",
+        "Refill rate of each client IP's handshake bucket: handshakes per minute sustained "
+        "once connectionBurstPerAddress is spent.",
+        minimum=1,
+    ),
+    Setting(
+        "connectionBurstPerAddress",
+        int,
+        600,
+        "WebSocket handshakes one client IP may make at once (its token bucket's size): a "
+        "venue's audience behind one address connecting and then refreshing.",
         minimum=1,
     ),
     Setting(
@@ -321,12 +351,23 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=120,
     ),
     Setting(
+        "connectionRefreshSpreadMinutes",
+        int,
+        15,
+        "Each connection is told connectionRefreshRequired at connectionRefreshMinutes plus "
+        "its own stable offset in [0, spread), so an audience that joined together does not "
+        "reconnect together.",
+        minimum=0,
+        maximum=119,
+    ),
+    Setting(
         "connectionWarningMinutes",
         int,
-        105,
-        "Connection age from which connectionWarning is pushed.",
+        115,
+        "Connection age from which connectionWarning is pushed (≥ refresh + spread, below the "
+        "120-minute cutoff).",
         minimum=1,
-        maximum=120,
+        maximum=CONNECTION_CUTOFF_MINUTES - 1,
     ),
     Setting(
         "heartbeatTimeoutSeconds",
@@ -412,15 +453,18 @@ class RuntimeSettings:
     (a test keeps the two equal, names and types)."""
 
     maxActiveSessions: int
+    maxActiveSessionsPerUser: int
     maxListenersPerSession: int
     dataRetentionHours: int
     logLevel: str
     sessionsPerHour: int
     listenerJoinsPerMinute: int
     connectionAttemptsPerMinute: int
+    connectionBurstPerAddress: int
     heartbeatsPerMinute: int
     sessionLookupFailuresPerMinute: int
     connectionRefreshMinutes: int
+    connectionRefreshSpreadMinutes: int
     connectionWarningMinutes: int
     heartbeatTimeoutSeconds: int
     metricsNamespace: str
@@ -478,22 +522,97 @@ class StackSettings(SettingValues):
         return env
 
 
+def minimum_retention_hours(values: Mapping[str, Any]) -> int:
+    """The shortest ``dataRetentionHours`` under which no session or connection record can
+    expire while it is still in use.
+
+    A session's TTL is renewed when its speaker refreshes: pushed at connectionRefreshMinutes
+    plus the connection's offset (< spread), answered at the latest at the 120-minute cutoff,
+    so up to ``max(refresh + spread, cutoff)`` minutes pass between two renewals; a connection
+    record (renewed when it takes a role) lives as long as its connection. One more sweep
+    must find the record still there.
+    """
+    latest_refresh = int(values["connectionRefreshMinutes"]) + int(
+        values["connectionRefreshSpreadMinutes"]
+    )
+    longest = max(latest_refresh, CONNECTION_CUTOFF_MINUTES)
+    return math.ceil((longest + SWEEP_MINUTES) / 60)
+
+
+def _check_connection_clock(values: Mapping[str, Any]) -> None:
+    refresh, spread = values["connectionRefreshMinutes"], values["connectionRefreshSpreadMinutes"]
+    warning = values["connectionWarningMinutes"]
+    if refresh + spread > warning:
+        raise SettingsError(
+            f"config key '{PROJECT}:connectionWarningMinutes' must be ≥ connectionRefreshMinutes "
+            f"+ connectionRefreshSpreadMinutes ({refresh} + {spread} = {refresh + spread}): a "
+            f"connection is told to refresh before it is warned; got {warning}"
+        )
+    minimum = minimum_retention_hours(values)
+    if values["dataRetentionHours"] < minimum:
+        raise SettingsError(
+            f"config key '{PROJECT}:dataRetentionHours' must be ≥ {minimum} with these refresh "
+            f"settings: a session's records are renewed only when its speaker refreshes "
+            f"(at connectionRefreshMinutes + spread, at the latest at the "
+            f"{CONNECTION_CUTOFF_MINUTES}-minute cutoff), and a shorter TTL ends every session "
+            f"as expired; got {values['dataRetentionHours']}"
+        )
+
+
+def reserved_email_domain(address: str) -> str | None:
+    """The reserved domain of ``address`` (example.com, *.invalid, …), or None."""
+    domain = address.rsplit("@", 1)[-1].strip().lower().rstrip(".")
+    if domain in RESERVED_EMAIL_DOMAINS or domain.endswith(RESERVED_EMAIL_SUFFIXES):
+        return domain
+    for reserved in RESERVED_EMAIL_DOMAINS:
+        if domain.endswith("." + reserved):
+            return domain
+    return None
+
+
+def check_deployable(settings: StackSettings) -> None:
+    """What a deployment needs beyond valid values: a protected stack pages a real mailbox.
+
+    Only ``pulumi up`` calls this; the local stack delivers no email and runs any stack file.
+    """
+    if not settings.protect:
+        return
+    domain = reserved_email_domain(settings.alarmEmail)
+    if domain is not None:
+        raise SettingsError(
+            f"config key '{PROJECT}:alarmEmail' is {settings.alarmEmail!r}, a placeholder "
+            f"({domain} is reserved and receives no mail), and '{PROJECT}:protect' is on: "
+            f"replace it with the on-call mailbox in Pulumi.{settings.stack}.yaml "
+            f"(pulumi config set {PROJECT}:alarmEmail <address> --stack {settings.stack})"
+        )
+
+
 def check_aws_keys(keys: Iterable[str]) -> None:
     """Reject ``aws:`` config keys the AWS provider does not read (keys without the prefix)."""
     unknown = sorted(set(keys) - AWS_PROVIDER_KEYS)
     if unknown:
-        import difflib  # only here: every function imports this module in its cold start
-
-        close = [
-            f"aws:{match}"
-            for key in unknown
-            for match in difflib.get_close_matches(key, AWS_PROVIDER_KEYS, n=1)
-        ]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = did_you_mean(unknown, AWS_PROVIDER_KEYS, prefix="aws:")
         raise SettingsError(
             f"unknown config key(s) {', '.join(f'aws:{k}' for k in unknown)}{hint}; the AWS "
             f"provider reads only: {', '.join(sorted(AWS_PROVIDER_KEYS))}"
         )
+
+
+def did_you_mean(unknown: Iterable[str], known: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean PREFIXkey?)`` naming the closest known key of each unknown one (the same
+    key in another case first, then the closest spelling), or ``""`` when none is close."""
+    import difflib  # only here: every function imports this module in its cold start
+
+    choices = sorted(known)
+    by_case = {key.casefold(): key for key in choices}
+    close: list[str] = []
+    for key in unknown:
+        match = by_case.get(key.casefold()) or next(
+            iter(difflib.get_close_matches(key, choices, n=1)), None
+        )
+        if match is not None and f"{prefix}{match}" not in close:
+            close.append(f"{prefix}{match}")
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
@@ -508,18 +627,15 @@ def parse_settings(stack: str, raw: Mapping[str, Any]) -> StackSettings:
         )
     unknown = sorted(set(raw) - set(BY_KEY))
     if unknown:
+        hint = did_you_mean(unknown, BY_KEY, prefix=f"{PROJECT}:")
         raise SettingsError(
-            f"unknown config key(s) {', '.join(f'{PROJECT}:{k}' for k in unknown)}; "
+            f"unknown config key(s) {', '.join(f'{PROJECT}:{k}' for k in unknown)}{hint}; "
             f"known keys: {', '.join(BY_KEY)}"
         )
     values: dict[str, Any] = {}
     for s in SETTINGS:
         values[s.key] = s.parse(raw[s.key]) if raw.get(s.key) not in (None, "") else s.default
-    if values["connectionWarningMinutes"] < values["connectionRefreshMinutes"]:
-        raise SettingsError(
-            f"config key '{PROJECT}:connectionWarningMinutes' must be ≥ connectionRefreshMinutes "
-            f"({values['connectionRefreshMinutes']}); got {values['connectionWarningMinutes']}"
-        )
+    _check_connection_clock(values)
     if values["protect"] and not values["alarmEmail"]:
         raise SettingsError(
             f"config key '{PROJECT}:alarmEmail' is required when '{PROJECT}:protect' is on: "

@@ -22,6 +22,16 @@ class Index:
     range_key: str | None = None
     projected: tuple[str, ...] = ()
 
+    def key_names(self) -> tuple[str, ...]:
+        return (self.hash_key,) + ((self.range_key,) if self.range_key else ())
+
+    def projects(self, attribute: str, table_key: str) -> bool:
+        """Whether the index holds ``attribute`` (so a write that changes it writes the index
+        too: one more write unit)."""
+        if not self.projected:
+            return True  # ALL
+        return attribute in (*self.key_names(), table_key, *self.projected)
+
     def boto3_spec(self) -> dict[str, Any]:
         keys = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
         if self.range_key:
@@ -80,8 +90,19 @@ ACTIVE_SESSIONS_INDEX = Index(
     hash_key="activeShard",
     projected=("listenerCount", "speakerConnectionId", "createdAt", "expiresAt", "isActive"),
 )
+# A session's listeners. It projects only what its queries read besides the keys
+# (connectionId, sessionId, targetLanguage): ``role``, which a claim or a release changes
+# anyway. Everything a heartbeat writes (lastSeenAt, the minute's counter, the notice
+# marks) stays out, so a heartbeat writes the table and not the index: one write unit, not
+# two. Readers (checked by tests/runtime/test_store.py): ``store.listener_connections``
+# (connectionId, role; ``lifecycle`` then reads the whole records it rewrites by key),
+# ``store.count_listeners`` (COUNT, filtered on role), the local console (targetLanguage)
+# and bench/load.py (connectionId, role).
 LISTENERS_INDEX = Index(
-    name="sessionId-targetLanguage-index", hash_key="sessionId", range_key="targetLanguage"
+    name="sessionId-targetLanguage-index",
+    hash_key="sessionId",
+    range_key="targetLanguage",
+    projected=("role",),
 )
 
 SESSIONS = Table(

@@ -121,13 +121,15 @@ def test_cpu_model_from_cpuinfo(tmp_path: Path):
 
 def test_call_budgets():
     assert calls.speaker_disconnect_budget(0) == 3
-    assert calls.speaker_disconnect_budget(10) == 3 + 10 + 1
-    assert calls.speaker_disconnect_budget(500) == 3 + 500 + 20
+    # + one BatchGetItem per 100 listener records and one BatchWriteItem per 25.
+    assert calls.speaker_disconnect_budget(10) == 3 + 10 + 1 + 1
+    assert calls.speaker_disconnect_budget(500) == 3 + 500 + 5 + 20
     assert calls.budget_for("heartbeat") == (1, "≤ 1")
     assert calls.budget_for("createSession") == (3, "≤ 3")
     assert calls.budget_for("joinSession") == (3, "≤ 3")
     assert calls.budget_for("$disconnect (listener)") == (2, "≤ 2")
     assert calls.budget_for("$connect (listener)") == (2, "≤ 2")
+    assert calls.budget_for("$connect (listener, venue address)") == (3, "≤ 3")
     assert calls.budget_for("metricsReporter") is None
 
 
@@ -264,6 +266,7 @@ def test_only_runs_the_named_sections():
     args = bench_main.parse_args(["--only", "gateway"])
     assert not args.skip_gateway
     assert args.skip_local and args.skip_calls and args.skip_cold_start and args.skip_model
+    assert args.skip_rehearsal
     with pytest.raises(SystemExit):
         bench_main.parse_args(["--only", "nope"])
 
@@ -271,16 +274,27 @@ def test_only_runs_the_named_sections():
 # ------------------------------------------------------------------------------- cost
 
 
-def _samples(put: int, emf_bytes: int) -> dict:
+def _samples(put: int, emf_bytes: int, info_bytes: int = 0) -> dict:
     from bench.cost import Sample
 
     extra = {"cloudwatch:PutMetricData": put} if put else {}
+    logs = emf_bytes + info_bytes  # what the function writes: its INFO line (+ EMF)
     return {
-        "$connect (listener)": Sample({"dynamodb:UpdateItem": 1, "dynamodb:PutItem": 1}, 0, 1.0),
-        "joinSession": Sample({"dynamodb:UpdateItem": 3, **extra}, emf_bytes, 1.0),
-        "heartbeat": Sample({"dynamodb:UpdateItem": 1, **extra}, emf_bytes, 1.0),
+        "$connect (listener)": Sample(
+            {"dynamodb:UpdateItem": 1, "dynamodb:PutItem": 1}, 0, 1.0, log_bytes=info_bytes
+        ),
+        # The session's listenerCount (active-sessions index) and the role claim (the
+        # listener index) write an index each.
+        "joinSession": Sample(
+            {"dynamodb:UpdateItem": 3, **extra}, emf_bytes, 1.0, log_bytes=logs, index_writes=2
+        ),
+        "heartbeat": Sample({"dynamodb:UpdateItem": 1, **extra}, emf_bytes, 1.0, log_bytes=logs),
         "$disconnect (listener)": Sample(
-            {"dynamodb:DeleteItem": 1, "dynamodb:UpdateItem": 1, **extra}, emf_bytes, 1.0
+            {"dynamodb:DeleteItem": 1, "dynamodb:UpdateItem": 1, **extra},
+            emf_bytes,
+            1.0,
+            log_bytes=logs,
+            index_writes=2,
         ),
     }
 
@@ -288,17 +302,25 @@ def _samples(put: int, emf_bytes: int) -> dict:
 def test_the_listener_hour_bill_counts_every_priced_unit():
     from bench import cost, prices
 
-    emf = cost.bill(_samples(put=0, emf_bytes=500), hours=1000)
-    api = cost.bill(_samples(put=1, emf_bytes=0), hours=1000)
+    emf = cost.bill(_samples(put=0, emf_bytes=500, info_bytes=300), hours=1000)
+    api = cost.bill(_samples(put=1, emf_bytes=0, info_bytes=300), hours=1000)
     q = emf.quantities
-    assert q["requests"] == 1000 * (1 + 1 + 120 + 1)
+    invocations = 1 + 1 + 120 + 1
+    assert q["requests"] == 1000 * invocations
     assert q["messages"] == 1000 * 2 * (1 + 120)  # each message and its reply
     assert q["minutes"] == 60_000
-    assert q["wru"] == 1000 * (2 + 3 + 120 + 2)
+    # Table writes, plus the index writes of the join and the leave (not of heartbeats).
+    assert q["index_wru"] == 1000 * 4
+    assert q["wru"] == 1000 * (2 + 3 + 120 + 2) + 1000 * 4
     assert q["emf_gb"] == 1000 * 122 * 500 / 1e9
+    # Every line: ours (INFO on every invocation, EMF on the 122 that measure something)
+    # and Lambda's START/END/REPORT.
+    platform = cost.PLATFORM_LOG_BYTES
+    assert q["log_gb"] == pytest.approx(1000 * (invocations * (300 + platform) + 122 * 500) / 1e9)
+    assert api.quantities["log_gb"] == pytest.approx(1000 * invocations * (300 + platform) / 1e9)
     assert api.quantities["puts"] == 1000 * 122 and q["puts"] == 0
     assert api.dollars["CloudWatch PutMetricData"] == prices.PUT_METRIC_DATA.cost(122_000)
-    assert emf.dollars["CloudWatch Logs ingestion"] == prices.LOGS_INGESTION.cost(0.061)
+    assert emf.dollars["CloudWatch Logs ingestion"] == prices.LOGS_INGESTION.cost(q["log_gb"])
     assert emf.total < api.total
     section = cost.cost_section({"emf": emf, "api": api})
     total = section.rows[-1]

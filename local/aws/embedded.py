@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import queue
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from runtime.hash_key import parameter_name_for
 from runtime.settings import PROJECT
 from runtime.store.dynamo import condition_failed
 from runtime.tables import TABLES, Table
+from runtime.terminal import printable
 
 # The supervisor's probe, answered by local.aws.server at once (outside its one-request
 # lock), so a live process answers it even under load and a stopped one never does.
@@ -100,6 +102,8 @@ class EmbeddedAws:
                 self.host,
                 "--port",
                 str(self._requested_port),
+                "--parent",
+                str(os.getpid()),
             ],
             cwd=Path(__file__).resolve().parents[2],
             stdin=subprocess.PIPE,
@@ -139,6 +143,13 @@ class EmbeddedAws:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+    def kill(self) -> None:
+        """Stop the server process at once (nothing it holds is needed any more)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+        self.stop()
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -238,5 +249,5 @@ def _forward(process: subprocess.Popen[bytes], lines: queue.Queue[bytes]) -> Non
         if number == 0:
             lines.put(line)
         else:
-            sys.stderr.write("aws: " + line.decode(errors="replace"))
+            sys.stderr.write("aws: " + printable(line.decode(errors="replace").rstrip("\n")) + "\n")
     lines.put(b"")

@@ -2,7 +2,8 @@
 
 ``python -m local.aws.server --host 127.0.0.1 --port 4566`` binds (port 0: any free port),
 writes ``READY <port>`` on stdout, and serves until its stdin closes, which happens when
-the stack stops it or dies, so it can never outlive its stack. It ignores SIGINT and
+the stack stops it or dies; and the kernel kills it if the stack dies (``--parent``, the
+stack's PID: ``prctl(PR_SET_PDEATHSIG)``), so it can never outlive its stack. It ignores SIGINT and
 SIGTERM: on Ctrl-C the stack still needs DynamoDB to run every ``$disconnect``.
 
 A process of its own keeps moto off the stack's GIL, so 64 handler threads and the event
@@ -52,6 +53,9 @@ from moto.logs.models import logs_backends
 from moto.server import ThreadedMotoServer
 
 from local.aws.embedded import HEALTH_PATH
+from local.common import console
+from local.common.lifeline import die_with_parent
+from runtime.terminal import printable
 
 
 class OneRequestAtATime:
@@ -154,7 +158,7 @@ class AwsErrors:
 
     def __init__(self, app: Any, report: Any = None) -> None:
         self.app = app
-        self.report = report or (lambda line: sys.stderr.write(line + "\n"))
+        self.report = report or (lambda line: sys.stderr.write(printable(line) + "\n"))
 
     def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
         try:
@@ -254,7 +258,7 @@ class Retention:
                 with self.lock:
                     trim()
             except Exception as error:  # never stop the server over bookkeeping
-                sys.stderr.write(f"retention pass failed: {error!r}\n")
+                sys.stderr.write(printable(f"retention pass failed: {error!r}") + "\n")
 
 
 class MotoServer(ThreadedMotoServer):
@@ -274,10 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.aws.server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--parent", type=int, default=None, help="the stack's PID")
     args = parser.parse_args(argv)
+    # Never outlive the stack: the kernel kills this process when the stack dies, whatever
+    # it died of (its stdin's EOF, below, is the other way out).
+    die_with_parent(signal.SIGKILL, args.parent)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    logging.basicConfig(stream=sys.stderr, level=logging.ERROR)
+    console.log_to_stderr(logging.ERROR)
     # werkzeug logs every failed request with its traceback; AwsErrors answers them instead.
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     patch_moto()

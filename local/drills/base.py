@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,12 +23,16 @@ from websockets.asyncio.client import ClientConnection
 
 from client.connection import open_connection
 from runtime.aws import READ_TIMEOUT_S
+from runtime.terminal import printable
 
 ALARM, OK = "ALARM", "OK"
 POLL_S = 0.25
 REPLY_TIMEOUT_S = 30.0
 CONNECTIONS_PER_ADDRESS = 8  # under the default connectionAttemptsPerMinute (20)
 SLOW_CALL_MAX_MS = READ_TIMEOUT_S * 1000 - 200  # a slow call, not yet a read timeout
+# A drill's faults expire this long after their last renewal (every LEASE_S / 3 while it runs).
+LEASE_S = 10.0
+FOR_DRILLS = 'make dev ARGS="--alarm-time-scale 60"'
 
 
 class DrillFailed(Exception):
@@ -54,8 +61,8 @@ class Stack:
             raise DrillFailed(f"{method} {path}: HTTP {error.code} {detail}") from None
         except OSError as error:
             raise DrillFailed(
-                f"no local stack on port {self.port} ({error}); start one with "
-                "python -m local --alarm-time-scale 60"
+                f"no local stack on port {self.port} ({error}); start one for drills with "
+                f"{FOR_DRILLS}"
             ) from None
 
     async def acall(self, method: str, path: str, body: Any = None) -> Any:
@@ -79,6 +86,9 @@ class DrillRun:
     info: dict[str, Any]
     alarm: dict[str, Any]
     clients: list[ClientConnection] = field(default_factory=list)
+    # The faults this run set (by ID), under its own owner name, each on a lease.
+    owner: str = field(default_factory=lambda: f"drill pid {os.getpid()}")
+    faults: list[int] = field(default_factory=list)
     block: int = field(default_factory=lambda: random.randint(1, 254))
     opened: int = 0
     replies: dict[str, int] = field(default_factory=dict)
@@ -117,13 +127,35 @@ class DrillRun:
             return doc
 
     async def fault(self, **fault: Any) -> None:
-        await self.stack.acall("POST", "/_local/faults", fault)
+        """Set a fault under this run's name, on a lease that ``keep_leases`` renews."""
+        doc = {**fault, "owner": self.owner, "durationSeconds": LEASE_S}
+        added = await self.stack.acall("POST", "/_local/faults", doc)
+        self.faults.extend(int(f["id"]) for f in added["faults"])
 
-    async def close_all(self) -> None:
+    async def keep_leases(self) -> None:
+        """Renew this run's faults every LEASE_S / 3 while the drill runs."""
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            for fault_id in list(self.faults):
+                with contextlib.suppress(DrillFailed):  # removed meanwhile
+                    await self.stack.acall(
+                        "PATCH", f"/_local/faults/{fault_id}", {"durationSeconds": LEASE_S}
+                    )
+
+    async def remove_faults(self) -> list[int]:
+        """Remove this run's faults, and only them; returns their IDs."""
+        owner = urllib.parse.quote(self.owner)
+        doc = await self.stack.acall("DELETE", f"/_local/faults?owner={owner}")
+        self.faults.clear()
+        return [int(i) for i in doc.get("removed", [])]
+
+    async def close_all(self) -> int:
         clients, self.clients = self.clients, []
         await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
+        return len(clients)
 
 
 def say(text: str) -> None:
-    sys.stdout.write(f"{time.strftime('%H:%M:%S')}  {text}\n")
+    # Alarm reasons and errors come from the stack: escaped, never raw control characters.
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')}  {printable(text)}\n")
     sys.stdout.flush()

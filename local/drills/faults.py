@@ -12,7 +12,13 @@ the handlers run unchanged and meet a failure exactly where a real one would rea
   Only calls made on a function's own thread are affected.
 
 The local stack's own calls (tables, TTL, metrics) are not affected. ``POST /_local/faults``
-sets them (see ``parse_fault``); ``DELETE`` clears them.
+sets them (see ``parse_fault``); ``DELETE`` clears them, all or only an ``owner``'s.
+
+A fault may carry a lease (``durationSeconds``): the stack removes it when the lease runs out
+(``expire``, run every half second by the stack), unless its setter renews it first
+(``renew``). The fire drills set their faults this way, under their own ``owner``, so a drill
+that dies (even of SIGKILL) leaves nothing behind for long, and never removes a fault that a
+developer set by hand.
 
 A fault may be limited to some operations (``GetItem``…) and to some functions of the route
 table (by name, ``join-session``): the invoker tells which function a worker thread runs.
@@ -27,7 +33,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +41,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.common import console
+from runtime.settings import did_you_mean
 
 KINDS = ("error", "slow", "crash")
+MAX_OWNER_CHARS = 100
 SERVICES = ("dynamodb", "apigatewaymanagementapi", "cloudwatch")
 MAX_DELAY_MS = 120_000
 MAX_DURATION_S = 3600.0
@@ -91,6 +99,8 @@ class Fault:
     error_code: str = "InternalServerError"
     probability: float = 1.0
     expires_at: float | None = None
+    # Who set it (a drill names itself); DELETE ?owner= removes only theirs.
+    owner: str | None = None
     hits: int = 0
     # Set when the fault is removed, so calls held by a ``slow`` fault go on at once.
     cleared: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -120,21 +130,24 @@ class Fault:
             doc.update({"status": self.status, "errorCode": self.error_code})
         if self.expires_at is not None:
             doc["expiresInSeconds"] = round(max(0.0, self.expires_at - time.time()), 1)
+        if self.owner is not None:
+            doc["owner"] = self.owner
         return doc
 
 
-def parse_fault(doc: Any, fault_id: int) -> Fault:
+def parse_fault(doc: Any, fault_id: int, function_names: Collection[str] = ()) -> Fault:
     """A fault from its JSON description, e.g.
 
     ``{"service": "dynamodb", "kind": "error"}``,
     ``{"service": "dynamodb", "kind": "slow", "delayMs": 1500, "functions": ["join-session"]}``;
     optional: ``operations``, ``status`` (500), ``errorCode``, ``probability`` (1),
-    ``durationSeconds`` (until cleared).
+    ``durationSeconds`` (until cleared), ``owner``. ``functions`` must name functions of
+    ``function_names`` when it is given (the route table's).
     """
     if not isinstance(doc, Mapping):
         raise FaultError("a fault is a JSON object")
     known = {"service", "kind", "operations", "functions", "delayMs", "status", "errorCode",
-             "probability", "durationSeconds"}  # fmt: skip
+             "probability", "durationSeconds", "owner"}  # fmt: skip
     unknown = sorted(set(doc) - known)
     if unknown:
         raise FaultError(
@@ -148,6 +161,13 @@ def parse_fault(doc: Any, fault_id: int) -> Fault:
     fault = Fault(fault_id, service, kind)
     fault.operations = _names(doc, "operations")
     fault.functions = _names(doc, "functions")
+    unknown_functions = [f for f in fault.functions if function_names and f not in function_names]
+    if unknown_functions:
+        raise FaultError(
+            f"no function {', '.join(map(repr, unknown_functions))}"
+            f"{did_you_mean(unknown_functions, function_names)}; the functions are: "
+            f"{', '.join(function_names)}"
+        )
     if kind == "slow":
         fault.delay_ms = _number(doc, "delayMs", 1, MAX_DELAY_MS, required=True)
     fault.status = _number(doc, "status", 400, 599, default=500)
@@ -160,9 +180,17 @@ def parse_fault(doc: Any, fault_id: int) -> Fault:
         raise FaultError("'probability' must be a number in (0, 1]")
     fault.probability = float(probability)
     if "durationSeconds" in doc:
-        duration = _number(doc, "durationSeconds", 0.1, MAX_DURATION_S, required=True)
-        fault.expires_at = time.time() + duration
+        fault.expires_at = time.time() + lease_seconds(doc)
+    owner = doc.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER_CHARS):
+        raise FaultError(f"'owner' must be a string of 1 to {MAX_OWNER_CHARS} characters")
+    fault.owner = owner
     return fault
+
+
+def lease_seconds(doc: Mapping[str, Any]) -> float:
+    """A fault's (or a renewal's) ``durationSeconds``, checked."""
+    return float(_number(doc, "durationSeconds", 0.1, MAX_DURATION_S, required=True))
 
 
 def _names(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -194,10 +222,12 @@ def _number(
 class FaultInjector:
     """The active faults, and the hook that applies them to a botocore client."""
 
-    def __init__(self) -> None:
+    def __init__(self, function_names: Collection[str] = ()) -> None:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # A fault's ``functions`` must be among these (when given): a typo would never match.
+        self.function_names = tuple(function_names)
 
     def install(self, client: Any) -> None:
         """Apply the faults to every request ``client`` sends from now on."""
@@ -208,7 +238,7 @@ class FaultInjector:
 
     def add(self, *docs: Any) -> list[Fault]:
         """Add the faults described by ``docs`` (all or none: FaultError names the bad one)."""
-        faults = [parse_fault(doc, next(self._ids)) for doc in docs]
+        faults = [parse_fault(doc, next(self._ids), self.function_names) for doc in docs]
         with self._lock:
             self._faults.extend(faults)
         for fault in faults:
@@ -216,31 +246,60 @@ class FaultInjector:
         return faults
 
     def clear(self) -> int:
+        """Remove every fault; returns how many there were."""
+        return len(self.remove())
+
+    def remove(self, owner: str | None = None, fault_id: int | None = None) -> list[int]:
+        """Remove every fault, or only ``owner``'s, or only fault ``fault_id``; returns the IDs
+        removed (calls a ``slow`` one holds go on at once)."""
         with self._lock:
-            faults, self._faults = self._faults, []
-        for fault in faults:
+            gone = [
+                f
+                for f in self._faults
+                if (owner is None or f.owner == owner) and (fault_id is None or f.id == fault_id)
+            ]
+            self._faults = [f for f in self._faults if f not in gone]
+        for fault in gone:
             fault.cleared.set()
-        if faults:
-            console.say(f"fault -   cleared {len(faults)} fault(s)")
-        return len(faults)
+        if gone:
+            whose = f" of {owner}" if owner is not None else ""
+            ids = ", ".join(str(f.id) for f in gone)
+            console.say(f"fault -   removed {len(gone)} fault(s){whose}: {ids}")
+        return [f.id for f in gone]
+
+    def renew(self, fault_id: int, duration_s: float) -> Fault | None:
+        """Extend fault ``fault_id``'s lease to ``duration_s`` from now; None if it is gone."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.id == fault_id:
+                    fault.expires_at = time.time() + duration_s
+                    return fault
+        return None
 
     def describe(self) -> list[dict[str, Any]]:
+        self.expire()
         with self._lock:
-            self._expire()
             return [f.describe() for f in self._faults]
 
-    def _expire(self) -> None:
+    def expire(self) -> list[int]:
+        """Remove the faults whose lease has run out (the stack calls this every half second,
+        so a lease is kept even when no call meets the fault); returns their IDs."""
         now = time.time()
-        for fault in [f for f in self._faults if f.expires_at is not None and f.expires_at <= now]:
+        with self._lock:
+            due = [f for f in self._faults if f.expires_at is not None and f.expires_at <= now]
+            self._faults = [f for f in self._faults if f not in due]
+        for fault in due:
             fault.cleared.set()
-            self._faults.remove(fault)
+            whose = f" (set by {fault.owner})" if fault.owner else ""
+            console.say(f"fault -   fault {fault.id}{whose} expired: its lease ran out")
+        return [f.id for f in due]
 
     def _matching(self, service: str, operation: str) -> list[Fault]:
         if getattr(_current, "exempt", False):
             return []
         function = current_function()
+        self.expire()
         with self._lock:
-            self._expire()
             found = [f for f in self._faults if f.matches(service, operation, function)]
             for fault in found:
                 fault.hits += 1
@@ -258,7 +317,7 @@ class FaultInjector:
             if fault.kind == "slow":
                 delay_s = fault.delay_ms / 1000
                 if fault.cleared.wait(min(delay_s, read_timeout_s)):
-                    continue  # cleared meanwhile: the call goes on
+                    continue  # removed or expired meanwhile: the call goes on
                 if delay_s > read_timeout_s:
                     raise ReadTimeoutError(endpoint_url=request.url)
             elif fault.kind == "crash":

@@ -51,6 +51,10 @@ class ApiInfo:
     stage: str
     domain_name: str
     region: str
+    # Connections age this many times faster than the wall clock (``--alarm-time-scale``):
+    # the events' ``connectedAt`` is moved back so the functions see the scaled age, and a
+    # refresh due at 100 minutes comes after 100 s at 60. 1: API Gateway's own clock.
+    age_scale: float = 1.0
 
 
 @dataclass
@@ -62,6 +66,13 @@ class Peer:
     user_agent: str
     connected_at: int  # epoch ms
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def scaled_connected_at(connected_at_ms: int, now_ms: int, scale: float) -> int:
+    """The ``connectedAt`` that makes a connection ``scale`` times as old as it is."""
+    if scale == 1:
+        return connected_at_ms
+    return now_ms - round(max(0, now_ms - connected_at_ms) * scale)
 
 
 def _request_context(
@@ -79,7 +90,7 @@ def _request_context(
         "requestTime": _request_time(epoch),
         "messageDirection": "IN",
         "stage": api.stage,
-        "connectedAt": peer.connected_at,
+        "connectedAt": scaled_connected_at(peer.connected_at, epoch, api.age_scale),
         "requestTimeEpoch": epoch,
         "identity": identity,
         "requestId": request_id,

@@ -39,7 +39,11 @@ class StdoutTap(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        written = self.target.write(text)
+        try:
+            written = self.target.write(text)
+        except (OSError, ValueError):  # the reader of stdout is gone (| jq stopped first)
+            console.discard_if_broken(self.target)
+            written = len(text)
         thread = threading.get_ident()
         with self._lock:
             pending = self._partial.pop(thread, "") + text
@@ -53,7 +57,10 @@ class StdoutTap(io.TextIOBase):
         return written
 
     def flush(self) -> None:
-        self.target.flush()
+        try:
+            self.target.flush()
+        except (OSError, ValueError):
+            console.discard_if_broken(self.target)
 
     def fileno(self) -> int:
         return self.target.fileno()

@@ -41,6 +41,8 @@ class GatewayOptions:
     port: int = 8080
     idle_timeout_s: float = 600.0
     max_connection_s: float = 7200.0
+    # How much faster connections age in the functions' events (``ApiInfo.age_scale``).
+    age_scale: float = 1.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # How long an HTTP connection may take to send a request head (from opening, or from
     # its previous response): the slowloris guard, and the idle keep-alive limit.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from local.gateway.web import json_error
+from local.common.http import json_error
 
 if TYPE_CHECKING:
     from local.gateway.websocket import Gateway

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from local.common import console
+from local.common.http import json_error
 from local.gateway.loopback import loopback_middleware
 
 # aiohttp's defaults, named: 8 KB per request line or header field, 128 fields.
@@ -34,10 +35,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NotFound = Callable[[web.Request], str]
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"message": message}, status=status, headers=headers)
 
 
 def build_app(not_found: NotFound) -> web.Application:

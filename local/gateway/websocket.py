@@ -12,7 +12,9 @@ API Gateway behaviour reproduced here:
 * Route selection on ``$request.body.action``; ``$default`` for anything else (not JSON, no
   or unknown action, reserved ``$…`` names, nested too deeply to read). Two-way routes send
   the handler's ``body`` back as one text frame.
-* A binary frame is refused: the connection is closed with 1003, as API Gateway does.
+* A binary frame is refused: the connection is closed with 1003, as API Gateway does; an
+  unmasked client frame closes it with 1002 (``local.gateway.framing``), and a close frame
+  without a status code is reported as 1005.
 * 128 KB message limit (close 1009), idle timeout and maximum connection duration (1001).
 * ``$disconnect`` exactly once for every connection whose ``$connect`` succeeded, however it
   ends: client close, abrupt TCP drop, server-initiated close, shutdown.
@@ -33,6 +35,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from local.common import console
+from local.common.http import json_error
 from local.functions.events import (
     ApiInfo,
     Peer,
@@ -49,7 +52,6 @@ from local.gateway.connection import (
     CONNECT_ROUTE,
     DISCONNECT_ROUTE,
     GOING_AWAY,
-    MESSAGE_TOO_BIG,
     UNSUPPORTED_DATA,
     GatewayOptions,
     LocalConnection,
@@ -57,6 +59,7 @@ from local.gateway.connection import (
     select_route,
 )
 from local.gateway.connections_api import connections_routes
+from local.gateway.framing import REFUSED_FRAMES, GatewayWebSocket, close_code_received
 from local.gateway.integration import (
     connect_answer,
     event_headers,
@@ -65,7 +68,7 @@ from local.gateway.integration import (
     unavailable,
 )
 from local.gateway.metrics import ApiGatewayMetrics
-from local.gateway.web import build_app, json_error, serve_on
+from local.gateway.web import build_app, serve_on
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
 
@@ -135,6 +138,7 @@ class Gateway:
             stage=self.options.stage,
             domain_name=f"localhost:{self.port}",
             region=self.options.region,
+            age_scale=self.options.age_scale,
         )
 
     async def start(self) -> None:
@@ -173,7 +177,7 @@ class Gateway:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         """``/`` and ``/{stage}``: the WebSocket handshake, $connect, then the frames."""
-        ws = web.WebSocketResponse(
+        ws = GatewayWebSocket(
             timeout=CLOSE_TIMEOUT_S,
             autoping=True,
             heartbeat=self.options.ping_interval_s,
@@ -299,11 +303,13 @@ class Gateway:
                 self._tasks.add(task)
                 task.add_done_callback(self._frame_done(record))
             elif message.type is WSMsgType.CLOSE:  # the client's close frame (answered)
-                record.ended_by = (int(message.data), message.extra or "")
+                # A close frame without a status code is 1005, not aiohttp's 0.
+                record.ended_by = (close_code_received(int(message.data)), message.extra or "")
                 return
             elif message.type is WSMsgType.ERROR:
-                if getattr(message.data, "code", None) == MESSAGE_TOO_BIG:
-                    record.ended_by = (MESSAGE_TOO_BIG, "Message too big")
+                code = getattr(message.data, "code", None)
+                if code in REFUSED_FRAMES:  # too big, or unmasked (local.gateway.framing)
+                    record.ended_by = (code, REFUSED_FRAMES[code])
                     self._count("client_error")
                 return
             else:  # CLOSING (we are closing it) or CLOSED (the TCP connection is gone)

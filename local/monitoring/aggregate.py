@@ -39,7 +39,7 @@ def _values(datum: Mapping[str, Any]) -> list[tuple[float, float]]:
     return []
 
 
-def aggregate(metric_data: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+def aggregate(metric_data: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """``metric_data`` as one statistic set per metric, dimension set, unit and second
     (statistic sets given are passed on as they are)."""
     sets: dict[_Key, list[float]] = {}
@@ -69,7 +69,7 @@ def aggregate(metric_data: Iterable[Mapping[str, Any]], now: float) -> list[dict
             stats[3] = max(stats[3], value)
     out = passed
     for (name, dimensions, unit, resolution, second), (count, total, low, high) in sets.items():
-        datum: dict[str, Any] = {
+        statistic_set: dict[str, Any] = {
             "MetricName": name,
             "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions],
             "Timestamp": datetime.fromtimestamp(second, UTC),
@@ -82,8 +82,8 @@ def aggregate(metric_data: Iterable[Mapping[str, Any]], now: float) -> list[dict
             "Unit": unit,
         }
         if resolution == 1:
-            datum["StorageResolution"] = 1
-        out.append(datum)
+            statistic_set["StorageResolution"] = 1
+        out.append(statistic_set)
     return out
 
 

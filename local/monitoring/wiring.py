@@ -26,6 +26,7 @@ from aiohttp import web
 
 from local.aws.embedded import EmbeddedAws
 from local.common import console
+from local.common.background import cancel_and_wait
 from local.config import LocalConfig
 from local.drills.faults import FaultInjector
 from local.functions.events import function_name
@@ -45,6 +46,7 @@ from runtime.routes import ROUTES
 from runtime.settings import PROJECT
 
 PUT_METRIC_DATA_EVENT = "provide-client-params.cloudwatch.PutMetricData"
+FAULT_EXPIRY_INTERVAL_S = 0.5
 
 
 def alarm_topic_name(stack: str) -> str:
@@ -58,7 +60,9 @@ class LocalMonitoring:
         self.time_scale = time_scale
         # A bucket no longer than the shortest alarm period (a minute) at this time scale.
         self.store = MetricStore(resolution_s=min(1.0, ONE_MINUTE / time_scale))
-        self.faults = FaultInjector()
+        # A fault naming a function that does not exist is refused (it would never match).
+        self.faults = FaultInjector(function_names=[f.name for f in ROUTES])
+        self._expiry: asyncio.Task[None] | None = None
         self.evaluator: AlarmEvaluator | None = None
         self.runner: AlarmRunner | None = None
         self.lambda_metrics: LambdaMetrics | None = None
@@ -126,6 +130,14 @@ class LocalMonitoring:
             mirror=self.resources.mirror,
         )
         self.runner.start()
+        self._expiry = asyncio.create_task(self._expire_faults())
+
+    async def _expire_faults(self) -> None:
+        """Enforce the faults' leases: remove each one when its lease runs out, whether or
+        not a call meets it (a drill killed with SIGKILL leaves no fault behind)."""
+        while True:
+            await asyncio.sleep(FAULT_EXPIRY_INTERVAL_S)
+            self.faults.expire()
 
     def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
         """Publish the gateway's AWS/ApiGateway metrics (once it is bound: its API ID is known)."""
@@ -151,6 +163,7 @@ class LocalMonitoring:
         return monitoring_routes(self.evaluator, self.faults)
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._expiry)
         self.faults.clear()
         if self.runner is not None:
             await self.runner.stop()

@@ -1,4 +1,5 @@
-"""``$connect``: rate-limit handshakes per client IP, verify a speaker token, record the connection.
+"""``$connect``: rate-limit handshakes per client IP (a token bucket), verify a speaker token,
+record the connection.
 
 It never posts to the connection: API Gateway answers 410 Gone until ``$connect`` returns.
 A ServiceError rejects the handshake with its status (429, 401, 503).
@@ -15,8 +16,6 @@ from runtime.invocation import Invocation, connection_event
 from runtime.observability import logs
 from runtime.protocol import now_ms
 
-WINDOW_S = 60
-
 
 def _token(inv: Invocation) -> str | None:
     """The ``token`` query parameter; an empty one counts as absent (a listener's URL template)."""
@@ -29,13 +28,15 @@ def _token(inv: Invocation) -> str | None:
 def handler(inv: Invocation) -> None:
     cfg = config()
     logs.set_invocation_fields(userContext={"ipHash": inv.ip_hash})
-    rate_limits.enforce(
+    # A token bucket per address: a venue's audience (one NAT address) connects at once,
+    # a loop from one address is slowed to connectionAttemptsPerMinute after the burst.
+    rate_limits.take_token(
         inv,
         inv.operation,
         "ip",
         inv.source_ip or "unknown",
-        cfg.connectionAttemptsPerMinute,
-        WINDOW_S,
+        per_minute=cfg.connectionAttemptsPerMinute,
+        burst=cfg.connectionBurstPerAddress,
     )
     token = _token(inv)
     user_id = None

@@ -11,11 +11,13 @@ gets its ack: the socket is open, and recreating the record would resurrect a fi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from runtime import fanout, store
+from runtime import fanout, refresh_tokens, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
+from runtime.hashing import keyed_hash
 from runtime.invocation import Invocation, message_route
 from runtime.messages import (
     ConnectionRefreshRequired,
@@ -27,10 +29,36 @@ from runtime.messages import (
 from runtime.metric_names import DEPENDENCY_FAILURES, HEARTBEAT_LATENCY
 from runtime.observability.logs import log
 from runtime.protocol import now_ms
+from runtime.settings import CONNECTION_CUTOFF_MINUTES
 
 # API Gateway closes every WebSocket connection after two hours.
-MAX_CONNECTION_MINUTES = 120
+MAX_CONNECTION_MINUTES = CONNECTION_CUTOFF_MINUTES
 _MINUTE_MS = 60_000
+
+
+def refresh_offset_ms(
+    connection_id: str, spread_minutes: int, *, hash_hex: Callable[[str], str] = keyed_hash
+) -> int:
+    """This connection's own delay of its refresh push, in [0, spread): stable for the
+    connection (a keyed hash of its ID, so a client cannot choose it by its ID), spread
+    evenly over the connections of an audience that joined together. ``hash_hex`` is for
+    models that have no stack key (bench/refresh_model.py)."""
+    spread_ms = spread_minutes * _MINUTE_MS
+    if spread_ms <= 0:
+        return 0
+    return int(hash_hex("refresh:" + connection_id), 16) % spread_ms
+
+
+def refresh_due_ms(
+    connection_id: str,
+    refresh_minutes: int,
+    spread_minutes: int,
+    *,
+    hash_hex: Callable[[str], str] = keyed_hash,
+) -> int:
+    """The connection age (ms) at which ``connectionRefreshRequired`` is pushed to it."""
+    offset = refresh_offset_ms(connection_id, spread_minutes, hash_hex=hash_hex)
+    return refresh_minutes * _MINUTE_MS + offset
 
 
 @message_route(latency=HEARTBEAT_LATENCY)
@@ -43,7 +71,11 @@ def handler(inv: Invocation, message: dict[str, Any]) -> HeartbeatAck:
             inv.connection_id,
             now_ms=now,
             per_minute=cfg.heartbeatsPerMinute,
-            refresh_due=_reached(age_ms, cfg.connectionRefreshMinutes),
+            refresh_due=age_ms is not None
+            and age_ms
+            >= refresh_due_ms(
+                inv.connection_id, cfg.connectionRefreshMinutes, cfg.connectionRefreshSpreadMinutes
+            ),
             warning_due=_reached(age_ms, cfg.connectionWarningMinutes),
             connected_at_ms=inv.connected_at_ms or None,
         )
@@ -83,21 +115,22 @@ def _push_refresh_required(inv: Invocation, record: store.ConnectionItem, now: i
         # Nothing to refresh into; the warning (if due) still tells the client the clock.
         log.debug("refresh age reached by a connection without a role; nothing pushed")
         return
-    notice: ConnectionRefreshRequired
     session_id, language = record["sessionId"], record.get("targetLanguage")
+    notice: ConnectionRefreshRequired = {
+        "type": "connectionRefreshRequired",
+        "sessionId": session_id,
+        "role": role,
+        "refreshToken": refresh_tokens.issue(session_id, role, inv.connection_id),
+        "timestamp": now,
+    }
     if role == store.LISTENER and language:
+        # Key order as documented: targetLanguage after role.
         notice = {
             "type": "connectionRefreshRequired",
             "sessionId": session_id,
             "role": role,
             "targetLanguage": language,
-            "timestamp": now,
-        }
-    else:
-        notice = {
-            "type": "connectionRefreshRequired",
-            "sessionId": session_id,
-            "role": role,
+            "refreshToken": notice["refreshToken"],
             "timestamp": now,
         }
     _push(inv, notice)

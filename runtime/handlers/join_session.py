@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime import session_lookups, store
+from runtime import refresh_tokens, session_lookups, store
 from runtime.config import config
 from runtime.errors import ErrorCode, ServiceError
 from runtime.invocation import Invocation, message_route
@@ -110,5 +110,6 @@ def handler(inv: Invocation, message: dict[str, Any]) -> SessionJoined:
         sourceLanguage=session.get("sourceLanguage"),
         targetLanguage=target_language,
         listenerCount=session.get("listenerCount"),
+        refreshToken=refresh_tokens.issue(session_id, store.LISTENER, inv.connection_id),
         timestamp=now_ms(),
     )

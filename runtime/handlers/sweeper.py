@@ -153,11 +153,14 @@ class Sweep:
             ).info("session ended by the sweeper")
 
         # The speaker condition makes a concurrent refresh (new speaker, new TTL) win.
+        # The index does not project the speaker's user: one read, only for a session to end.
+        user_id = (store.get_session(session_id) or {}).get("speakerUserId")
         ended = lifecycle.end_session(
             self.inv,
             session_id,
             EXPIRED,
             speaker_connection_id=session.get("speakerConnectionId"),
+            user_id=user_id,
             tell_speaker=speaker_present,
             on_ended=ended_here,
         )

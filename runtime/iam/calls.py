@@ -186,7 +186,9 @@ class Enforcer:
     change them); ``on_request`` is told of every checked request and whether it was allowed
     (recording), ``on_denied`` of every denial (the local stack's stderr line and metrics).
     ``overrides`` replaces a function's route-table entry when its policy is built (the
-    mutation test's narrowed grants).
+    mutation test's narrowed grants); ``revoked`` denies (action, resource) patterns to a
+    function whatever its policy grants (the local stack's ``--iam-deny``: try how a missing
+    grant shows).
     """
 
     def __init__(
@@ -200,10 +202,15 @@ class Enforcer:
         self.on_denied = on_denied
         self.on_request = on_request
         self.overrides: dict[str, Function] = {}
+        self.revoked: dict[str, tuple[tuple[str, str], ...]] = {}
         self._id = f"runtime-iam-{uuid.uuid4().hex}"
 
     def policy(self, function: Function, names: StackNames) -> dict[str, Any]:
-        return function_policy(self.overrides.get(function.name, function), names)
+        policy = function_policy(self.overrides.get(function.name, function), names)
+        for action, resource in self.revoked.get(function.name, ()):
+            deny = {"Sid": "Revoked", "Effect": "Deny", "Action": action, "Resource": resource}
+            policy["Statement"].append(deny)
+        return policy
 
     def check(
         self, function: Function, service: str, operation: str, params: Mapping[str, Any]

@@ -24,9 +24,11 @@ from runtime.store.connections import (
     listener_connections,
     put_connection,
     release_roles,
+    whole_records,
 )
 from runtime.store.dynamo import Conflict, Record, from_item, now_s, to_item, ttl_from_now
 from runtime.store.rate_windows import (
+    BUCKET_TAT,
     FAILED_LOOKUPS,
     HEARTBEAT_WINDOW_MS,
     REFRESH_NOTIFIED,
@@ -36,6 +38,8 @@ from runtime.store.rate_windows import (
     failed_lookups,
     heartbeat_window,
     record_heartbeat,
+    stale_windows,
+    take_from_bucket,
 )
 from runtime.store.records import ConnectionItem, SessionItem
 from runtime.store.sessions import (
@@ -46,9 +50,11 @@ from runtime.store.sessions import (
     add_refreshed_listener,
     create_session,
     end_session,
+    forget_user_sessions,
     get_session,
     remove_listener,
     swap_speaker,
+    user_key,
 )
 from runtime.store.sweeps import (
     count_listeners,
@@ -63,6 +69,7 @@ from runtime.store.sweeps import (
 
 __all__ = [
     "ACTIVE_SHARD",
+    "BUCKET_TAT",
     "COUNTERS_KEY",
     "FAILED_LOOKUPS",
     "HEARTBEAT_WINDOW_MS",
@@ -89,6 +96,7 @@ __all__ = [
     "end_session",
     "existing_connections",
     "failed_lookups",
+    "forget_user_sessions",
     "from_item",
     "get_connection",
     "get_session",
@@ -104,8 +112,12 @@ __all__ = [
     "sessions_by_id",
     "set_active_sessions",
     "set_listener_count",
+    "stale_windows",
     "swap_speaker",
     "sweep_connections",
+    "take_from_bucket",
     "to_item",
     "ttl_from_now",
+    "user_key",
+    "whole_records",
 ]

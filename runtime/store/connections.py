@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import cast
 
 from runtime import aws, clock
 from runtime.config import config
 from runtime.store.dynamo import (
+    batch_get,
     batch_write,
     delete_request,
     from_item,
@@ -106,7 +107,9 @@ def delete_connection(connection_id: str) -> ConnectionItem | None:
 
 
 def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
-    """Every listener connection record of a session, through the GSI, page by page."""
+    """Every listener of a session, through the GSI, page by page: ``connectionId``,
+    ``sessionId``, ``targetLanguage`` and ``role`` only (the index projects no more; see
+    ``runtime.tables.LISTENERS_INDEX``). ``whole_records`` reads the rest."""
     request = {
         "TableName": config().connections_table,
         "IndexName": LISTENERS_INDEX.name,
@@ -118,8 +121,24 @@ def listener_connections(session_id: str) -> Iterator[ConnectionItem]:
             yield cast("ConnectionItem", record)
 
 
+def whole_records(partial: Iterable[ConnectionItem], *, session_id: str) -> list[ConnectionItem]:
+    """The current whole records of these listeners that still are listeners of
+    ``session_id`` (consistent BatchGetItem, 100 per call): a record deleted or released
+    since the index was read is left out, so it is neither told nor rewritten."""
+    ids = [record["connectionId"] for record in partial]
+    current = (
+        cast("ConnectionItem | None", from_item(item))
+        for item in batch_get(config().connections_table, "connectionId", ids, None)
+    )
+    return [
+        record
+        for record in current
+        if record and record.get("role") == LISTENER and record.get("sessionId") == session_id
+    ]
+
+
 # What a role adds to a connection record; releasing the role removes exactly these.
-ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy")
+ROLE_ATTRIBUTES = ("role", "sessionId", "targetLanguage", "claimedBy", "replacedAt")
 
 
 def release_roles(records: list[ConnectionItem]) -> int:
@@ -129,7 +148,8 @@ def release_roles(records: list[ConnectionItem]) -> int:
     Each record is written back without its role attributes, keeping everything else
     (``connectedAt``, ``lastSeenAt``, ``userId``, …): the connection is still open, may join
     another session on the same socket, and the sweeper judges its liveness by those fields.
-    ``records`` must be whole records (the listener index projects every attribute).
+    ``records`` must be whole records (``whole_records``: the listener index projects only
+    the keys and ``role``).
     A batch write cannot be conditional: a connection whose ``$disconnect`` ran between the
     caller's read and this write gets a role-less record back, which holds no place; the
     sweeper closes it (410) once it is silent.

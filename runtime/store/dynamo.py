@@ -198,18 +198,20 @@ def batch_get(
     table: str,
     key: str,
     ids: Iterable[str],
-    projection: str,
+    projection: str | None,
     names: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every item of ``table`` whose ``key`` is one of ``ids`` (consistent BatchGetItem, 100 keys
-    per call), as DynamoDB returns it; raises when keys stay unprocessed after bounded retries."""
+    per call), as DynamoDB returns it (whole items when ``projection`` is None); raises when
+    keys stay unprocessed after bounded retries."""
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), BATCH_GET_KEYS):
         request: dict[str, Any] = {
             "Keys": [to_item({key: value}) for value in unique[start : start + BATCH_GET_KEYS]],
-            "ProjectionExpression": projection,
             "ConsistentRead": True,
         }
+        if projection is not None:
+            request["ProjectionExpression"] = projection
         if names:
             request["ExpressionAttributeNames"] = dict(names)
         pending: dict[str, Any] = {table: request}

@@ -53,6 +53,73 @@ def count_in_window(
     )
 
 
+# A token bucket's one attribute: its theoretical arrival time (epoch ms), GCRA-style.
+BUCKET_TAT = "tat"
+# Attempts of the two-write take before it gives up and lets the request through (a
+# concurrent writer moved the bucket between them; more rounds would not be worth it).
+_BUCKET_ROUNDS = 3
+
+
+def take_from_bucket(
+    identifier: str, *, now_ms: int, interval_ms: int, burst: int, expires_at: int
+) -> int | None:
+    """Take one token from the RateLimits item ``identifier``: a token bucket of ``burst``
+    tokens refilled one per ``interval_ms``. None when taken; else how many ms until the
+    next token.
+
+    The bucket is one number, ``tat`` (the generic cell rate algorithm): a full bucket has
+    ``tat`` ≤ now, each token taken moves it ``interval_ms`` on, and a token is there while
+    ``tat`` ≤ now + (burst − 1) × interval. A DynamoDB update cannot compute max(tat, now),
+    so the two cases are two conditional writes: an idle bucket (absent, or ``tat`` ≤ now) is
+    restarted at now + interval — one write, the common case of an address seen for the
+    first time in a while — and a bucket in use is advanced by one interval while under the
+    ceiling: two writes (the first one's failed condition returns ``tat``). A refusal costs
+    one or two. Concurrent takes cannot overshoot: each write's condition is checked
+    atomically.
+    """
+    ceiling = now_ms + (burst - 1) * interval_ms
+    table = config().rate_limits_table
+    key = to_item({"identifier": identifier})
+    names = {"#tat": BUCKET_TAT}
+    for _ in range(_BUCKET_ROUNDS):
+        try:
+            update_or_conflict(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #tat = :next, expiresAt = :exp",
+                ConditionExpression="attribute_not_exists(#tat) OR #tat <= :now",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values(
+                    next=now_ms + interval_ms, now=now_ms, exp=expires_at
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return None
+        except Conflict as idle_refused:
+            tat = int((idle_refused.item or {}).get(BUCKET_TAT, 0))
+        if tat > ceiling:
+            return tat - ceiling
+        try:
+            update_or_conflict(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #tat = #tat + :interval, expiresAt = :exp",
+                ConditionExpression="#tat > :now AND #tat <= :ceiling",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values(
+                    interval=interval_ms, now=now_ms, ceiling=ceiling, exp=expires_at
+                ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return None
+        except Conflict as busy_refused:
+            tat = int((busy_refused.item or {}).get(BUCKET_TAT, 0))
+        if tat > ceiling:
+            return tat - ceiling
+        # Concurrent takes moved it between the two writes (or it went idle): again.
+    return None
+
+
 def count_failed_lookup(identifier: str, *, window_start: int, expires_at: int) -> None:
     """Count one failed session lookup on the RateLimits item ``identifier`` (no condition)."""
     aws.dynamodb().update_item(
@@ -80,6 +147,9 @@ HEARTBEAT_WINDOW_MS = 60_000
 # How many earlier windows a heartbeat removes at most: a connection lives two hours at most
 # (API Gateway), so no older window can exist.
 MAX_STALE_WINDOWS = 121
+# Minutes past heartbeatTimeoutSeconds before a silent connection is surely closed: the
+# sweeper runs every minute, and one more for a pass that overran.
+SWEEP_SLACK_WINDOWS = 3
 REFRESH_NOTIFIED = "refreshNotifiedAt"
 WARNING_NOTIFIED = "warningNotifiedAt"
 
@@ -89,12 +159,24 @@ def heartbeat_window(now_ms: int) -> int:
     return now_ms // HEARTBEAT_WINDOW_MS
 
 
-def stale_windows(window: int, connected_at_ms: int | None) -> range:
+def stale_windows(window: int, connected_at_ms: int | None, silence_s: int | None = None) -> range:
     """The windows a heartbeat in ``window`` removes: every earlier one since the connection
-    opened (at most ``MAX_STALE_WINDOWS``); without ``connected_at_ms``, the previous one."""
+    opened (at most ``MAX_STALE_WINDOWS``); without ``connected_at_ms``, the previous one.
+
+    With ``silence_s`` (how long a connection may stay silent before the sweeper closes it),
+    only the windows of that silence plus ``SWEEP_SLACK_WINDOWS``: a heartbeat after a longer
+    silence does not come (the sweeper closed the connection), so no counter older than that
+    can exist. Without the bound a heartbeat late in a connection's two hours REMOVEd over a
+    hundred names, and the local stack, whose connections age on the alarms' clock, spent
+    its embedded DynamoDB parsing them (the rehearsal's heartbeats timed out).
+    """
     first = window - 1
     if connected_at_ms is not None:
-        first = min(first, max(heartbeat_window(connected_at_ms), window - MAX_STALE_WINDOWS))
+        oldest = window - MAX_STALE_WINDOWS
+        if silence_s is not None:
+            oldest = max(oldest, window - (silence_s * 1000 // HEARTBEAT_WINDOW_MS + 1)
+                         - SWEEP_SLACK_WINDOWS)  # fmt: skip
+        first = min(first, max(heartbeat_window(connected_at_ms), oldest))
     return range(first, window)
 
 
@@ -123,7 +205,11 @@ def record_heartbeat(
     """
     window = heartbeat_window(now_ms)
     names = {"#cur": f"hb{window}"}
-    stale = {f"#old{n}": f"hb{w}" for n, w in enumerate(stale_windows(window, connected_at_ms))}
+    silence_s = config().heartbeatTimeoutSeconds
+    stale = {
+        f"#old{n}": f"hb{w}"
+        for n, w in enumerate(stale_windows(window, connected_at_ms, silence_s))
+    }
     names.update(stale)
     sets = ["lastSeenAt = :now"]
     for due, attribute, alias in (

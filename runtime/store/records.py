@@ -25,6 +25,7 @@ class SessionItem(TypedDict, total=False):
     activeShard: str  # only while active: the sparse active-sessions index
     endReason: str
     endedAt: int  # epoch ms
+    speakerSince: int  # epoch ms: when a refresh last moved the speaker
     missingSpeaker: str  # the speaker connection a sweep found without a record ...
     missingSpeakerSince: int  # ... and since when (epoch ms)
     activeSessions: int  # only on the counter item (sessionId "#counters")
@@ -47,5 +48,6 @@ class ConnectionItem(TypedDict, total=False):
     ipHash: str  # keyed hash, never the raw IP
     ttl: int  # epoch seconds: the TTL
     claimedBy: str  # the request ID that claimed the role
+    replacedAt: int  # epoch ms: a listener refresh (with this connection's token) replaced it
     refreshNotifiedAt: int  # epoch ms
     warningNotifiedAt: int  # epoch ms

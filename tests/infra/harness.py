@@ -33,6 +33,10 @@ from runtime.settings import PROJECT
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "__main__.py"
 ACCOUNT = "123456789012"
+# What an operator sets in place of Pulumi.prod.yaml's alarmEmail placeholder, which the
+# program refuses (reserved domain): runs of the prod stack file set this as an operator must.
+OPERATOR_ALARM_EMAIL = "oncall@events-ops.net"
+PROD_OPERATOR = {"alarmEmail": OPERATOR_ALARM_EMAIL}
 DEFAULT_REGION = "eu-west-1"
 
 
@@ -69,6 +73,8 @@ class Resource:
     parent_urn: str
     dependencies: list[str]
     custom: bool
+    protect: bool = False
+    retain_on_delete: bool = False
     # Top-level properties the program passed as secrets.
     secret_inputs: set[str] = field(default_factory=set)
 
@@ -203,6 +209,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "parent": request.parent,
                     "dependencies": list(request.dependencies),
                     "custom": request.custom,
+                    # The engine's view of the resource's options: what `pulumi destroy`
+                    # will refuse to delete (the SDK resolves inheritance from the parent).
+                    "protect": request.protect,
+                    "retain_on_delete": request.retainOnDelete,
                 }
             )
         return response
@@ -295,6 +305,8 @@ def run_program(
                 parent_urn=reg["parent"],
                 dependencies=reg["dependencies"],
                 custom=reg["custom"],
+                protect=bool(reg["protect"]),
+                retain_on_delete=bool(reg["retain_on_delete"]),
                 secret_inputs={k for k, v in inputs.items() if is_secret(v)},
             )
         )

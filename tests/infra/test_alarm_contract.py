@@ -354,8 +354,8 @@ def client_caused_errors(count_by_code: dict[str, int]) -> list[dict[str, Any]]:
         connect(f"NoToken{i:08d}=", f"198.51.101.{i % 250}")
         message(create_session, f"NoToken{i:08d}=", f"198.51.101.{i % 250}",
                 {"action": "createSession", "sourceLanguage": "en"})  # fmt: skip
-    # One address over its handshake limit: 429s (the accepted handshakes are not errors).
-    attempts = config().connectionAttemptsPerMinute + count_by_code["RATE_LIMIT_EXCEEDED (connect)"]
+    # One address over its handshake bucket: 429s (the accepted handshakes are not errors).
+    attempts = config().connectionBurstPerAddress + count_by_code["RATE_LIMIT_EXCEEDED (connect)"]
     for i in range(attempts):
         event = connect_event(f"Flood{i:010d}=", ip="198.51.100.54")
         responses.append(connect_handler.handler(event, LambdaContext()))
@@ -363,8 +363,13 @@ def client_caused_errors(count_by_code: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def test_a_burst_of_1000_client_caused_error_replies_pages_no_one(
-    runtime_aws_env: CloudWatchLogs, dev: ProgramRun
+    runtime_aws_env: CloudWatchLogs, dev: ProgramRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A handshake bucket of 20 that refills one a minute: no token comes back during the
+    # burst, so exactly the planned handshakes are refused.
+    monkeypatch.setenv("CONNECTION_BURST_PER_ADDRESS", "20")
+    monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "1")
+    config.cache_clear()
     counts = {
         "INVALID_MESSAGE": 240,
         "INVALID_ACTION": 250,

@@ -79,6 +79,66 @@ def test_prod_sets_an_alarm_email():
     assert stack_file_config("prod")[f"{PROJECT}:alarmEmail"]
 
 
+def test_the_committed_prod_placeholder_is_refused_with_a_message_to_replace_it():
+    # The stack file as committed: `pulumi up --stack prod` must stop until it is replaced.
+    with pytest.raises(pulumi.RunError, match=r"alarmEmail' is .*placeholder.*replace it"):
+        run_program("prod")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ops@example.com",
+        "ops@EXAMPLE.org",
+        "ops@example.net",
+        "ops@mail.example.com",
+        "ops@company.example",
+        "ops@alarms.invalid",
+        "ops@ci.test",
+        "ops@box.localhost",
+    ],
+)
+def test_a_reserved_example_domain_is_refused_when_protected(address: str):
+    with pytest.raises(pulumi.RunError, match="reserved and receives no mail"):
+        run_program("dev", {"protect": True, "alarmEmail": address})
+
+
+def test_a_bare_localhost_address_is_refused_by_its_form():
+    with pytest.raises(pulumi.RunError, match="alarmEmail' must be an email address"):
+        run_program("dev", {"protect": True, "alarmEmail": "ops@localhost"})
+
+
+def test_a_reserved_example_domain_is_fine_without_protect():
+    run = run_program("dev", {"alarmEmail": "me@example.com"})
+    assert run.one("aws:sns/topicSubscription:TopicSubscription")["endpoint"] == "me@example.com"
+
+
+@pytest.mark.parametrize("address", ["ops@examples.com", "ops@testing.io", "ops@invalid.org"])
+def test_real_domains_that_only_look_reserved_are_accepted(address: str):
+    run_program("dev", {"protect": True, "alarmEmail": address})
+
+
+def test_retention_shorter_than_a_sessions_life_between_refreshes_is_refused():
+    # 2 h: a session created at 0 would expire at 120 min, before or as its speaker refreshes
+    # (pushed from 100 min + up to 15 min of spread, answered by the 120-minute cutoff).
+    with pytest.raises(pulumi.RunError, match=r"dataRetentionHours' must be ≥ 3"):
+        run_program("dev", {"dataRetentionHours": 2})
+    run_program("dev", {"dataRetentionHours": 3})
+
+
+def test_refresh_plus_spread_beyond_the_warning_is_refused():
+    with pytest.raises(pulumi.RunError, match=r"must be ≥ connectionRefreshMinutes \+ conn"):
+        run_program("dev", {"connectionRefreshMinutes": 100, "connectionRefreshSpreadMinutes": 16})
+    run_program("dev", {"connectionRefreshMinutes": 100, "connectionRefreshSpreadMinutes": 15})
+
+
+def test_the_warning_must_come_before_the_two_hour_cutoff():
+    with pytest.raises(
+        pulumi.RunError, match="connectionWarningMinutes' must be an integer ≥ 1 and ≤ 119"
+    ):
+        run_program("dev", {"connectionWarningMinutes": 120})
+
+
 # --- invalid values stop the program with the key and the allowed range --------------------------
 
 
@@ -116,13 +176,27 @@ def test_each_invalid_value_fails_with_a_clear_message(setting: Setting, value: 
 
 
 def test_a_misspelt_key_is_rejected_by_name():
-    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions"):
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:maxActiveSesions") as failure:
         run_program("dev", {"maxActiveSesions": "250"})
+    assert f"(did you mean {PROJECT}:maxActiveSessions?)" in str(failure.value)
+
+
+def test_a_key_in_the_wrong_case_gets_its_spelling():
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:loglevel") as failure:
+        run_program("dev", {"loglevel": "INFO"})
+    assert f"(did you mean {PROJECT}:logLevel?)" in str(failure.value)
+
+
+def test_an_unknown_key_with_nothing_close_gets_no_guess():
+    with pytest.raises(pulumi.RunError, match=f"{PROJECT}:zzqqxx") as failure:
+        run_program("dev", {"zzqqxx": "1"})
+    assert "did you mean" not in str(failure.value)
 
 
 def test_a_misspelt_aws_key_is_rejected_by_name():
-    with pytest.raises(pulumi.RunError, match="aws:regon"):
+    with pytest.raises(pulumi.RunError, match="aws:regon") as failure:
         run_program("dev", {"aws:regon": "us-east-1"})
+    assert "(did you mean aws:region?)" in str(failure.value)
 
 
 def test_aws_keys_the_provider_reads_are_accepted():
@@ -179,7 +253,14 @@ def test_prod_without_an_alarm_email_is_rejected():
 
 def test_warning_before_refresh_is_rejected():
     with pytest.raises(pulumi.RunError, match="connectionWarningMinutes' must be ≥"):
-        run_program("dev", {"connectionRefreshMinutes": 110, "connectionWarningMinutes": 105})
+        run_program(
+            "dev",
+            {
+                "connectionRefreshMinutes": 110,
+                "connectionRefreshSpreadMinutes": 0,
+                "connectionWarningMinutes": 105,
+            },
+        )
 
 
 def test_a_plaintext_ip_hash_key_is_rejected():
@@ -255,7 +336,14 @@ def test_alarm_thresholds_follow_config_edits():
     assert alarm_on(run, "ActiveSessions")["threshold"] == 50
     lambda_alarms = [a for a in run.of_type(ALARM) if a["namespace"] == "AWS/Lambda"]
     assert len(lambda_alarms) == len(ROUTES)
-    assert {a["threshold"] for a in lambda_alarms} == {3}
+    scheduled = {f"{PROJECT}-dev-{f.name}" for f in ROUTES if f.schedule}
+    assert {
+        a["threshold"] for a in lambda_alarms if a["dimensions"]["FunctionName"] not in scheduled
+    } == {3}
+    # A once-a-minute job makes 5 invocations a period: capped at 2 (3 failed runs page).
+    assert {
+        a["threshold"] for a in lambda_alarms if a["dimensions"]["FunctionName"] in scheduled
+    } == {2}
     for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
         statements = policy_document(policy)["Statement"]
         metrics = next(s for s in statements if s["Action"] == ["cloudwatch:PutMetricData"])
@@ -270,7 +358,7 @@ def test_alarm_email_adds_a_subscription_in_any_stack():
 
 def test_log_retention_reaches_every_log_group_and_no_longer_follows_data_retention():
     run = run_program(
-        "dev", {"logRetentionDays": 90, "dataRetentionHours": 1, "apiGatewayAccountOwner": True}
+        "dev", {"logRetentionDays": 90, "dataRetentionHours": 3, "apiGatewayAccountOwner": True}
     )
     groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
     assert len(groups) == len(ROUTES) + 1  # the functions' and the stage's access logs

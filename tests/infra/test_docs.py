@@ -51,7 +51,7 @@ def test_the_operator_commands_are_there():
 
 # Repository paths named in the project's prose (comments in the Pulumi files, the README…).
 _PATH_IN_PROSE = re.compile(
-    r"\b(?:tests|runtime|components|local|bench|docs)/[\w/.-]+\.(?:py|md|yaml)"
+    r"\b(?:tests|runtime|components|local|client|bench|docs)/[\w/.-]+\.(?:py|md|yaml)"
 )
 _PROSE = ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "README.md", "Makefile")
 

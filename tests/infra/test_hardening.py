@@ -12,10 +12,10 @@ import pytest
 
 from components import api as api_component
 from components import naming
-from runtime.routes import ROUTES, SCHEDULED
+from runtime.routes import ROUTES, SCHEDULED, WEBSOCKET_ROUTES
 from runtime.settings import PROJECT, parse_settings
 from runtime.tables import TABLES
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import PROD_OPERATOR, ProgramRun, run_program
 
 ACCOUNT = "aws:apigateway/account:Account"
 ROLE = "aws:iam/role:Role"
@@ -59,7 +59,7 @@ def test_the_owner_setting_is_a_setting_not_the_stack_name():
     dev_owner = run_program("dev", {"apiGatewayAccountOwner": True})
     assert len(dev_owner.of_type(ACCOUNT)) == 1
     assert dev_owner.one(STAGE)["accessLogSettings"]["destinationArn"]
-    prod_not_owner = run_program("prod", {"apiGatewayAccountOwner": False})
+    prod_not_owner = run_program("prod", {**PROD_OPERATOR, "apiGatewayAccountOwner": False})
     assert prod_not_owner.of_type(ACCOUNT) == []
     assert not prod_not_owner.one(STAGE).get("accessLogSettings")
 
@@ -74,7 +74,7 @@ def test_the_owner_role_and_setting_outlive_the_owner_stack(monkeypatch):
         return opts
 
     monkeypatch.setattr(api_component.SessionApi, "_opts", recording)
-    run_program("prod")
+    run_program("prod", PROD_OPERATOR)
     for name in ("apigateway-logs-role", "apigateway-logs-policy", "apigateway-account"):
         assert seen[name].retain_on_delete is True, name
 
@@ -117,7 +117,7 @@ def _settings(stack: str, **raw: str):
 
 
 def test_stateful_options_protect_only_when_the_setting_is_on():
-    on = _settings("production", protect="true", alarmEmail="ops@example.com")
+    on = _settings("production", protect="true", alarmEmail="ops@events-ops.net")
     off = _settings("prod")  # the name alone protects nothing
     assert api_component.stateful_options(on, None).protect is True
     assert api_component.stateful_options(off, None).protect is False
@@ -133,7 +133,7 @@ def test_every_stateful_resource_is_created_with_the_protect_decision(monkeypatc
         return opts
 
     monkeypatch.setattr(api_component, "stateful_options", recording)
-    run_program("prod")
+    run_program("prod", PROD_OPERATOR)
     expected = {*(t.logical_name for t in TABLES), "speakers", "websocket-api"}
     assert {name for name, _ in decided} == expected
     assert all(protect is True for _, protect in decided)
@@ -143,9 +143,45 @@ def test_every_stateful_resource_is_created_with_the_protect_decision(monkeypatc
     assert all(protect is False for _, protect in decided)
 
 
+SERVING_TYPES = (
+    STAGE,
+    "aws:apigatewayv2/route:Route",
+    "aws:apigatewayv2/routeResponse:RouteResponse",
+    "aws:apigatewayv2/integration:Integration",
+    "aws:lambda/permission:Permission",
+    FUNCTION,
+    "aws:apigatewayv2/api:Api",
+)
+
+
+def test_a_protected_stack_protects_its_whole_serving_path(prod):
+    # The engine's registrations carry `protect` as the SDK resolved it (the functions'
+    # inherit it from their MonitoredFunction component): a destroy stops before deleting
+    # any part of what answers the public URL.
+    scheduled = {f"session-api-{f.name}-invoke" for f in SCHEDULED}
+    for kind in SERVING_TYPES:
+        # The schedules' invoke permissions are not on the URL's path.
+        resources = [r for r in prod.of_type(kind) if r.name not in scheduled]
+        assert resources, kind
+        unprotected = [r.name for r in resources if not r.protect]
+        assert unprotected == [], (kind, unprotected)
+    route_names = {f.name for f in WEBSOCKET_ROUTES}
+    assert len(prod.of_type("aws:apigatewayv2/route:Route")) == len(route_names)
+
+
+def test_an_unprotected_stack_protects_nothing(dev):
+    assert [r.name for r in dev.resources if r.protect] == []
+
+
+def test_serving_protect_follows_the_setting_not_the_name():
+    assert api_component.serving_protect(_settings("prod")) is False
+    on = _settings("production", protect="true", alarmEmail="ops@events-ops.net")
+    assert api_component.serving_protect(on) is True
+
+
 def test_a_protected_stack_of_any_name_gets_pitr_deletion_protection_and_needs_an_email():
     run = run_program(
-        "prod-eu", {"protect": True, "alarmEmail": "ops@example.com"}, use_stack_file=False
+        "prod-eu", {"protect": True, "alarmEmail": "ops@events-ops.net"}, use_stack_file=False
     )
     for table in run.of_type(TABLE):
         assert table["pointInTimeRecovery"]["enabled"] is True
@@ -156,7 +192,7 @@ def test_a_protected_stack_of_any_name_gets_pitr_deletion_protection_and_needs_a
 
 
 def test_prod_without_protect_is_not_protected():
-    run = run_program("prod", {"protect": False})
+    run = run_program("prod", {**PROD_OPERATOR, "protect": False})
     assert not any(t["pointInTimeRecovery"]["enabled"] for t in run.of_type(TABLE))
     assert run.one("aws:cognito/userPool:UserPool")["deletionProtection"] == "INACTIVE"
 

@@ -24,7 +24,7 @@ from runtime.alarms import (
 )
 from runtime.routes import ROUTES
 from runtime.settings import BY_KEY, PROJECT, SettingsError, parse_settings
-from tests.infra.harness import ROOT, ProgramRun, run_program
+from tests.infra.harness import PROD_OPERATOR, ROOT, ProgramRun, run_program
 from tests.infra.test_program import settings_of
 
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
@@ -145,7 +145,7 @@ def test_every_deployed_alarm_description_ends_with_its_runbook_address(override
 
 def test_the_longest_runbook_address_still_fits_in_1024_characters():
     base = "https://runbooks.example.com/" + "x" * (900 - len("https://runbooks.example.com/"))
-    run: ProgramRun = run_program("prod", {"runbookBaseUrl": base})
+    run: ProgramRun = run_program("prod", {**PROD_OPERATOR, "runbookBaseUrl": base})
     for alarm in run.of_type(ALARM):
         description = alarm["alarmDescription"]
         assert len(description) <= DESCRIPTION_MAX, alarm["name"]

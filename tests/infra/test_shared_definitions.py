@@ -15,7 +15,7 @@ from runtime import dashboard
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES
 from runtime.settings import PROJECT
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import PROD_OPERATOR, ProgramRun, run_program
 from tests.infra.test_program import settings_of
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -66,7 +66,7 @@ def shared_alarm(alarm: Any) -> dict[str, Any]:
     scope="module",
     params=[
         ("dev", {}),
-        ("prod", {}),
+        ("prod", PROD_OPERATOR),
         (
             "dev",
             {

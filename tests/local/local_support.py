@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,17 @@ RAW_CONNECTION_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9]{15}=")
 REPLY_TIMEOUT = 20.0
 
 
-def launch(logs: Path, name: str, *args: str, aws_may_fail: bool = False) -> Iterator[StackProcess]:
-    """Start a stack, yield it, then SIGTERM it and check a clean exit and clean stdout."""
+IAM_DENIED = "IAM AccessDenied:"
+
+
+def launch(
+    logs: Path, name: str, *args: str, aws_may_fail: bool = False, iam_denials: bool = False
+) -> Iterator[StackProcess]:
+    """Start a stack, yield it, then SIGTERM it and check a clean exit and clean stdout.
+
+    IAM is enforced in the stack: a call some function's policy does not allow is a stderr
+    line, and fails the tests of that stack here unless ``iam_denials`` says they are the point.
+    """
     stack = StackProcess(args, logs, name).start()
     try:
         yield stack
@@ -31,6 +43,9 @@ def launch(logs: Path, name: str, *args: str, aws_may_fail: bool = False) -> Ite
         assert code == 0, f"stack {name} exited with {code}:\n{stack.stderr()[-3000:]}"
         assert "stopped" in stack.stderr()
         check_stdout(stack, aws_may_fail=aws_may_fail)
+        if not iam_denials:
+            denied = [line for line in stack.stderr().splitlines() if IAM_DENIED in line]
+            assert not denied, "\n".join(denied[:10])
 
 
 def check_stdout(stack: StackProcess, aws_may_fail: bool = False) -> None:
@@ -146,3 +161,69 @@ async def heartbeat_once(url: str) -> None:
     ws = await open_ws(url)
     assert (await request(ws, {"action": "heartbeat"}))["type"] == "heartbeatAck"
     await ws.close()
+
+
+class RawWebSocket:
+    """A WebSocket client over a bare TCP stream, for frames no library will send: unmasked
+    frames, a close frame without a status code. ``frame`` builds one frame's bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str) -> RawWebSocket:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        reader, writer = await asyncio.open_connection(host, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REPLY_TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes, *, masked: bool = True) -> bytes:
+        length = len(payload)
+        head = bytes([0x80 | opcode])
+        mask_bit = 0x80 if masked else 0
+        if length < 126:
+            head += bytes([mask_bit | length])
+        elif length < 1 << 16:
+            head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+        else:
+            head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+        if not masked:
+            return head + payload
+        key = os.urandom(4)
+        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def next_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the server's next frame (servers never mask)."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), REPLY_TIMEOUT)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def close_code(self) -> int:
+        """The status code of the server's close frame, skipping anything sent before it."""
+        while True:
+            opcode, payload = await self.next_frame()
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big")
+
+    def abort(self) -> None:
+        self.writer.transport.abort()

@@ -39,6 +39,13 @@ def alarm(slug: str, **changes) -> StackAlarm:
     return dataclasses.replace(resolve(BY_SLUG[slug], SETTINGS), **changes)
 
 
+def one_minute_gauge(**changes) -> StackAlarm:
+    """The active-sessions gauge reshaped to one 1-minute period (1 of 1): the evaluator's
+    semantics are easiest to see on it (the stack's alarm has 5-minute periods, 2 of 3)."""
+    shape = {"period": 60, "evaluation_periods": 1, "datapoints_to_alarm": 1}
+    return alarm("active-sessions", **{**shape, **changes})
+
+
 def evaluator(*alarms: StackAlarm, scale: float = 1.0) -> tuple[AlarmEvaluator, MetricStore]:
     clock = Clock()
     store = MetricStore(clock=clock)
@@ -179,7 +186,7 @@ def test_two_of_two_periods_must_breach_and_p95_is_computed_from_raw_values():
     ],
 )
 def test_comparison_operators(comparison, value, breaches):
-    gauge = alarm("active-sessions", comparison=comparison, threshold=10)
+    gauge = one_minute_gauge(comparison=comparison, threshold=10)
     ev, store = evaluator(gauge)
     store.add(NS, "ActiveSessions", STAGE, [value], timestamp=T0 + 1)
     (transition,) = ev.evaluate(T0 + 60)
@@ -191,7 +198,7 @@ def test_comparison_operators(comparison, value, breaches):
     [("missing", INSUFFICIENT_DATA), ("notBreaching", OK), ("breaching", ALARM), ("ignore", ALARM)],
 )
 def test_treat_missing_data(treat, empty_state):
-    gauge = alarm("active-sessions", treat_missing_data=treat)  # Maximum ≥ 90, 1 minute
+    gauge = one_minute_gauge(treat_missing_data=treat)  # Maximum ≥ 90, 1 minute
     ev, store = evaluator(gauge)
     store.add(NS, "ActiveSessions", STAGE, [95], timestamp=T0 + 1)
     assert ev.evaluate(T0 + 60)[0].new_state == ALARM
@@ -215,6 +222,47 @@ def test_missing_and_ignore_count_only_present_datapoints():
     store.add(NS, "DependencyFailures", STAGE, [30], timestamp=T0 + 601)
     (fired,) = ev.evaluate(T0 + 900)  # breach, missing, breach: 2 of 3
     assert fired.new_state == ALARM
+
+
+def _play_quiet_event(gauge: StackAlarm, seed: int, missing_minute: int) -> list[str]:
+    """Feed ``gauge`` as the metrics reporter does for 45 minutes at 95% of
+    maxActiveSessions: once a minute, fired anywhere within its minute, the datum landing
+    0-20 s later (EMF), one minute's datum lost. Evaluate every 5 s as CloudWatch does (a
+    period is judged as soon as it ends). The states it went through, in order."""
+    import random
+
+    rng = random.Random(seed)
+    level = 0.95 * SETTINGS.maxActiveSessions
+    feed = []
+    for minute in range(45):
+        if minute == missing_minute:
+            continue
+        at = T0 + minute * 60 + rng.uniform(0, 59.9)
+        feed.append((at + rng.uniform(0, 20), at))
+    feed.sort()
+    ev, store = evaluator(gauge)
+    states = []
+    for step in range(1, 45 * 12 + 1):
+        now = T0 + step * 5
+        while feed and feed[0][0] <= now:
+            _, at = feed.pop(0)
+            store.add(NS, "ActiveSessions", STAGE, [level], timestamp=at)
+        states += [t.new_state for t in ev.evaluate(now)]
+    return states
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_active_sessions_holds_one_alarm_with_a_jittered_feed_and_a_lost_minute(seed):
+    gauge = alarm("active-sessions")  # as the stack has it
+    states = _play_quiet_event(gauge, seed, missing_minute=17)
+    # OK while the first periods fill, then ALARM exactly once, and it stays.
+    assert states == [OK, ALARM]
+
+
+def test_a_one_minute_one_of_one_active_sessions_alarm_flaps_on_the_same_feed():
+    # The shape it had before: the lost minute alone (and any late datum) flips it back.
+    states = _play_quiet_event(one_minute_gauge(), seed=0, missing_minute=17)
+    assert states.count(ALARM) >= 2 and OK in states[states.index(ALARM) :]
 
 
 def test_the_time_scale_shortens_periods_and_keeps_real_timestamps():
@@ -310,7 +358,7 @@ def test_the_sns_message_has_cloudwatchs_shape():
 
 
 def test_a_plain_statistic_is_spelled_as_cloudwatch_does():
-    gauge = alarm("active-sessions")
+    gauge = one_minute_gauge()
     ev, store = evaluator(gauge)
     store.add(NS, "ActiveSessions", STAGE, [90], timestamp=T0 + 1)
     (transition,) = ev.evaluate(T0 + 60)

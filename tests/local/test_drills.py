@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from local.drills.runner import DRILLS
+from local.drills.runner import DRILLS, LEASE_S
 from local.process import project_root
 from runtime.alarms import stack_alarms
 from runtime.routes import ROUTES
@@ -231,3 +232,83 @@ def test_a_drill_without_a_stack_says_how_to_start_one(unused_port):
     assert result.returncode == 2
     assert f"no local stack on port {unused_port}" in result.stderr
     assert "--alarm-time-scale 60" in result.stderr
+
+
+def call(stack, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_a_fault_naming_a_function_that_does_not_exist_is_refused_with_the_names(stack):
+    doc = {"service": "dynamodb", "kind": "error", "functions": ["join-sesion"]}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        call(stack, "POST", "/_local/faults", doc)
+    assert refused.value.code == 400
+    message = json.loads(refused.value.read())["message"]
+    assert "no function 'join-sesion' (did you mean join-session?)" in message
+    assert all(f.name in message for f in ROUTES)
+    assert get(stack, "/_local/faults") == []
+
+
+# A fault a developer set by hand, which no drill may remove: it never matches a call.
+BY_HAND = {"service": "cloudwatch", "kind": "error", "operations": ["DescribeAlarmHistory"]}
+
+
+def start_drill(stack, tmp_path, name: str = "join-latency") -> tuple[subprocess.Popen, Any]:
+    """A drill in the background, and its fault once it has set it (a list of one)."""
+    output = (tmp_path / "drill.out").open("w+")
+    drill = subprocess.Popen(
+        [sys.executable, "-m", "local", "drill", name, "--port", str(stack.port)],
+        cwd=project_root(),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        mine = [f for f in get(stack, "/_local/faults") if f.get("owner", "").startswith("drill")]
+        if mine:
+            return drill, mine
+        assert drill.poll() is None and time.monotonic() < deadline, output.read()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=str)
+def test_a_drill_stopped_by_a_signal_removes_its_faults_and_no_other(stack, tmp_path, sig):
+    (by_hand,) = call(stack, "POST", "/_local/faults", BY_HAND)["faults"]
+    try:
+        drill, (fault,) = start_drill(stack, tmp_path)
+        assert fault["owner"] == f"drill join-latency (pid {drill.pid})"
+        assert 0 < fault["expiresInSeconds"] <= LEASE_S  # on a lease
+        drill.send_signal(sig)
+        assert drill.wait(60) == 128 + sig
+        output = (tmp_path / "drill.out").read_text()
+        assert f"stopped: removed its fault(s) {fault['id']}; closed " in output, output
+        assert "Traceback" not in output
+        assert [f["id"] for f in get(stack, "/_local/faults")] == [by_hand["id"]]
+    finally:
+        call(stack, "DELETE", f"/_local/faults/{by_hand['id']}")
+
+
+def test_a_drill_killed_with_sigkill_leaves_its_faults_until_their_lease_ends(stack, tmp_path):
+    (by_hand,) = call(stack, "POST", "/_local/faults", BY_HAND)["faults"]
+    try:
+        drill, (fault,) = start_drill(stack, tmp_path)
+        drill.kill()
+        drill.wait(60)
+        left = {f["id"] for f in get(stack, "/_local/faults")}
+        assert left == {by_hand["id"], fault["id"]}  # nobody removed it: the lease will
+        deadline = time.monotonic() + LEASE_S + 30
+        while fault["id"] in {f["id"] for f in get(stack, "/_local/faults")}:
+            assert time.monotonic() < deadline, "the drill's fault outlived its lease"
+            time.sleep(0.2)
+        assert [f["id"] for f in get(stack, "/_local/faults")] == [by_hand["id"]]
+        assert f"fault {fault['id']} (set by drill join-latency" in stack.stderr()
+        assert "expired: its lease ran out" in stack.stderr()
+    finally:
+        call(stack, "DELETE", f"/_local/faults/{by_hand['id']}")

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -224,6 +225,134 @@ def test_a_deployed_url_is_held_to_the_default_heartbeat_limit():
     assert result.returncode == 2
     assert "--heartbeat 10 is too often" in result.stderr
     assert "every 15 s or more" in result.stderr
+
+
+# --- finding the stack, commands and URLs ---------------------------------------------------------
+
+
+def cli(*args: str, stacks_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m local ARGS`` from the project folder (``stacks_dir``: where stacks register)."""
+    env = {k: v for k, v in os.environ.items() if k != "SESSION_URL"}
+    if stacks_dir is not None:
+        env["LOCAL_STACKS_DIR"] = str(stacks_dir)
+    return subprocess.run(
+        [*PYTHON_CLI, *args],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_tools_find_the_stack_running_from_this_folder_without_a_port(stack):
+    entry = json.loads((stack.stacks_dir / f"{stack.port}.json").read_text())
+    assert (entry["pid"], entry["websocketUrl"], entry["stack"]) == (
+        stack.info["pid"],
+        stack.url,
+        "dev",
+    )
+    token = cli("token", "--user", "alice", stacks_dir=stack.stacks_dir)
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip().count(".") == 2  # a JWT
+    table = cli("connections", "--json", stacks_dir=stack.stacks_dir)
+    assert table.returncode == 0, table.stderr
+    assert isinstance(json.loads(table.stdout), list)
+    env = {**os.environ, "LOCAL_STACKS_DIR": str(stack.stacks_dir)}
+    env.pop("SESSION_URL", None)
+    speak = subprocess.Popen(
+        [*PYTHON_CLI, "speak"],
+        cwd=project_root(),
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        printed = read_until(speak, "listeners:")
+        assert f"connected        {stack.url}" in printed
+        speak.send_signal(signal.SIGINT)
+        assert speak.wait(30) == 0
+    finally:
+        if speak.poll() is None:
+            speak.kill()
+            speak.wait(10)
+
+
+def test_the_tools_say_when_no_stack_or_several_run_from_this_folder(stack, tmp_path):
+    commands = [
+        ("token", "--user", "alice"),
+        ("connections",),
+        ("speak",),
+        ("listen", "golden-eagle-427", "--lang", "es"),
+        ("drill", "server-errors"),
+    ]
+    for command in commands:
+        result = cli(*command, stacks_dir=tmp_path / "none")
+        assert result.returncode != 0, command
+        (line,) = result.stderr.strip().splitlines()
+        assert "no local stack is running from this folder: start one with `make dev`" in line
+    several = tmp_path / "several"
+    several.mkdir()
+    entry = json.loads((stack.stacks_dir / f"{stack.port}.json").read_text())
+    for port in (stack.port, stack.port + 1):
+        (several / f"{port}.json").write_text(json.dumps({**entry, "port": port}))
+    for command in commands:
+        result = cli(*command, stacks_dir=several)
+        assert result.returncode != 0, command
+        (line,) = result.stderr.strip().splitlines()
+        assert "2 local stacks are running from this folder" in line, line
+        assert f"port {stack.port} " in line and f"port {stack.port + 1} " in line
+        assert "pick one with --port PORT" in line
+
+
+def test_a_stale_stack_file_is_ignored_and_removed(stack, tmp_path):
+    finished = subprocess.Popen(["true"])  # a PID that no longer runs
+    finished.wait()
+    directory = tmp_path / "stacks"
+    directory.mkdir()
+    entry = json.loads((stack.stacks_dir / f"{stack.port}.json").read_text())
+    (directory / f"{stack.port}.json").write_text(json.dumps(entry))
+    stale = directory / "9.json"
+    stale.write_text(json.dumps({**entry, "port": 9, "pid": finished.pid}))
+    result = cli("token", "--user", "alice", stacks_dir=directory)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
+
+
+def test_a_drill_against_a_stack_whose_alarms_run_in_real_time_refuses_in_one_line(stack):
+    result = cli("drill", "server-errors", "--port", str(stack.port))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "evaluates its alarms in real time" in line
+    assert 'make dev ARGS="--alarm-time-scale 60"' in line and "--force" in line
+    assert fetch_faults(stack.port) == []
+
+
+def fetch_faults(port: int) -> list:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/faults", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def test_a_misspelt_command_lists_the_commands_and_suggests_the_closest():
+    result = cli("spaek")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "no command 'spaek' (did you mean speak?)" in line
+    assert "token, connections, speak, listen, drill" in line
+
+
+@pytest.mark.parametrize(
+    "command", [("speak",), ("listen", "golden-eagle-427", "--lang", "es")], ids=["speak", "listen"]
+)
+def test_an_http_url_gets_the_same_error_from_speak_and_listen(command):
+    result = cli(*command, "--url", "http://127.0.0.1:9/dev")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "error: not a WebSocket URL: http://127.0.0.1:9/dev (expected ws://… or wss://…)"
+    )
 
 
 # --- start-up problems ---------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from client import connection
 class Script:
     """A fake service: answers joins and refreshes, pushes what the test asks for."""
 
-    def __init__(self, refresh_reply: str = "connectionRefreshComplete") -> None:
+    def __init__(self, refresh_reply: str = "connectionRefreshComplete", taint: str = "") -> None:
         self.refresh_reply = refresh_reply
+        self.taint = taint  # appended to what the server says: a hostile server's text
         self.received: list[tuple[int, dict[str, Any]]] = []
         self.connections: list[ServerConnection] = []
 
@@ -40,6 +41,7 @@ class Script:
                             "sourceLanguage": "en",
                             "targetLanguage": "es",
                             "listenerCount": 1,
+                            "refreshToken": "token-of-1",
                         }
                     )
                 )
@@ -49,6 +51,7 @@ class Script:
                             "type": "connectionRefreshRequired",
                             "sessionId": "calm-lake-101",
                             "role": "listener",
+                            "refreshToken": "token-of-1-pushed",
                         }
                     )
                 )
@@ -60,6 +63,7 @@ class Script:
                                 "type": "connectionRefreshComplete",
                                 "sessionId": "calm-lake-101",
                                 "role": "listener",
+                                "refreshToken": f"token-of-{number}",
                             }
                         )
                     )
@@ -70,7 +74,7 @@ class Script:
                                 "type": "error",
                                 "code": "INVALID_ACTION",
                                 "status": 400,
-                                "message": "unknown action",
+                                "message": "unknown action" + self.taint,
                             }
                         )
                     )
@@ -79,7 +83,7 @@ class Script:
                             {
                                 "type": "sessionEnded",
                                 "sessionId": "calm-lake-101",
-                                "reason": "expired",
+                                "reason": "expired" + self.taint,
                             }
                         )
                     )
@@ -118,8 +122,11 @@ def test_listener_follows_a_refresh_and_ends_on_the_new_connection(capsys):
         "sessionId": "calm-lake-101",
         "role": "listener",
         "targetLanguage": "es",
+        # Issue 21.1: the proof that it replaces the first connection (the latest token).
+        "refreshToken": "token-of-1-pushed",
     }
     out = capsys.readouterr().out
+    assert "token-of" not in out  # kept, not shown
     assert "refreshed" in out and "speakerDisconnected" in out
 
 
@@ -129,6 +136,24 @@ def test_a_refused_refresh_keeps_the_current_connection(capsys):
     captured = capsys.readouterr()
     assert "refresh refused: INVALID_ACTION" in captured.err
     assert "expired" in captured.out  # sessionEnded arrived on the first connection
+
+
+C0_C1 = "".join(chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def raw_controls(text: str) -> set[str]:
+    return {c for c in text if c in C0_C1 and c != "\n"}
+
+
+def test_what_a_server_says_reaches_the_terminal_escaped(capsys):
+    # Issue 21.7: every C0 and C1 control a server puts in a message is shown escaped.
+    script = Script(refresh_reply="error", taint=C0_C1 + "\x1b]0;pwned\x07")
+    assert asyncio.run(run_listener(script)) == 0
+    captured = capsys.readouterr()
+    assert raw_controls(captured.out) == set() and raw_controls(captured.err) == set()
+    assert "unknown action\\x00\\x01" in captured.err  # the refused refresh, on stderr
+    assert "expired\\x00\\x01" in captured.out  # sessionEnded, on stdout
+    assert "\\x1b]0;pwned\\x07" in captured.out and "\\x9b" in captured.out
 
 
 def test_handshake_rejection_is_explained():

@@ -122,11 +122,52 @@ def test_bad_values_name_the_key(tmp_path, override, named):
         load_config("dev", [override], root=tmp_path, environ={})
 
 
-def test_bad_stack_file_value_is_rejected(tmp_path):
+def test_bad_stack_file_value_is_rejected_naming_the_file(tmp_path):
     stack_file = "config:\n  session-management:maxListenersPerSession: lots\n"
     write(tmp_path, "Pulumi.dev.yaml", stack_file)
-    with pytest.raises(SettingsError, match="maxListenersPerSession"):
+    with pytest.raises(SettingsError, match="maxListenersPerSession") as refused:
         load_config("dev", root=tmp_path, environ={})
+    assert str(refused.value).startswith("Pulumi.dev.yaml: ")
+
+
+def test_a_bad_project_default_names_pulumi_yaml_and_a_bad_set_names_no_file(tmp_path):
+    write(tmp_path, "Pulumi.yaml", "name: session-management\nconfig:\n  maxActiveSessions: 0\n")
+    with pytest.raises(SettingsError, match=r"^Pulumi\.yaml: .*maxActiveSessions"):
+        load_config("dev", root=tmp_path, environ={})
+    with pytest.raises(SettingsError) as refused:  # --set wins, and is what is wrong
+        load_config("dev", ["maxActiveSessions=-1"], root=tmp_path, environ={})
+    assert str(refused.value).startswith("config key")
+
+
+def test_a_wrong_case_key_in_the_stack_file_gets_its_spelling_and_the_file(tmp_path):
+    write(tmp_path, "Pulumi.dev.yaml", "config:\n  session-management:loglevel: DEBUG\n")
+    with pytest.raises(SettingsError) as refused:
+        load_config("dev", root=tmp_path, environ={})
+    message = str(refused.value)
+    assert message.startswith("Pulumi.dev.yaml: unknown config key(s) session-management:loglevel")
+    assert "(did you mean session-management:logLevel?)" in message
+
+
+def test_a_misspelt_aws_key_in_the_stack_file_names_the_file(tmp_path):
+    write(tmp_path, "Pulumi.dev.yaml", "config:\n  aws:regoin: eu-west-1\n")
+    with pytest.raises(SettingsError) as refused:
+        load_config("dev", root=tmp_path, environ={})
+    assert str(refused.value).startswith("Pulumi.dev.yaml: unknown config key(s) aws:regoin")
+    assert "(did you mean aws:region?)" in str(refused.value)
+
+
+def test_a_misspelt_set_key_gets_a_suggestion_on_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0", "--set", "maxListenersPerSesion=2"],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "session-management:maxListenersPerSesion" in line
+    assert "(did you mean session-management:maxListenersPerSession?)" in line
 
 
 @pytest.mark.parametrize("override", ["noequals", "=5"])

@@ -146,11 +146,61 @@ def test_a_crash_kills_only_a_functions_call(dynamodb):
         ({"service": "dynamodb", "kind": "error", "probability": 0}, "'probability'"),
         ({"service": "dynamodb", "kind": "error", "functions": "heartbeat"}, "list of names"),
         ({"service": "dynamodb", "kind": "error", "colour": "red"}, "unknown field(s) colour"),
+        ({"service": "dynamodb", "kind": "error", "owner": ""}, "'owner' must be a string"),
     ],
 )
 def test_bad_faults_say_what_is_wrong(doc, message):
     with pytest.raises(FaultError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_fault(doc, 1)
+
+
+FUNCTION_NAMES = [f.name for f in ROUTES]
+
+
+def test_a_fault_naming_a_function_that_does_not_exist_is_refused_with_the_names():
+    doc = {"service": "dynamodb", "kind": "error", "functions": ["join-sesion"]}
+    with pytest.raises(FaultError) as refused:
+        parse_fault(doc, 1, FUNCTION_NAMES)
+    message = str(refused.value)
+    assert "no function 'join-sesion' (did you mean join-session?)" in message
+    assert all(name in message for name in FUNCTION_NAMES)
+    assert parse_fault({**doc, "functions": ["join-session"]}, 1, FUNCTION_NAMES).functions == (
+        "join-session",
+    )
+
+
+def test_faults_are_removed_by_owner_or_id_and_others_stay():
+    injector = FaultInjector(FUNCTION_NAMES)
+    by_hand, *drill = injector.add(
+        {"service": "dynamodb", "kind": "error"},
+        {"service": "dynamodb", "kind": "slow", "delayMs": 10, "owner": "drill x"},
+        {"service": "cloudwatch", "kind": "error", "owner": "drill x"},
+    )
+    assert injector.remove(owner="drill y") == []
+    assert injector.remove(owner="drill x") == [f.id for f in drill]
+    assert [f["id"] for f in injector.describe()] == [by_hand.id]
+    assert "owner" not in injector.describe()[0]
+    assert injector.remove(fault_id=by_hand.id) == [by_hand.id]
+    assert injector.describe() == []
+
+
+def test_a_lease_expires_unless_renewed_and_frees_the_calls_it_holds(dynamodb):
+    injector = dynamodb.injector
+    (fault,) = injector.add(
+        {"service": "dynamodb", "kind": "slow", "delayMs": 60_000, "durationSeconds": 0.5}
+    )
+    assert injector.renew(fault.id, 60) is fault  # renewed: the lease now ends in a minute
+    assert injector.expire() == []
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (dynamodb.list_tables(), done.set()))
+    worker.start()
+    assert not done.wait(0.5)  # held by the fault
+    assert injector.renew(fault.id, 0.1) is fault
+    time.sleep(0.2)
+    assert injector.expire() == [fault.id]  # what the stack runs every half second
+    assert done.wait(10)  # the held call went on
+    assert injector.describe() == [] and injector.renew(fault.id, 10) is None
+    worker.join(10)
 
 
 def test_the_invoker_counts_exceptions_timeouts_and_crashes_as_errors():

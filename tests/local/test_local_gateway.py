@@ -27,7 +27,7 @@ from local.functions.invoker import LambdaInvoker
 from local.gateway.connection import GatewayOptions
 from local.gateway.websocket import Gateway
 from runtime.routes import Function
-from tests.local.local_support import management_client, wait_for_async
+from tests.local.local_support import RawWebSocket, management_client, wait_for_async
 
 
 class StandIns:
@@ -616,3 +616,55 @@ def test_every_route_under_local_is_loopback_only():
             invoker.shutdown()
 
     assert run(scenario()) == [200, 403, 403]
+
+
+TEXT, CLOSE = 0x1, 0x8
+
+
+@pytest.mark.parametrize(
+    "payload", [b'{"action":"heartbeat"}', b"x" * 200, b"x" * 70_000], ids=["short", "126", "127"]
+)
+def test_an_unmasked_client_frame_closes_the_connection_with_1002(payload: bytes):
+    """RFC 6455 §5.1 (issue 21.6): a server must close on an unmasked client frame, as API
+    Gateway does; no route sees the frame, and $disconnect carries 1002."""
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await RawWebSocket.open(gateway.websocket_url)
+            # Masked frames first (one split over many writes): they pass.
+            masked = RawWebSocket.frame(TEXT, b"masked")
+            for byte in masked:
+                await ws.send(bytes([byte]))
+            opcode, body = await ws.next_frame()
+            assert (opcode, json.loads(body)["route"]) == (TEXT, "$default")
+            unmasked = RawWebSocket.frame(TEXT, payload, masked=False)
+            # The header alone is enough to refuse it (a large payload is never read).
+            await ws.send(unmasked if len(payload) < 1000 else unmasked[:10])
+            assert await ws.close_code() == 1002
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            ws.abort()
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    assert gone["requestContext"]["disconnectStatusCode"] == 1002
+    assert [e["body"] for e in stand_ins.events["$default"]] == ["masked"]
+
+
+def test_a_close_frame_without_a_status_code_is_reported_as_1005():
+    """RFC 6455 §7.1.5 (issue 21.8): no status code in the close frame is 1005, not 0; a TCP
+    drop stays 1006 (test_abrupt_drop_triggers_disconnect)."""
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins) as gateway:
+            ws = await RawWebSocket.open(gateway.websocket_url)
+            await ws.send(RawWebSocket.frame(CLOSE, b""))
+            opcode, _ = await ws.next_frame()  # the close is answered
+            assert opcode == CLOSE
+            assert await wait_for_async(stand_ins.disconnects, timeout=5)
+            ws.abort()
+
+    run(scenario())
+    (gone,) = stand_ins.disconnects()
+    assert gone["requestContext"]["disconnectStatusCode"] == 1005

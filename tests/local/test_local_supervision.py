@@ -144,19 +144,28 @@ def test_an_embedded_aws_that_cannot_restart_stops_the_stack_non_zero(tmp_path):
     process = StackProcess(["--quiet"], tmp_path, "unrestartable").start()
     try:
         port = int(process.aws_endpoint.rsplit(":", 1)[1])
-        os.kill(process.info["awsPid"], signal.SIGKILL)
+        assert process.process is not None
+        # The stack is held stopped while the embedded AWS dies and its port is taken, so
+        # its supervisor cannot restart on the port first (it did on a loaded machine).
+        os.kill(process.process.pid, signal.SIGSTOP)
         squatter = socket.socket()
-        deadline = time.monotonic() + 10
-        while True:  # take the port the moment the dead process frees it
-            try:
-                squatter.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the killed process kept its port"
-                time.sleep(0.005)
-        squatter.listen()
+        # As the embedded AWS binds: the dead server's connections may linger on the port
+        # (TIME_WAIT, or FIN_WAIT_2 while the stack is stopped) and only a listener blocks.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            assert process.process is not None
+            os.kill(process.info["awsPid"], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while True:  # the port is free once the killed process is gone
+                try:
+                    squatter.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "the killed process kept its port"
+                    time.sleep(0.005)
+            squatter.listen()
+        finally:
+            os.kill(process.process.pid, signal.SIGCONT)
+        try:
             code = process.process.wait(60)
         finally:
             squatter.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
 import jwt
 import pytest
 
 from local.config import load_config
+from local.functions.environment import function_environment
 from local.functions.events import (
     ApiInfo,
     LambdaContext,
@@ -22,7 +25,7 @@ from local.functions.events import (
 from local.gateway.connection import select_route
 from local.gateway.connections_api import connection_id_of
 from local.gateway.loopback import host_of, is_loopback_host
-from local.stack import function_environment
+from local.process import StackProcess
 from local.tokens import TokenIssuer
 from runtime.routes import BY_ROUTE_KEY, SCHEDULED
 from runtime.settings import SETTINGS
@@ -183,3 +186,28 @@ def test_connection_paths():
     assert connection_id_of("/prod/@connections/abc=", "dev") is None
     assert connection_id_of("/dev/@connections/", "dev") is None
     assert connection_id_of("/dev/other/abc", "dev") is None
+
+
+def test_a_running_stacks_log_leaves_out_the_line_still_being_written(tmp_path) -> None:
+    # A test polling the log of a running stack read half a JSON line and failed to parse it.
+    stack = StackProcess((), tmp_path, "partial")
+    stack.stdout_path.write_text('{"a": 1}\n{"b": ')
+    stack.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert stack.log_records() == [{"a": 1}]
+    finally:
+        stack.process.kill()
+        stack.process.wait()
+    # Once it has exited every line counts: a torn last line is then a bug to report.
+    assert stack.stdout_lines() == ['{"a": 1}', '{"b": ']
+
+
+def test_connections_age_on_the_alarms_clock_in_the_functions_events():
+    # --alarm-time-scale 60: a connection open for 100 s looks 100 minutes old to the
+    # functions (its refresh comes); scale 1 is API Gateway's own connectedAt.
+    from local.functions.events import scaled_connected_at
+
+    now = 1_800_000_000_000
+    assert scaled_connected_at(now - 100_000, now, 60) == now - 6_000_000
+    assert scaled_connected_at(now - 100_000, now, 1) == now - 100_000
+    assert scaled_connected_at(now + 5, now, 60) == now  # never younger than now

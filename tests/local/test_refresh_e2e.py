@@ -37,6 +37,8 @@ def stack(tmp_path_factory):
         "--set",
         "connectionRefreshMinutes=1",
         "--set",
+        "connectionRefreshSpreadMinutes=0",
+        "--set",
         "connectionWarningMinutes=1",
         "--set",
         f"heartbeatTimeoutSeconds={HEARTBEAT_TIMEOUT_S}",
@@ -139,35 +141,47 @@ def test_a_session_outlives_three_speaker_connections(stack) -> None:
         # At a minute of age, each heartbeating client is told to refresh, and warned.
         notice = await speaker.expect("connectionRefreshRequired", timeout=80)
         assert (notice["sessionId"], notice["role"]) == (session_id, "speaker")
+        speaker_token = notice["refreshToken"]
         warning = await speaker.expect("connectionWarning")
         assert 0 < warning["remainingMinutes"] <= 119
+        tokens = {}
         for language, client in listeners.items():
             notice = await client.expect("connectionRefreshRequired", timeout=20)
             assert (notice["sessionId"], notice["role"]) == (session_id, "listener")
             assert notice["targetLanguage"] == language
+            tokens[language] = notice["refreshToken"]
 
         for _ in range(3):
-            # What the client docs say: open, refresh, then close the old connection.
+            # What the client docs say: open, refresh with the old connection's token, then
+            # close the old connection; keep the new connection's token for the next time.
             replacement = await Client.open(stack.url, stack.token(speaker_user))
             done = await replacement.request(
-                {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"},
+                {
+                    "action": "refreshConnection",
+                    "sessionId": session_id,
+                    "role": "speaker",
+                    "refreshToken": speaker_token,
+                },
                 "connectionRefreshComplete",
             )
             assert (done["sessionId"], done["role"]) == (session_id, "speaker")
+            speaker_token = done["refreshToken"]
             replacement.heartbeat()
             await speaker.close()
             speaker = replacement
             for language, old in list(listeners.items()):
                 new = await Client.open(stack.url)
-                await new.request(
+                done = await new.request(
                     {
                         "action": "refreshConnection",
                         "sessionId": session_id,
                         "role": "listener",
                         "targetLanguage": language,
+                        "refreshToken": tokens[language],
                     },
                     "connectionRefreshComplete",
                 )
+                tokens[language] = done["refreshToken"]
                 new.heartbeat()
                 await old.close()
                 listeners[language] = new

@@ -27,7 +27,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from runtime import aws as runtime_aws
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import refresh_connection
 from tests.runtime.helpers_entry import Issuer, join, listener, new_session, speaker
@@ -77,11 +77,18 @@ def refresh(
     target_language: str | None = None,
     *,
     connected_at: int = 0,
+    replacing: str | None = None,
+    token: Any = None,
 ) -> dict[str, Any]:
-    """Send refreshConnection on ``connection_id``; the reply the client sees."""
+    """Send refreshConnection on ``connection_id``; the reply the client sees. ``replacing``:
+    the connection it replaces, whose ``refreshToken`` it sends (``token``: send this)."""
     body: dict[str, Any] = {"action": "refreshConnection", "sessionId": session_id, "role": role}
     if target_language is not None:
         body["targetLanguage"] = target_language
+    if replacing is not None:
+        token = refresh_tokens.issue(session_id, role, replacing)
+    if token is not None:
+        body["refreshToken"] = token
     event = message_event(connection_id, body, connected_at=connected_at)
     return reply(refresh_connection.handler(event, LambdaContext()))
 

@@ -37,6 +37,15 @@ def test_listener_connect_makes_2_calls(harness) -> None:
     assert sum(calls_made.values()) <= 2
 
 
+def test_a_connect_from_an_address_in_use_makes_3_calls(harness) -> None:
+    # A venue: its address's bucket is in use, so the idle-bucket write fails its condition
+    # and the in-use write takes the token; then the record.
+    assert call_scenarios.connect_at_a_venue(harness) == {
+        "dynamodb:UpdateItem": 2,
+        "dynamodb:PutItem": 1,
+    }
+
+
 def test_create_session_makes_3_calls(harness) -> None:
     calls_made = call_scenarios.create(harness)
     assert calls_made == {
@@ -72,6 +81,18 @@ def test_a_speaker_refresh_makes_3_calls(harness) -> None:
     assert calls_made == {"dynamodb:GetItem": 2, "dynamodb:TransactWriteItems": 1}
 
 
+def test_a_listener_refresh_without_a_token_makes_2_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_listener_unproven(harness)
+    # Held to the cap like a join: the same two calls.
+    assert calls_made == {"dynamodb:UpdateItem": 1, "dynamodb:TransactWriteItems": 1}
+
+
+def test_a_speaker_refresh_without_a_token_makes_4_calls(harness) -> None:
+    calls_made = call_scenarios.refresh_speaker_unproven(harness)
+    # The session's GetItem says which connection it replaces (the token would have).
+    assert calls_made == {"dynamodb:GetItem": 3, "dynamodb:TransactWriteItems": 1}
+
+
 def test_heartbeat_makes_1_call(harness) -> None:
     assert call_scenarios.heartbeat_once(harness) == {"dynamodb:UpdateItem": 1}
 
@@ -91,17 +112,20 @@ def test_listener_disconnect_makes_2_calls(harness) -> None:
 def test_speaker_disconnect_is_3_plus_posts_plus_batched_deletes(harness, listeners) -> None:
     calls_made = call_scenarios.speaker_disconnect(listeners)(harness)
     batches = math.ceil(listeners / 25)
+    reads = math.ceil(listeners / 100)
     expected = {
         "dynamodb:DeleteItem": 1,  # this connection's record (returns it)
         "dynamodb:TransactWriteItems": 1,  # end the session + release its active slot
-        "dynamodb:Query": 1,  # the listeners, one page
+        "dynamodb:Query": 1,  # the listeners (keys and role), one page
     }
     if listeners:
         expected[POST] = listeners
+        # Their whole records, by key: the index projects only keys and role.
+        expected["dynamodb:BatchGetItem"] = reads
         expected["dynamodb:BatchWriteItem"] = batches
     assert calls_made == expected
-    assert sum(calls_made.values()) <= 3 + listeners + batches
-    assert calls.speaker_disconnect_budget(listeners) == 3 + listeners + batches
+    assert sum(calls_made.values()) <= 3 + listeners + reads + batches
+    assert calls.speaker_disconnect_budget(listeners) == 3 + listeners + reads + batches
 
 
 def test_metrics_reporter_makes_one_query(harness) -> None:

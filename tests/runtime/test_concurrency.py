@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from runtime import store
-from runtime.handlers import disconnect
+from runtime import aws as runtime_aws
+from runtime import refresh_tokens, store
+from runtime.config import config
+from runtime.handlers import disconnect, refresh_connection
 from tests.runtime.helpers_lifecycle import set_env
-from tests.support.lambda_events import LambdaContext, disconnect_event
+from tests.support.lambda_events import LambdaContext, disconnect_event, message_event, reply
 
 # Timing is not under test here: see the ``unhurried`` fixture.
 pytestmark = pytest.mark.usefixtures("unhurried")
@@ -119,3 +121,67 @@ def test_concurrent_creates_never_exceed_max_active_sessions(
     assert kinds(again) == {"sessionCreated": 2, "SESSION_LIMIT_REACHED": 4}
     assert store.get_session(store.COUNTERS_KEY)["activeSessions"] == 5
     assert len(list(store.active_sessions())) == 5
+
+
+def test_concurrent_creates_of_one_user_never_exceed_its_limit(
+    aws_server, service, connections
+) -> None:
+    # maxActiveSessionsPerUser (default 5) is a condition inside the create transaction.
+    speakers = concurrently(lambda _: service.connect(user="one-user"), range(16))
+
+    replies = concurrently(service.create, speakers)
+
+    assert kinds(replies) == {"sessionCreated": 5, "USER_SESSION_LIMIT_REACHED": 11}
+    created = {r["sessionId"] for r in replies if r["type"] == "sessionCreated"}
+    assert store.get_session(store.user_key("one-user"))["sessions"] == created
+    assert store.get_session(store.COUNTERS_KEY)["activeSessions"] == 5
+
+
+REFRESHERS = 7
+
+
+def _speaker_refreshes(service, session_id: str, token: str | None) -> tuple[list[str], list]:
+    """``REFRESHERS`` new connections of the session's speaker, refreshing all at once."""
+    user = service.speakers[session_id]
+    news = concurrently(lambda _: service.connect(user=user), range(REFRESHERS))
+
+    def refresh(cid: str) -> dict:
+        body = {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}
+        if token is not None:
+            body["refreshToken"] = token
+        event = message_event(cid, body, ip=service.next_ip())
+        return reply(refresh_connection.handler(event, LambdaContext()))
+
+    return news, concurrently(refresh, news)
+
+
+def _speaker_records(session_id: str) -> set[str]:
+    ddb = runtime_aws.dynamodb()
+    items = ddb.scan(TableName=config().connections_table, ConsistentRead=True)["Items"]
+    return {
+        i["connectionId"]["S"]
+        for i in items
+        if i.get("sessionId", {}).get("S") == session_id and i.get("role", {}).get("S") == "speaker"
+    }
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["refreshToken", "no token"])
+def test_concurrent_speaker_refreshes_have_exactly_one_winner(
+    aws_server, service, connections, with_token
+) -> None:
+    # Issue 21.3: seven concurrent speaker refreshes each got connectionRefreshComplete and
+    # three records held role=speaker; the demoted ones heard nothing for a minute.
+    old, session_id = service.start_session()
+    token = refresh_tokens.issue(session_id, "speaker", old) if with_token else None
+
+    news, replies = _speaker_refreshes(service, session_id, token)
+
+    assert kinds(replies) == {"connectionRefreshComplete": 1, "FORBIDDEN": REFRESHERS - 1}
+    assert all(r["details"]["reason"] == "speakerChanged" for r in replies if r["type"] == "error")
+    (winner,) = [cid for cid, r in zip(news, replies, strict=True) if r["type"] != "error"]
+    session = store.get_session(session_id)
+    assert (session["speakerConnectionId"], session["isActive"]) == (winner, True)
+    # The old connection (about to be closed by its client) and the winner: nobody else.
+    assert _speaker_records(session_id) == {old, winner}
+    assert leave(old) == {"statusCode": 200}
+    assert store.get_session(session_id)["isActive"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import boto3
 import pytest
@@ -180,7 +181,9 @@ def test_broken_identity_provider_is_503_not_401(
 def test_connection_attempts_are_limited_per_ip(
     issuer: Issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
 ) -> None:
+    # A bucket of 3 handshakes refilled at 3 a minute: one token every 20 s.
     monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "3")
+    monkeypatch.setenv("CONNECTION_BURST_PER_ADDRESS", "3")
     config.cache_clear()
     for _ in range(3):
         assert do_connect(ip="192.0.2.1")[1]["statusCode"] == 200
@@ -188,13 +191,31 @@ def test_connection_attempts_are_limited_per_ip(
         cid, response = do_connect(issuer.token(), ip="192.0.2.1")
     assert response["statusCode"] == 429
     details = assert_error(_error(response), "RATE_LIMIT_EXCEEDED", 429)
-    assert 1 <= details["retryAfter"] <= 60
+    assert 1 <= details["retryAfter"] <= 20
+    assert details["burst"] == 3 and details["limit"] == 3
     assert store.get_connection(cid) is None
     assert issuer.requests == 0  # rejected before the token is looked at
     assert calls.metric_sum("RateLimitExceeded", Operation="connect") == 1
     assert calls.metric_sum("ConnectionErrors", ErrorCode="RATE_LIMIT_EXCEEDED") == 1
     # Another client IP has its own budget.
     assert do_connect(ip="192.0.2.2")[1]["statusCode"] == 200
+
+
+def test_a_venue_of_300_behind_one_address_connects_with_the_default_bucket(aws: None) -> None:
+    # The committed defaults: 600 at once, then 20 a minute.
+    statuses = Counter(do_connect(ip="203.0.113.7")[1]["statusCode"] for _ in range(300))
+    assert statuses == Counter({200: 300})
+
+
+def test_a_connect_loop_from_one_address_is_slowed_after_its_burst(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTION_BURST_PER_ADDRESS", "25")
+    monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "1")
+    config.cache_clear()
+    statuses = [do_connect(ip="203.0.113.8")[1]["statusCode"] for _ in range(40)]
+    # The burst, then nothing until the next token, a minute later.
+    assert statuses == [200] * 25 + [429] * 15
 
 
 def test_connections_table_unavailable_is_503(aws: None) -> None:

@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from runtime import aws as runtime_aws
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.config import config
-from runtime.handlers import create_session
+from runtime.handlers import create_session, disconnect
 from runtime.session_ids import MAX_ID_ATTEMPTS, is_valid_session_id
 from tests.runtime.helpers_entry import (
     Issuer,
@@ -24,6 +24,7 @@ from tests.runtime.helpers_entry import (
     send,
     speaker,
 )
+from tests.support.lambda_events import LambdaContext, disconnect_event
 from tests.support.runtime_env import STAGE
 
 
@@ -46,9 +47,11 @@ def test_creates_the_session_in_four_aws_calls(issuer: Issuer) -> None:
         "sourceLanguage",
         "qualityTier",
         "expiresAt",
+        "refreshToken",
         "timestamp",
     }
     assert created["type"] == "sessionCreated"
+    assert created["refreshToken"] == refresh_tokens.issue(created["sessionId"], "speaker", cid)
     assert is_valid_session_id(created["sessionId"])
     assert (created["sourceLanguage"], created["qualityTier"]) == ("en", "standard")
     assert before_ms <= created["timestamp"] <= int(time.time() * 1000)
@@ -159,6 +162,51 @@ def test_active_session_limit(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -
     assert details["maxActiveSessions"] == 1
     assert store.get_connection(cid).get("role") is None
     assert _active_count() == 1
+
+
+def test_one_user_holds_at_most_max_active_sessions_per_user(issuer: Issuer) -> None:
+    # Issue 21.4: two users with 50 sessions each held the whole service (maxActiveSessions).
+    assert config().maxActiveSessionsPerUser == 5  # the default
+    hogs = [new_session(issuer, "hog", ip=f"198.51.100.{30 + n}") for n in range(5)]
+    cid = speaker(issuer, "hog", ip="198.51.100.40")
+    message = _create(cid, sourceLanguage="en")
+    details = assert_error(message, "USER_SESSION_LIMIT_REACHED", 429)
+    assert details == {"activeSessions": 5, "maxActiveSessionsPerUser": 5}
+    assert "You already have 5 active sessions" in message["message"]
+    assert store.get_connection(cid).get("role") is None  # nothing half-written
+    assert _active_count() == 5
+    new_session(issuer, "someone-else", ip="198.51.100.41")  # other users are not held
+    assert _active_count() == 6
+
+    # Ending one of the user's sessions (its speaker leaves) frees its place at once.
+    disconnect.handler(disconnect_event(hogs[0][0]), LambdaContext())
+    assert _create(cid, sourceLanguage="en")["type"] == "sessionCreated"
+    user_item = store.get_session(store.user_key("hog"))
+    assert len(user_item["sessions"]) == 5
+    assert hogs[0][1] not in user_item["sessions"]
+
+
+def test_a_user_set_holding_ended_sessions_is_corrected_at_the_limit(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_ACTIVE_SESSIONS_PER_USER", "2")
+    config.cache_clear()
+    _, first = new_session(issuer, "drifty", ip="198.51.100.50")
+    new_session(issuer, "drifty", ip="198.51.100.51")
+    # A session that ended without leaving the user's set (an end that knew no user).
+    assert store.end_session(first, speaker_connection_id=None, reason="expired")
+    assert first in store.get_session(store.user_key("drifty"))["sessions"]
+
+    cid = speaker(issuer, "drifty", ip="198.51.100.52")
+    assert _create(cid, sourceLanguage="en")["type"] == "sessionCreated"
+    assert first not in store.get_session(store.user_key("drifty"))["sessions"]
+    # Still exact: the user now holds 2 active sessions, and a third is refused.
+    details = assert_error(
+        _create(speaker(issuer, "drifty", ip="198.51.100.53"), sourceLanguage="en"),
+        "USER_SESSION_LIMIT_REACHED",
+        429,
+    )
+    assert details["activeSessions"] == 2
 
 
 def test_an_id_collision_is_retried_with_a_new_id(

@@ -147,10 +147,10 @@ def _drive_tokens(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
     do_connect(issuer.token(), ip="198.51.100.141")
     use_jwks_url(monkeypatch, issuer.jwks_url)
     # Too many handshakes from one address.
-    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=1)
+    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=1, CONNECTION_BURST_PER_ADDRESS=1)
     do_connect(ip="198.51.100.142")
     do_connect(ip="198.51.100.142")
-    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=20)
+    _set(monkeypatch, CONNECTION_ATTEMPTS_PER_MINUTE=20, CONNECTION_BURST_PER_ADDRESS=600)
 
 
 def _create(connection_id: str, **fields: Any) -> dict[str, Any]:
@@ -191,6 +191,10 @@ def _drive_limits(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
     _set(monkeypatch, MAX_ACTIVE_SESSIONS=1)
     _create(speaker(issuer, "full", ip="198.51.100.160"), sourceLanguage="en")
     _set(monkeypatch, MAX_ACTIVE_SESSIONS=100)
+    _set(monkeypatch, MAX_ACTIVE_SESSIONS_PER_USER=1)
+    new_session(issuer, "hog", ip="198.51.100.163")
+    _create(speaker(issuer, "hog", ip="198.51.100.164"), sourceLanguage="en")
+    _set(monkeypatch, MAX_ACTIVE_SESSIONS_PER_USER=5)
     _, taken = new_session(issuer, "idowner", ip="198.51.100.161")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(create_session, "generate_session_id", lambda: taken)
@@ -236,10 +240,17 @@ def _drive_refresh(issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> None:
     refresh(speaker(issuer, "intruder", ip="198.51.100.183"), session_id, "speaker")
     refresh(speaker_cid, session_id, "listener", "es")  # already has a role
     refresh(listener(ip="198.51.100.184"), "quiet-lake-555", "listener", "es")
-    # Past the cap and its refresh slack.
+    refresh(listener(ip="198.51.100.186"), session_id, "listener", "es", token=42)
+    # Two refreshes replacing one speaker connection: the second finds it replaced.
+    for ip in ("198.51.100.187", "198.51.100.188"):
+        refresh(speaker(issuer, "refresher", ip=ip), session_id, "speaker", replacing=speaker_cid)
+    # Past the cap (no proof), and past the cap and its refresh slack (with proof).
+    member = listener(ip="198.51.100.189")
+    join(member, session_id, ip="198.51.100.189")
     _set(monkeypatch, MAX_LISTENERS_PER_SESSION=1)
     set_listener_count(session_id, 2)
     refresh(listener(ip="198.51.100.185"), session_id, "listener", "es")
+    refresh(listener(ip="198.51.100.185"), session_id, "listener", "es", replacing=member)
     _set(monkeypatch, MAX_LISTENERS_PER_SESSION=500)
 
 
@@ -359,6 +370,7 @@ def test_every_error_message_the_service_can_send_reads_the_same_way(
         "RATE_LIMIT_EXCEEDED",
         "SESSION_FULL",
         "SESSION_LIMIT_REACHED",
+        "USER_SESSION_LIMIT_REACHED",
         "SERVICE_UNAVAILABLE",
         "INTERNAL_ERROR",
     }

@@ -142,6 +142,7 @@ def fuzz_env(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
             "expiresAt": store.ttl_from_now(),
         },
         max_active=1000,
+        max_per_user=1000,
     )
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.handlers import heartbeat
 from tests.runtime.helpers_lifecycle import (
     heartbeat_event,
@@ -22,10 +22,12 @@ def beat(connection_id: str, *, age_s: float = 0) -> dict:
 
 @pytest.fixture
 def notices(monkeypatch):
-    """Refresh at 1 minute of age, warning from 2; heartbeats unlimited enough to test them."""
+    """Refresh at 1 minute of age (no spread), warning from 2; heartbeats unlimited enough
+    to test them."""
     set_env(
         monkeypatch,
         CONNECTION_REFRESH_MINUTES=1,
+        CONNECTION_REFRESH_SPREAD_MINUTES=0,
         CONNECTION_WARNING_MINUTES=2,
         HEARTBEATS_PER_MINUTE=1000,
     )
@@ -117,6 +119,7 @@ def test_refresh_required_is_pushed_once_to_a_speaker(aws, service, connections,
         "type": "connectionRefreshRequired",
         "sessionId": session_id,
         "role": "speaker",
+        "refreshToken": refresh_tokens.issue(session_id, "speaker", speaker),
         "timestamp": acks[0]["timestamp"],
     }
 
@@ -131,6 +134,7 @@ def test_refresh_required_tells_a_listener_its_language(aws, service, connection
     assert pushed[0]["role"] == "listener"
     assert pushed[0]["targetLanguage"] == "fr"
     assert pushed[0]["sessionId"] == session_id
+    assert pushed[0]["refreshToken"] == refresh_tokens.issue(session_id, "listener", listener)
 
 
 def test_warning_is_pushed_once_with_the_minutes_left(aws, service, connections, notices) -> None:
@@ -202,3 +206,60 @@ def test_malformed_heartbeat_gets_one_error_reply(aws, service, connections) -> 
     )
     assert response["statusCode"] == 400
     assert reply(response)["code"] == "INVALID_MESSAGE"
+
+
+# --- the refresh spread ---------------------------------------------------------------------------
+
+
+def test_each_connection_has_its_own_stable_refresh_offset_within_the_spread(aws) -> None:
+    ids = [new_connection_id() for _ in range(2000)]
+    offsets = [heartbeat.refresh_offset_ms(cid, 15) for cid in ids]
+    assert all(0 <= o < 15 * 60_000 for o in offsets)
+    assert offsets == [heartbeat.refresh_offset_ms(cid, 15) for cid in ids]  # stable
+    # Spread over the whole window: every minute of the 15 gets a share near 1/15.
+    per_minute = [0] * 15
+    for offset in offsets:
+        per_minute[offset // 60_000] += 1
+    assert min(per_minute) > 2000 / 15 * 0.6 and max(per_minute) < 2000 / 15 * 1.4
+    assert heartbeat.refresh_offset_ms(ids[0], 0) == 0
+    assert heartbeat.refresh_due_ms(ids[0], 100, 15) == 100 * 60_000 + offsets[0]
+
+
+def test_the_refresh_push_waits_for_the_connections_own_offset(
+    aws, service, connections, monkeypatch
+) -> None:
+    set_env(
+        monkeypatch,
+        CONNECTION_REFRESH_MINUTES=1,
+        CONNECTION_REFRESH_SPREAD_MINUTES=3,
+        # Past the latest refresh (4 min) plus the 5 s the last beat is late: no warning yet.
+        CONNECTION_WARNING_MINUTES=5,
+        HEARTBEATS_PER_MINUTE=1000,
+    )
+    speaker, _ = service.start_session()
+    due_s = heartbeat.refresh_due_ms(speaker, 1, 3) / 1000
+    assert 60 <= due_s < 240
+    beat(speaker, age_s=due_s - 1)
+    assert connections.messages(speaker) == []  # not yet: its own offset has not passed
+    beat(speaker, age_s=due_s + 0.5)
+    beat(speaker, age_s=due_s + 5)
+    assert [m["type"] for m in connections.messages(speaker)] == ["connectionRefreshRequired"]
+
+
+def test_a_heartbeat_late_in_a_connection_removes_only_the_windows_a_silence_allows(
+    aws, service, connections
+) -> None:
+    # 110 minutes into a connection: a counter older than heartbeatTimeoutSeconds (90 s)
+    # plus the sweeper's slack cannot exist, so the REMOVE list stays short (it listed
+    # every minute since the connection opened: 110 names, each heartbeat).
+    from bench.call_counter import CallCounter
+    from runtime import aws as runtime_aws
+
+    cid = service.connect()
+    with CallCounter([runtime_aws.dynamodb()], default_session=False) as calls:
+        assert beat(cid, age_s=110 * 60)["type"] == "heartbeatAck"
+    ((_, params),) = calls.requests()
+    removed = [n for n in params["ExpressionAttributeNames"] if n.startswith("#old")]
+    assert 1 <= len(removed) <= 5
+    assert store.stale_windows(1000, 0, 90) == range(995, 1000)
+    assert store.stale_windows(1000, 0) == range(1000 - 121, 1000)

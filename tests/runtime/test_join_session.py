@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.config import config
 from runtime.handlers import join_session
 from tests.runtime.helpers_entry import (
@@ -41,6 +41,7 @@ def test_joins_in_three_aws_calls_and_reports_the_count_it_produced(issuer: Issu
         "sourceLanguage": "de",
         "targetLanguage": "fr",
         "listenerCount": 1,
+        "refreshToken": refresh_tokens.issue(session_id, "listener", first),
         "timestamp": joined["timestamp"],
     }
     assert before_ms <= joined["timestamp"] <= int(time.time() * 1000)
@@ -247,6 +248,7 @@ def test_concurrent_joins_never_exceed_the_cap(
                 "expiresAt": store.ttl_from_now(),
             },
             max_active=10,
+            max_per_user=10,
         )
 
         def attempt(i: int, session_id: str = session_id, round_: int = round_) -> dict:

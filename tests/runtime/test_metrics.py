@@ -122,7 +122,12 @@ def transport(request, monkeypatch) -> str:
 @pytest.fixture
 def traffic(aws, service, connections, monkeypatch, transport, frozen_clock) -> Invocations:
     """A little of everything: successes, error replies, rate-limit rejections, the reporter."""
-    set_env(monkeypatch, HEARTBEATS_PER_MINUTE=2, CONNECTION_ATTEMPTS_PER_MINUTE=1)
+    set_env(
+        monkeypatch,
+        HEARTBEATS_PER_MINUTE=2,
+        CONNECTION_ATTEMPTS_PER_MINUTE=1,
+        CONNECTION_BURST_PER_ADDRESS=1,
+    )
     runs = Invocations(transport)
     speaker, session_id = service.start_session()
     listeners = [service.listener(session_id) for _ in range(2)]

@@ -195,14 +195,113 @@ def test_concurrent_checks_never_exceed_the_limit(
     assert {item["count"]["N"] for item in _items()} == {"7"}
 
 
+# --- token buckets (connection admission per address) --------------------------------------------
+
+T = 1_800_000_000.0
+
+
+def _take(value: str = IP, *, at: float, per_minute: int = 6, burst: int = 4) -> None:
+    rate_limits.take_token(
+        _inv(), "connect", "ip", value, per_minute=per_minute, burst=burst, now=at
+    )
+
+
+def _refused(**kwargs) -> ServiceError:
+    with pytest.raises(ServiceError) as raised:
+        _take(**kwargs)
+    return raised.value
+
+
+def test_a_bucket_gives_its_burst_at_once_then_one_token_per_interval(aws: None) -> None:
+    for _ in range(4):
+        _take(at=T)  # the burst: 4 at once
+    error = _refused(at=T)
+    assert error.code is ErrorCode.RATE_LIMIT_EXCEEDED
+    assert error.details["retryAfter"] == 10  # 6 a minute: a token every 10 s
+    assert error.details["burst"] == 4 and error.details["limit"] == 6
+    assert "4 at once, then 6 per minute" in error.message
+    _refused(at=T + 9.9)
+    _take(at=T + 10)  # one token back
+    _refused(at=T + 10)
+    # Refused requests took nothing: 10 s later there is exactly one more.
+    _take(at=T + 20)
+    _refused(at=T + 20)
+
+
+def test_an_idle_bucket_refills_to_its_burst_and_no_more(aws: None) -> None:
+    for _ in range(4):
+        _take(at=T)
+    # An hour idle refills 4, not 360.
+    for _ in range(4):
+        _take(at=T + 3600)
+    _refused(at=T + 3600)
+
+
+def test_a_bucket_item_is_keyed_by_hash_and_expires_once_full_again(aws: None) -> None:
+    _take(at=T)
+    (item,) = _items()
+    key = item["identifier"]["S"]
+    assert key.startswith("connect:ip:") and IP not in key
+    assert key == rate_limits.bucket_identifier("connect", "ip", IP)
+    assert int(item["tat"]["N"]) == int(T * 1000) + 10_000
+    # Full again after at most burst × interval: the item is not needed after that (+ margin).
+    assert int(item["expiresAt"]["N"]) == int(T) + 40 + 60
+
+
+def test_a_fresh_address_costs_one_write_and_one_in_use_two(aws: None) -> None:
+    with aws_calls() as calls:
+        _take(at=T)
+    assert calls.names == [f"dynamodb.UpdateItem({TABLE})"]
+    with aws_calls() as calls:
+        _take(at=T + 1)
+    assert calls.names == [f"dynamodb.UpdateItem({TABLE})"] * 2
+
+
+def test_addresses_have_their_own_buckets(aws: None) -> None:
+    for _ in range(4):
+        _take(at=T)
+    _refused(at=T)
+    _take("203.0.113.77", at=T)
+
+
+def test_the_bucket_fails_open_without_its_table(aws: None) -> None:
+    boto3.client("dynamodb").delete_table(TableName=TABLE)
+    inv = _inv()
+    for _ in range(10):
+        rate_limits.take_token(inv, "connect", "ip", IP, per_minute=1, burst=1, now=T)
+    assert len(inv.metrics) == 20  # a DependencyFailures datum (2 dimension sets) each
+
+
+def test_concurrent_takes_never_exceed_the_burst(
+    aws_server: str, race_prone: None, unhurried: None
+) -> None:
+    # Against the moto server: rounds of 40 simultaneous takes from a bucket of 7 (refill
+    # 1 a minute, so none comes back during a round).
+    def attempt(value: str) -> bool:
+        try:
+            rate_limits.take_token(_inv(), "connect", "ip", value, per_minute=1, burst=7)
+        except ServiceError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for round_ in range(4):
+            results = list(pool.map(attempt, [f"192.0.2.{round_}"] * 40))
+            assert results.count(True) == 7, f"round {round_}"
+
+
 def test_the_handlers_windows_follow_the_functions_clock(
     issuer, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
 ) -> None:
-    """Windows are read from ``runtime.clock``, so a test holding it still cannot see one roll
-    over midway (a burst once crossed a minute and got twice its budget)."""
+    """Windows and buckets are read from ``runtime.clock``, so a test holding it still cannot
+    see one roll over or refill midway (a burst once crossed a minute and got twice its
+    budget)."""
     monkeypatch.setenv("CONNECTION_ATTEMPTS_PER_MINUTE", "2")
+    monkeypatch.setenv("CONNECTION_BURST_PER_ADDRESS", "2")
     config.cache_clear()
     frozen_clock.now = WINDOW_START + 59.999  # the last instant of a minute
     assert [do_connect(ip=IP)[1]["statusCode"] for _ in range(3)] == [200, 200, 429]
-    frozen_clock.advance(0.002)  # the next minute: only the clock moved
+    frozen_clock.advance(29.9)  # the bucket refills one every 30 s: not yet
+    assert do_connect(ip=IP)[1]["statusCode"] == 429
+    frozen_clock.advance(0.2)  # only the clock moved
     assert do_connect(ip=IP)[1]["statusCode"] == 200

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from runtime import store
+from runtime import refresh_tokens, store
 from runtime.handlers import disconnect, refresh_connection
 from runtime.handlers.refresh_connection import refresh_slack
 from tests.runtime.helpers_entry import assert_error, aws_calls, join
@@ -18,6 +18,7 @@ from tests.runtime.helpers_lifecycle import log_lines, set_env
 from tests.runtime.helpers_resilience import (
     assert_consistent,
     held_roles,
+    join_listeners,
     new_listener,
     new_speaker,
     refresh,
@@ -137,22 +138,36 @@ def test_speaker_refresh_redelivered_changes_nothing(issuer) -> None:
 
     # A connection that was the speaker but has since been replaced is not the speaker.
     newer = new_speaker(issuer, "alice")
-    _complete(refresh(newer, session_id, "speaker"), session_id, "speaker")
+    _complete(refresh(newer, session_id, "speaker", replacing=new), session_id, "speaker")
     assert_error(refresh(new, session_id, "speaker"), "FORBIDDEN", 403)
     assert _session(session_id)["speakerConnectionId"] == newer
     assert_consistent()
 
 
 def test_speaker_refresh_costs_three_calls(issuer) -> None:
-    _, session_id = start_session(issuer, "alice")
+    old, session_id = start_session(issuer, "alice")
     new = new_speaker(issuer, "alice")
     with aws_calls() as calls:
-        _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+        _complete(refresh(new, session_id, "speaker", replacing=old), session_id, "speaker")
     # GetItem (who is this?), the failed-lookup budget's GetItem (a session-ID lookup must not
     # be a free guess), one TransactWriteItems; no metric on success. Budget: 4.
     assert calls.names == [
         "dynamodb.GetItem(session-management-test-Connections)",
         "dynamodb.GetItem(session-management-test-RateLimits)",
+        "dynamodb.TransactWriteItems",
+    ]
+
+
+def test_speaker_refresh_without_a_token_costs_four_calls(issuer) -> None:
+    _, session_id = start_session(issuer, "alice")
+    new = new_speaker(issuer, "alice")
+    with aws_calls() as calls:
+        _complete(refresh(new, session_id, "speaker"), session_id, "speaker")
+    # Without the refreshToken, which connection it replaces is read from the session.
+    assert calls.names == [
+        "dynamodb.GetItem(session-management-test-Connections)",
+        "dynamodb.GetItem(session-management-test-RateLimits)",
+        "dynamodb.GetItem(session-management-test-Sessions)",
         "dynamodb.TransactWriteItems",
     ]
 
@@ -195,19 +210,26 @@ def test_listener_refresh_overshoot_is_bounded(issuer, monkeypatch) -> None:
     assert join(new_listener(), session_id)["code"] == "SESSION_FULL"
 
     first = new_listener()
-    _complete(refresh(first, session_id, "listener", "es"), session_id, "listener")
+    _complete(
+        refresh(first, session_id, "listener", "es", replacing=olds[0]), session_id, "listener"
+    )
     assert _session(session_id)["listenerCount"] == cap + slack
     # Joining is still refused at the cap, and refresh cannot go past cap + slack:
     assert join(new_listener(), session_id)["code"] == "SESSION_FULL"
     second = new_listener()
-    details = assert_error(refresh(second, session_id, "listener", "es"), "SESSION_FULL", 503)
+    details = assert_error(
+        refresh(second, session_id, "listener", "es", replacing=olds[1]), "SESSION_FULL", 503
+    )
     assert details["retryAfter"] >= 1
     assert store.get_connection(second).get("role") is None  # nothing half-written
+    assert "replacedAt" not in store.get_connection(olds[1])
     assert_consistent()
 
     # Once the first refresher's old connection has gone, the next refresh goes through.
     _disconnect(olds[0])
-    _complete(refresh(second, session_id, "listener", "es"), session_id, "listener")
+    _complete(
+        refresh(second, session_id, "listener", "es", replacing=olds[1]), session_id, "listener"
+    )
     _disconnect(olds[1])
     assert _session(session_id)["listenerCount"] == cap
     assert_consistent()
@@ -221,13 +243,16 @@ def test_listener_refresh_redelivered_at_the_bound_still_answers_complete(
     cap = 2
     set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
     _, session_id = start_session(issuer, "alice")
-    for cid in [new_listener() for _ in range(cap)]:
+    olds = [new_listener() for _ in range(cap)]
+    for cid in olds:
         assert join(cid, session_id)["type"] == "sessionJoined"
     new = new_listener()
-    _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
+    _complete(refresh(new, session_id, "listener", "es", replacing=olds[0]), session_id, "listener")
     assert _session(session_id)["listenerCount"] == cap + refresh_slack(cap)
     for _ in range(2):
-        _complete(refresh(new, session_id, "listener", "es"), session_id, "listener")
+        _complete(
+            refresh(new, session_id, "listener", "es", replacing=olds[0]), session_id, "listener"
+        )
     assert _session(session_id)["listenerCount"] == cap + refresh_slack(cap)
     assert_consistent()
 
@@ -280,6 +305,99 @@ def test_listener_refresh_costs_two_calls(issuer) -> None:
     ]  # budget: 3 with a metric
 
 
+# --- proof: a listener refresh replaces a listener of that session (issue 21.1) ------------------
+
+
+def test_a_connection_that_never_joined_cannot_refresh_into_a_full_session(
+    issuer, monkeypatch
+) -> None:
+    # The attack: a refresh was a join without the cap. A full session (cap 10, 10 joined)
+    # took an 11th "listener" that had never joined, and real listeners' refreshes were then
+    # refused SESSION_FULL.
+    cap = 10
+    set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
+    _, session_id = start_session(issuer, "alice")
+    _, other_session = start_session(issuer, "bob")
+    members = join_listeners(session_id, cap)
+    (elsewhere,) = join_listeners(other_session, 1)
+    genuine = refresh_tokens.issue(session_id, "listener", members[0])
+    forged = [
+        None,  # no proof at all
+        refresh_tokens.issue(other_session, "listener", elsewhere),  # another session's
+        refresh_tokens.issue(session_id, "speaker", members[0]),  # another role's
+        genuine[:-1] + ("0" if genuine[-1] != "0" else "1"),  # a byte changed
+        genuine.split(".")[0] + ".",  # no MAC
+        "not a token",
+        "\x1b[2J.é",
+    ]
+    outsider = new_listener()
+    for token in forged:
+        answer = refresh(outsider, session_id, "listener", "es", token=token)
+        details = assert_error(answer, "SESSION_FULL", 503)
+        assert details["maxListeners"] == cap
+        assert "refreshToken" in answer["message"]
+        assert _session(session_id)["listenerCount"] == cap
+        assert store.get_connection(outsider).get("role") is None
+    assert "replacedAt" not in store.get_connection(members[0])
+
+    # A member's refresh, with the token its join gave it, gets the slack place.
+    new = new_listener()
+    done = refresh(new, session_id, "listener", "es", token=genuine)
+    _complete(done, session_id, "listener")
+    assert done["refreshToken"] == refresh_tokens.issue(session_id, "listener", new)
+    assert _session(session_id)["listenerCount"] == cap + 1
+    _disconnect(members[0])
+    assert _session(session_id)["listenerCount"] == cap
+    assert_consistent()
+
+
+def test_a_refresh_token_replaces_its_connection_once(issuer, monkeypatch) -> None:
+    cap = 3
+    set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
+    _, session_id = start_session(issuer, "alice")
+    members = join_listeners(session_id, cap)
+    first = new_listener()
+    _complete(
+        refresh(first, session_id, "listener", "es", replacing=members[0]), session_id, "listener"
+    )
+    assert store.get_connection(members[0])["replacedAt"] > 0
+
+    # The same token again, from another connection: no proof any more, held to the cap.
+    second = new_listener()
+    answer = refresh(second, session_id, "listener", "es", replacing=members[0])
+    assert "retryAfter" not in assert_error(answer, "SESSION_FULL", 503)
+    assert _session(session_id)["listenerCount"] == cap + 1
+    assert store.get_connection(second).get("role") is None
+    assert_consistent()
+
+
+def test_a_token_whose_connection_has_gone_is_held_to_the_cap(issuer, monkeypatch) -> None:
+    # A listener whose connection dropped before it refreshed: its place was freed by the
+    # $disconnect, so it gets back in as a join would, if there is room.
+    cap = 3
+    set_env(monkeypatch, MAX_LISTENERS_PER_SESSION=cap)
+    _, session_id = start_session(issuer, "alice")
+    members = join_listeners(session_id, cap)
+    _disconnect(members[0])
+    back = new_listener()
+    with aws_calls() as calls:
+        done = refresh(back, session_id, "listener", "es", replacing=members[0])
+    _complete(done, session_id, "listener")
+    # The join limit, the transaction the proof failed, the transaction at the cap.
+    assert calls.names == [
+        "dynamodb.UpdateItem(session-management-test-RateLimits)",
+        "dynamodb.TransactWriteItems",
+        "dynamodb.TransactWriteItems",
+    ]
+    assert _session(session_id)["listenerCount"] == cap
+    # The session is full again: the gone connection's token gets no slack place.
+    again = new_listener()
+    answer = refresh(again, session_id, "listener", "es", replacing=members[0])
+    assert_error(answer, "SESSION_FULL", 503)
+    assert _session(session_id)["listenerCount"] == cap
+    assert_consistent()
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 
@@ -293,6 +411,16 @@ def test_listener_refresh_costs_two_calls(issuer) -> None:
         ({"sessionId": "calm-river-101", "role": "admin"}, "INVALID_PARAMETERS", "role"),
         ({"sessionId": "calm-river-101", "role": ["speaker"]}, "INVALID_PARAMETERS", "role"),
         ({"sessionId": "calm-river-101", "role": "listener"}, "INVALID_PARAMETERS", None),
+        (
+            {"sessionId": "calm-river-101", "role": "speaker", "refreshToken": 42},
+            "INVALID_PARAMETERS",
+            "refreshToken",
+        ),
+        (
+            {"sessionId": "calm-river-101", "role": "speaker", "refreshToken": "x" * 513},
+            "INVALID_PARAMETERS",
+            "refreshToken",
+        ),
         (
             {"sessionId": "calm-river-101", "role": "listener", "targetLanguage": "xx"},
             "UNSUPPORTED_LANGUAGE",
@@ -322,12 +450,20 @@ def test_a_session_survives_many_refreshes_with_exact_counts(issuer, connections
 
     for _ in range(3):
         replacement = new_speaker(issuer, "alice")
-        _complete(refresh(replacement, session_id, "speaker"), session_id, "speaker")
+        _complete(
+            refresh(replacement, session_id, "speaker", replacing=speaker_cid),
+            session_id,
+            "speaker",
+        )
         _disconnect(speaker_cid)
         speaker_cid = replacement
         for language, old in list(listeners.items()):
             new = new_listener()
-            _complete(refresh(new, session_id, "listener", language), session_id, "listener")
+            _complete(
+                refresh(new, session_id, "listener", language, replacing=old),
+                session_id,
+                "listener",
+            )
             _disconnect(old)
             listeners[language] = new
         session = _session(session_id)

@@ -24,25 +24,25 @@ def _session(session_id: str, speaker: str) -> dict:
 def test_create_session_enforces_limit_uniqueness_and_single_role(aws) -> None:
     store.put_connection("c1", connected_at_ms=1, ip_hash="h", user_id="user-1")
     store.put_connection("c2", connected_at_ms=1, ip_hash="h", user_id="user-1")
-    store.create_session(_session("calm-river-101", "c1"), max_active=1)
+    store.create_session(_session("calm-river-101", "c1"), max_active=1, max_per_user=5)
 
     with pytest.raises(store.Conflict) as limit:
-        store.create_session(_session("calm-river-102", "c2"), max_active=1)
+        store.create_session(_session("calm-river-102", "c2"), max_active=1, max_per_user=5)
     assert limit.value.reasons == ["limit"]
 
     with pytest.raises(store.Conflict) as taken:
-        store.create_session(_session("calm-river-101", "c2"), max_active=5)
+        store.create_session(_session("calm-river-101", "c2"), max_active=5, max_per_user=5)
     assert taken.value.reasons == ["taken"]
 
     with pytest.raises(store.Conflict) as role:
-        store.create_session(_session("calm-river-103", "c1"), max_active=5)
+        store.create_session(_session("calm-river-103", "c1"), max_active=5, max_per_user=5)
     assert role.value.reasons == ["role"]
     assert store.get_session(store.COUNTERS_KEY)["activeSessions"] == 1
 
 
 def test_listener_count_respects_cap_and_never_goes_negative(aws) -> None:
     store.put_connection("s", connected_at_ms=1, ip_hash="h", user_id="u")
-    store.create_session(_session("calm-river-101", "s"), max_active=1)
+    store.create_session(_session("calm-river-101", "s"), max_active=1, max_per_user=5)
     assert store.add_listener("calm-river-101", max_listeners=1)["listenerCount"] == 1
     with pytest.raises(store.Conflict) as full:
         store.add_listener("calm-river-101", max_listeners=1)
@@ -57,7 +57,7 @@ def test_listener_count_respects_cap_and_never_goes_negative(aws) -> None:
 
 def test_end_session_is_idempotent_and_checks_the_speaker(aws) -> None:
     store.put_connection("s", connected_at_ms=1, ip_hash="h", user_id="u")
-    store.create_session(_session("calm-river-101", "s"), max_active=1)
+    store.create_session(_session("calm-river-101", "s"), max_active=1, max_per_user=5)
     assert not store.end_session("calm-river-101", speaker_connection_id="old", reason="x")
     assert store.end_session("calm-river-101", speaker_connection_id="s", reason="x")
     assert not store.end_session("calm-river-101", speaker_connection_id="s", reason="x")

@@ -24,8 +24,8 @@ from typing import Any
 from aiohttp import web
 
 from local.common import console
+from local.common.http import json_error
 from local.drills.faults import stack_call
-from local.gateway.web import json_error
 from local.monitoring.webconsole.log_ring import LogQuery, LogRing
 from local.monitoring.webconsole.runbooks import RUNBOOKS_PATH, runbooks_page
 from local.monitoring.webconsole.sessions import live_sessions
