@@ -45,6 +45,7 @@ from local.tokens import JWKS_PATH, TokenIssuer
 from runtime.routes import ROUTES
 from runtime.settings import SETTINGS
 from runtime.tables import TABLES
+from runtime.throttling import stage_throttling
 
 BANNER_USER = "developer"
 
@@ -103,6 +104,8 @@ class LocalStack:
         loop = asyncio.get_running_loop()
         self.monitoring.watch_metrics()  # before any boto3 client is created
         self.aws.spawn()  # moto imports in its own process meanwhile
+        # The stage's throttling, as the Pulumi program sets it (runtime.throttling).
+        stage_rate, stage_burst = stage_throttling(cfg.settings)
         gateway_options = GatewayOptions(
             stage=stage,
             region=cfg.region,
@@ -113,6 +116,8 @@ class LocalStack:
             # Connection ages run on the alarms' clock: refreshes come as minutes pass.
             age_scale=opts.alarm_time_scale,
             announce=opts.announce,
+            message_rate=stage_rate,
+            message_burst=stage_burst,
         )
         # The gateway is built around late-bound pieces (label, routes) once the port is known.
         gateway = Gateway(gateway_options, self.invoker)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from local.functions.events import Peer, now_ms
+from runtime.throttling import ACCOUNT_NEW_CONNECTIONS_PER_SECOND
 
 DEFAULT_ROUTE = "$default"
 CONNECT_ROUTE = "$connect"
@@ -53,6 +54,11 @@ class GatewayOptions:
     in_flight_per_connection: int = 16
     ping_interval_s: float | None = 20.0
     announce: bool = True  # one stderr line per connect / disconnect
+    # The stage's throttling (messages a second, bucket size; None: none) and the account's
+    # new connections a second (API Gateway's default quota), see ``local.gateway.throttle``.
+    message_rate: float | None = None
+    message_burst: int | None = None
+    new_connections_per_s: float | None = ACCOUNT_NEW_CONNECTIONS_PER_SECOND
 
 
 class LocalConnection:

@@ -68,6 +68,7 @@ from local.gateway.integration import (
     unavailable,
 )
 from local.gateway.metrics import ApiGatewayMetrics
+from local.gateway.throttle import TOO_MANY_REQUESTS, TokenBucket
 from local.gateway.web import build_app, serve_on
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
@@ -92,6 +93,17 @@ class Gateway:
         self.connections: dict[str, LocalConnection] = {}
         # The stage's AWS/ApiGateway metrics (set by the stack's monitoring; None: none).
         self.metrics: ApiGatewayMetrics | None = None
+        # API Gateway's throttles (local.gateway.throttle): the stage's, the account's.
+        self.message_bucket = (
+            TokenBucket(options.message_rate, options.message_burst or options.message_rate)
+            if options.message_rate
+            else None
+        )
+        self.connect_bucket = (
+            TokenBucket(options.new_connections_per_s, options.new_connections_per_s)
+            if options.new_connections_per_s
+            else None
+        )
         # Add HTTP routes here before ``start``: ``gateway.app.router.add_get(path, handler)``.
         self.app = build_app(self._not_found)
         stage = options.stage
@@ -196,6 +208,10 @@ class Gateway:
         if problem is not None:
             self._announce(f"reject     handshake  HTTP 503 ({problem})")
             return unavailable(problem)
+        if self.connect_bucket is not None and not self.connect_bucket.take():
+            self._count("client_error")
+            self._announce("reject     handshake  HTTP 429 (new connections per second)")
+            return too_many_requests()
         transport = request.transport
         if transport is None or transport.is_closing():
             return web.Response(status=400)  # gone before we looked: no $connect, no $disconnect
@@ -298,6 +314,10 @@ class Gateway:
                         record, UNSUPPORTED_DATA, "Binary frames are not supported"
                     )
                     continue  # no route sees it; the close ends the loop
+                if self.message_bucket is not None and not self.message_bucket.take():
+                    self._count("client_error")  # throttled: no integration runs
+                    self._spawn(self._send(record, throttled_frame(record.connection_id)))
+                    continue
                 await record.slots.acquire()
                 task = asyncio.create_task(self._handle_frame(record, message.data))
                 self._tasks.add(task)
@@ -435,6 +455,11 @@ class Gateway:
             self.metrics.integration(time.monotonic() - began, integration_status(result))
         return result
 
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _count(self, what: str) -> None:
         if self.metrics is not None:
             getattr(self.metrics, what)()
@@ -445,3 +470,19 @@ class Gateway:
     def _announce(self, line: str) -> None:
         if self.options.announce:
             console.say(line)
+
+
+def too_many_requests() -> web.Response:
+    """A handshake over the account's new-connection rate: HTTP 429, as API Gateway answers."""
+    response = web.Response(
+        status=429, text=json.dumps({"message": TOO_MANY_REQUESTS}), content_type="application/json"
+    )
+    response.force_close()
+    return response
+
+
+def throttled_frame(connection_id: str) -> str:
+    """The frame a throttled message gets instead of its route's answer."""
+    return json.dumps(
+        {"message": TOO_MANY_REQUESTS, "connectionId": connection_id, "requestId": gateway_id()}
+    )

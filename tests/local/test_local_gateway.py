@@ -668,3 +668,39 @@ def test_a_close_frame_without_a_status_code_is_reported_as_1005():
     run(scenario())
     (gone,) = stand_ins.disconnects()
     assert gone["requestContext"]["disconnectStatusCode"] == 1005
+
+
+def test_the_stages_throttle_answers_a_throttled_message_and_runs_no_integration():
+    """Burst 2, 1 message/s: 5 frames at once → 2 answered by the route, 3 throttled."""
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins, message_rate=1.0, message_burst=2) as gateway:
+            ws = await client(gateway)
+            for _ in range(5):
+                await ws.send('{"action":"heartbeat"}')
+            answers = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(5)]
+            throttled = [a for a in answers if a.get("message") == "Too Many Requests"]
+            assert len(throttled) == 3 and len(stand_ins.events["heartbeat"]) == 2
+            connection_id = only_connection_id(stand_ins)
+            assert all(a["connectionId"] == connection_id and a["requestId"] for a in throttled)
+            assert gateway.message_bucket is not None and gateway.message_bucket.throttled == 3
+            await ws.close()
+
+    run(scenario())
+
+
+def test_the_accounts_new_connection_rate_refuses_handshakes_with_429():
+    stand_ins = StandIns()
+
+    async def scenario() -> None:
+        async with running(stand_ins, new_connections_per_s=1.0) as gateway:
+            first = await client(gateway)
+            with pytest.raises(InvalidStatus) as refused:
+                await client(gateway)
+            assert refused.value.response.status_code == 429
+            assert json.loads(refused.value.response.body) == {"message": "Too Many Requests"}
+            assert len(stand_ins.events["$connect"]) == 1  # the refused one reached no $connect
+            await first.close()
+
+    run(scenario())
