@@ -23,6 +23,7 @@ from bench.report import Section
 FULL_LISTENERS = "100,500"
 SECTIONS = (
     "calls", "cost", "cold-start", "package", "model", "local", "rehearsal", "gateway", "console",
+    "soak",
 )  # fmt: skip
 QUICK_LISTENERS = "10,30"
 
@@ -61,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-console", action="store_true", help="skip the web console's load time"
+    )
+    parser.add_argument(
+        "--skip-soak", action="store_true", help="skip the soak (memory) and flood fairness"
     )
     parser.add_argument(
         "--only",
@@ -191,6 +195,12 @@ def commands(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def _soak(quick: bool) -> Section:
+    from bench.soak import SoakPlan, soak_section
+
+    return soak_section(SoakPlan.quick() if quick else SoakPlan())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from bench.load import iter_sizes
@@ -222,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(_guarded("rehearsal", lambda: _rehearsal(args.quick)))
     if not args.skip_console:
         sections.append(_guarded("web console", lambda: _console(args.quick)))
+    if not args.skip_soak:
+        sections.append(_guarded("soak and flood", lambda: _soak(args.quick)))
     duration = time.perf_counter() - started
 
     table = report.render_table(sections)

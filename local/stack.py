@@ -207,7 +207,8 @@ class LocalStack:
         """CloudWatch Logs' part: the lines of stdout that carry EMF go to the publisher, which
         extracts the metrics and publishes them to the embedded CloudWatch in batches (its
         PutMetricData calls reach the alarm evaluator's store like any other)."""
-        self.emf = EmfPublisher(self.aws.client("cloudwatch"), report=console.say).start()
+        assert self.monitoring.cloudwatch is not None, "start the monitoring first"
+        self.emf = EmfPublisher(self.monitoring.cloudwatch, report=console.say).start()
         assert self._tap is not None
         emf = self.emf
         self._tap.subscribe(lambda line: emf.submit(line) if MARKER in line else None)

@@ -22,6 +22,11 @@ What moto lacks, fixed here, in the server process only:
 * moto's ``list_metrics`` compared dimension sets pairwise (every dimension of one with
   every dimension of the other), so a metric with two or more dimensions was listed once
   per datum; ``same_dimensions`` compares them as sets.
+* moto's ``BaseModel`` keeps a reference to every model object it ever created (for its
+  server's dashboard, ``/moto-api``), so every request leaked what it built: about 1.2 KB per
+  DynamoDB ``UpdateItem`` (the copies of the item it makes), per metric datum, per log event.
+  ``trim`` drops those references (``reset_model_data``), so only what the backends hold
+  stays.
 * moto keeps every datum and every log event forever. ``Retention`` drops metric datums
   older than ``METRIC_RETENTION_S`` (and the oldest beyond ``MAX_METRIC_DATUMS``) and log
   events beyond their group's retention (and the oldest beyond ``MAX_EVENTS_PER_STREAM``),
@@ -43,6 +48,7 @@ from typing import Any
 
 from moto.cloudwatch import models as cloudwatch_models
 from moto.cloudwatch.models import cloudwatch_backends
+from moto.core.model_instances import reset_model_data
 from moto.logs.models import logs_backends
 from moto.server import ThreadedMotoServer
 
@@ -210,6 +216,7 @@ def _epoch(stamp: Any) -> float:
 def trim(now: float | None = None) -> tuple[int, int]:
     """Drop what moto would keep past its retention; (metric datums, log events) dropped."""
     now = time.time() if now is None else now
+    reset_model_data()  # moto's registry of every model object ever made (see above)
     datums = events = 0
     backend: Any  # moto's BackendDict yields BaseBackend
     for _, _, backend in cloudwatch_backends.iter_backends():

@@ -94,7 +94,8 @@ class AlarmEvaluator:
         self.store = store
         self.time_scale = time_scale
         self.clock = clock
-        self.origin = clock() if origin is None else origin
+        # Periods start on the store's bucket grid, so each sees exactly its samples.
+        self.origin = store.align(clock()) if origin is None else origin
         now = self.clock()
         self._status = {a.name: AlarmStatus(a, updated_at=now) for a in alarms}
         self._history: deque[Transition] = deque(maxlen=TRANSITIONS_KEPT)

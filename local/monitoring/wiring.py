@@ -2,7 +2,8 @@
 
 * Every ``PutMetricData`` this process sends to the embedded CloudWatch (the functions' own
   with ``metricsTransport: api``, the EMF extraction's, the AWS/Lambda metrics) is also
-  recorded, raw, in a ``MetricStore`` — moto keeps no percentiles.
+  recorded, raw, in a ``MetricStore`` — moto keeps no percentiles. The stack's own go
+  through ``AggregatingCloudWatch``: moto gets one statistic set per metric and second.
 * The invoker reports each invocation as AWS/Lambda ``Invocations``/``Errors``/``Throttles``/
   ``Duration``, and each start as ``ConcurrentExecutions``; the gateway reports its
   AWS/ApiGateway metrics (``ConnectCount``, ``MessageCount``, the errors, latency).
@@ -33,13 +34,14 @@ from local.functions.invoker import LambdaInvoker
 from local.functions.metrics import LambdaMetrics
 from local.gateway.metrics import ApiGatewayMetrics
 from local.gateway.websocket import Gateway
+from local.monitoring.aggregate import AggregatingCloudWatch
 from local.monitoring.alarm_evaluator import AlarmEvaluator
 from local.monitoring.alarm_notifier import AlarmNotifier
 from local.monitoring.alarm_runner import AlarmRunner
 from local.monitoring.metric_store import MetricStore
 from local.monitoring.resources import CloudWatchResources
 from local.monitoring.routes import monitoring_routes
-from runtime.alarms import stack_alarms
+from runtime.alarms import ONE_MINUTE, stack_alarms
 from runtime.routes import ROUTES
 from runtime.settings import PROJECT
 
@@ -56,7 +58,8 @@ class LocalMonitoring:
     def __init__(self, config: LocalConfig, time_scale: float = 1.0) -> None:
         self.config = config
         self.time_scale = time_scale
-        self.store = MetricStore()
+        # A bucket no longer than the shortest alarm period (a minute) at this time scale.
+        self.store = MetricStore(resolution_s=min(1.0, ONE_MINUTE / time_scale))
         # A fault naming a function that does not exist is refused (it would never match).
         self.faults = FaultInjector(function_names=[f.name for f in ROUTES])
         self._expiry: asyncio.Task[None] | None = None
@@ -66,6 +69,8 @@ class LocalMonitoring:
         self.api_gateway_metrics: ApiGatewayMetrics | None = None
         self.topic_arn: str | None = None
         self.resources: CloudWatchResources | None = None
+        # The stack's own PutMetricData: raw values to the store, statistic sets to moto.
+        self.cloudwatch: AggregatingCloudWatch | None = None
         self.api_id: str | None = None
 
     def watch_metrics(self) -> None:
@@ -97,7 +102,10 @@ class LocalMonitoring:
 
         for client in (runtime_aws.dynamodb(), runtime_aws.connections(), runtime_aws.cloudwatch()):
             self.faults.install(client)
-        self.lambda_metrics = LambdaMetrics(stack, aws.client("cloudwatch").put_metric_data)
+        self.cloudwatch = AggregatingCloudWatch(
+            aws.client("cloudwatch").put_metric_data, self.store
+        )
+        self.lambda_metrics = LambdaMetrics(stack, self.cloudwatch.put_metric_data)
         self.lambda_metrics.start()
         invoker.observe = self.lambda_metrics.observe
         invoker.running = self.lambda_metrics.running
@@ -134,8 +142,9 @@ class LocalMonitoring:
     def watch_gateway(self, aws: EmbeddedAws, gateway: Gateway) -> None:
         """Publish the gateway's AWS/ApiGateway metrics (once it is bound: its API ID is known)."""
         assert gateway.api is not None, "bind() the gateway first"
+        assert self.cloudwatch is not None, "start() first"
         metrics = ApiGatewayMetrics(
-            gateway.api.api_id, gateway.api.stage, aws.client("cloudwatch").put_metric_data
+            gateway.api.api_id, gateway.api.stage, self.cloudwatch.put_metric_data
         )
         metrics.start()
         gateway.metrics = self.api_gateway_metrics = metrics

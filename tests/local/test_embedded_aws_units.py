@@ -9,6 +9,7 @@ import botocore.session
 import pytest
 from botocore.parsers import create_parser
 from moto.cloudwatch.models import Dimension, cloudwatch_backends
+from moto.core.model_instances import model_data
 from moto.logs.models import logs_backends
 
 from local.aws import server
@@ -109,8 +110,11 @@ def test_trim_bounds_metric_datums_and_log_events(monkeypatch):
             [{"timestamp": stale, "message": "old"}]
             + [{"timestamp": int(now * 1000), "message": f"m{i}"} for i in range(8)],
         )
+        tracked = sum(len(m.instances_tracked) for ms in model_data.values() for m in ms.values())
+        assert tracked > 0  # moto's registry of every model object it made
         datums, events = server.trim(now)
         assert (datums, events) == (5, 4)
+        assert not any(m.instances_tracked for ms in model_data.values() for m in ms.values())
         assert [m.value for m in cloudwatch.metric_data] == [2.0] * 10
         stream = logs.groups["/aws/lambda/f"].streams["s"]
         assert [e.message for e in stream.events] == [f"m{i}" for i in range(3, 8)]
