@@ -127,6 +127,18 @@ reported) runs first, so handler imports and client creation are not in the samp
   "sender done" is when the sending code returned. Same process, same clients, same query: the
   only difference between the two rows is sequential versus concurrent posting.
 
+### 5b. Rehearsal of an event
+
+`bench/rehearsal.py` starts a local stack of its own with the committed dev settings and
+`--alarm-time-scale 60` (connections age 60 times faster: the refresh due at 100 minutes
+comes after 100 s) and plays `python -m local rehearse` through it (`client/rehearsal.py`):
+one speaker and 300 listeners, all from 127.0.0.1, join one session within 45 s; everyone
+heartbeats every 20 s; each connection told `connectionRefreshRequired` opens a new
+connection, refreshes onto it and closes the old one; then the speaker leaves. The rows:
+joined and refused, join latency measured by the client (handshake + `joinSession`), the
+refresh pushes (how many, over how long, their peak per second), the peak of new
+connections per second, the alarms that fired and the listeners told `sessionEnded`.
+
 ### 6. Gateway handshake and message latency
 
 `bench/gateway.py` measures the local gateway's HTTP/WebSocket stack one request at a time
