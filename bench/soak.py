@@ -299,6 +299,23 @@ def _fairness_rows(section: Section, result: dict[str, Any], plan: SoakPlan) -> 
     )
 
 
+def _health_row(section: Section, stack: Any) -> None:
+    """The supervisor under this load: probes missed while merely busy, and whether the
+    embedded AWS was ever declared not answering (which refuses handshakes with 503)."""
+    from client.local_stack import fetch_info
+
+    info = fetch_info(stack.port)
+    declared = stack.stderr().count("is not answering")
+    section.add(
+        "health check under the soak and the flood: probes missed while busy, "
+        "times declared not answering",
+        f"{info.get('awsSlowProbes', 0)} missed, declared {declared} time(s), now "
+        f"{info.get('awsState')}",
+        "never declared while merely busy",
+        "OK" if declared == 0 else "DECLARED",
+    )
+
+
 def soak_section(plan: SoakPlan) -> Section:
     section = Section("Soak and flood through the local stack (memory, fairness)")
     with soak_stack(section.notes) as stack:
@@ -306,6 +323,7 @@ def soak_section(plan: SoakPlan) -> Section:
         result = asyncio.run(soak(stack.url, stack_pid, aws_pid, plan))
         _memory_rows(section, result, plan)
         _fairness_rows(section, asyncio.run(flood_fairness(stack.url, plan)), plan)
+        _health_row(section, stack)
     return section
 
 
