@@ -203,6 +203,8 @@ class Member:
         }
         if self.language:
             body["targetLanguage"] = notice.get("targetLanguage") or self.language
+        if notice.get("refreshToken"):  # proof of the connection replaced, as real clients send
+            body["refreshToken"] = notice["refreshToken"]
         new, why = await self.connect_and_send(body, "connectionRefreshComplete")
         if new is None:
             self.rehearsal.outcome.refused.append(f"{self.role} refresh {why}")
