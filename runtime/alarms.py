@@ -63,10 +63,13 @@ class Threshold:
 
     setting: str
     times: str | None = None
+    cap: float | None = None  # at most this (a scheduled job's Errors: ``errors_threshold``)
 
     def value(self, settings: StackSettings) -> float:
         # Keyed access: the threshold names its setting as data. An int stays an int.
         base: float = settings[self.setting]
+        if self.cap is not None:
+            return min(base, self.cap)
         if self.times is None:
             return base
         ratio: float = settings[self.times]
@@ -325,6 +328,19 @@ def errors_threshold(setting: float, schedule_seconds: int | None) -> float:
         return setting
     runs = max(1, FUNCTION_ERRORS.period // schedule_seconds)
     return min(setting, runs // 2)
+
+
+def scheduled_errors_thresholds() -> tuple[Threshold, ...]:
+    """The distinct Errors thresholds of the scheduled jobs (``errors_threshold``), as
+    thresholds the dashboard can draw beside the request functions' one."""
+    caps = sorted(
+        {
+            max(1, FUNCTION_ERRORS.period // f.schedule_seconds) // 2
+            for f in ROUTES
+            if f.schedule_seconds
+        }
+    )
+    return tuple(Threshold(FUNCTION_ERRORS.threshold.setting, cap=cap) for cap in caps)
 
 
 def function_errors_alarm(

@@ -26,6 +26,7 @@ from runtime.alarms import (
     LAMBDA_NAMESPACE,
     ONE_MINUTE,
     Threshold,
+    scheduled_errors_thresholds,
 )
 from runtime.alarms import BY_SLUG as ALARMS_BY_SLUG
 from runtime.metric_names import ACTIVE_SESSIONS, METRICS, STAGE, TOTAL_LISTENERS
@@ -188,7 +189,14 @@ def _lambda_widgets() -> tuple[MetricWidget, ...]:
             title=title,
             lines=(Line(metric, stat, namespace=LAMBDA_NAMESPACE, dimensions=(FUNCTION_NAME,)),),
             annotations=(
-                (Annotation(f"alarm, each function ({stat})", alarmed[metric].threshold),)
+                (
+                    Annotation(f"alarm, each function ({stat})", alarmed[metric].threshold),
+                    # The scheduled jobs' Errors alarms are capped lower (errors_threshold).
+                    *(
+                        Annotation(f"alarm, each scheduled job ({stat})", threshold, "#ff7f0e")
+                        for threshold in scheduled_errors_thresholds()
+                    ),
+                )
                 if metric in alarmed and alarmed[metric].statistic == stat
                 else ()
             ),
