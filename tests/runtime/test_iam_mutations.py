@@ -104,6 +104,15 @@ def clients_come_and_go(svc: Service) -> None:
     del speaker
 
 
+def a_user_at_its_session_limit(svc: Service) -> None:
+    """One user opens as many sessions as it may; one more is refused after the sessions it
+    holds are checked (are any of them already ended?)."""
+    for _ in range(config().maxActiveSessionsPerUser):
+        assert svc.create(svc.connect(user="busy-speaker"))["type"] == "sessionCreated"
+    refused = svc.create(svc.connect(user="busy-speaker"))
+    assert refused["code"] == "USER_SESSION_LIMIT_REACHED", refused
+
+
 def the_reporter_reports(svc: Service) -> None:
     svc.start_session()
     metrics_reporter.handler({"source": "aws.events"}, LambdaContext())
@@ -145,6 +154,7 @@ def the_sweeper_repairs(svc: Service) -> None:
 
 SCENARIOS: tuple[Callable[[Service], None], ...] = (
     clients_come_and_go,
+    a_user_at_its_session_limit,
     the_reporter_reports,
     the_sweeper_repairs,
 )
