@@ -83,6 +83,16 @@ class LocalConnection:
         self.closing: asyncio.Task[Any] | None = None
         self.slots = asyncio.Semaphore(in_flight)
 
+    def timed_out(self, now: float, idle_s: float, longest_s: float) -> str | None:
+        """Why API Gateway would close this connection at ``now`` (None: it would not)."""
+        if not self.connected:
+            return None
+        if now - self.started >= longest_s:
+            return "Maximum connection duration"
+        if now - self.last_active >= idle_s:
+            return "Idle timeout"
+        return None
+
     @property
     def connection_id(self) -> str:
         return self.peer.connection_id

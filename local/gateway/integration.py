@@ -15,11 +15,24 @@ from typing import Any
 from aiohttp import web
 
 from local.common import console
-from local.functions.events import gateway_id
+from local.functions.events import Peer, gateway_id, now_ms
 from runtime.errors import ErrorCode, ServiceError
 from runtime.protocol import encode, error_message
 
 INTERNAL_ERROR_BODY = json.dumps({"message": "Internal server error"})
+
+
+def new_peer(request: web.Request, remote: Any, port: int) -> Peer:
+    """A new connection's identity and request context, as ``$connect`` and later events
+    see it (``remote``: the transport's peer name)."""
+    source_ip = remote[0] if isinstance(remote, tuple) else ""
+    return Peer(
+        connection_id=gateway_id(),
+        source_ip=source_ip,
+        user_agent=request.headers.get("User-Agent", ""),
+        connected_at=now_ms(),
+        headers=event_headers(request, source_ip, port),
+    )
 
 
 def event_headers(request: web.Request, source_ip: str, port: int) -> dict[str, str]:

@@ -16,8 +16,13 @@ quotas: .../apigateway-execution-service-websocket-limits-table.html). Both coun
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+
+from aiohttp import web
+
+from local.functions.events import gateway_id
 
 TOO_MANY_REQUESTS = "Too Many Requests"
 
@@ -47,3 +52,50 @@ class TokenBucket:
             return True
         self.throttled += 1
         return False
+
+
+class StageThrottles:
+    """The stage's message bucket and the account's handshake bucket (None: unthrottled)."""
+
+    def __init__(
+        self,
+        message_rate: float | None,
+        message_burst: float | None,
+        new_connections_per_s: float | None,
+    ) -> None:
+        self.messages = (
+            TokenBucket(message_rate, message_burst or message_rate) if message_rate else None
+        )
+        self.connects = (
+            TokenBucket(new_connections_per_s, new_connections_per_s)
+            if new_connections_per_s
+            else None
+        )
+
+    def handshake_refused(self) -> web.Response | None:
+        """The 429 for a handshake over the account's rate; None when it may go on."""
+        if self.connects is not None and not self.connects.take():
+            return too_many_requests()
+        return None
+
+    def message_refused(self, connection_id: str) -> str | None:
+        """The frame for a message over the stage's rate; None when it may go on."""
+        if self.messages is not None and not self.messages.take():
+            return throttled_frame(connection_id)
+        return None
+
+
+def too_many_requests() -> web.Response:
+    """A handshake over the account's new-connection rate: HTTP 429, as API Gateway answers."""
+    response = web.Response(
+        status=429, text=json.dumps({"message": TOO_MANY_REQUESTS}), content_type="application/json"
+    )
+    response.force_close()
+    return response
+
+
+def throttled_frame(connection_id: str) -> str:
+    """The frame a throttled message gets instead of its route's answer."""
+    return json.dumps(
+        {"message": TOO_MANY_REQUESTS, "connectionId": connection_id, "requestId": gateway_id()}
+    )

@@ -19,6 +19,7 @@ closed (which also closes idle keep-alive connections).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -102,3 +103,17 @@ async def serve_on(
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner
+
+
+def listen_on(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0 = any free port), or an OSError that says why
+    in one sentence."""
+    try:
+        return socket.create_server((host, port))
+    except OSError as error:
+        # create_server appends "(while attempting to bind on address …)": say it once.
+        why = os.strerror(error.errno) if error.errno else error.strerror
+        raise OSError(
+            f"cannot listen on {host}:{port} ({why}): "
+            "is another local stack running? Pick another with --port"
+        ) from None

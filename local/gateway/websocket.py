@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import time
 import urllib.parse
@@ -38,13 +37,10 @@ from local.common import console
 from local.common.http import json_error
 from local.functions.events import (
     ApiInfo,
-    Peer,
     api_id,
     connect_event,
     disconnect_event,
-    gateway_id,
     message_event,
-    now_ms,
 )
 from local.functions.invoker import Invoker
 from local.gateway.connection import (
@@ -62,14 +58,14 @@ from local.gateway.connections_api import connections_routes
 from local.gateway.framing import REFUSED_FRAMES, GatewayWebSocket, close_code_received
 from local.gateway.integration import (
     connect_answer,
-    event_headers,
     integration_status,
+    new_peer,
     reply_frame,
     unavailable,
 )
 from local.gateway.metrics import ApiGatewayMetrics
-from local.gateway.throttle import TOO_MANY_REQUESTS, TokenBucket
-from local.gateway.web import build_app, serve_on
+from local.gateway.throttle import StageThrottles
+from local.gateway.web import build_app, listen_on, serve_on
 from runtime.routes import WEBSOCKET_ROUTES, Function
 
 
@@ -94,15 +90,8 @@ class Gateway:
         # The stage's AWS/ApiGateway metrics (set by the stack's monitoring; None: none).
         self.metrics: ApiGatewayMetrics | None = None
         # API Gateway's throttles (local.gateway.throttle): the stage's, the account's.
-        self.message_bucket = (
-            TokenBucket(options.message_rate, options.message_burst or options.message_rate)
-            if options.message_rate
-            else None
-        )
-        self.connect_bucket = (
-            TokenBucket(options.new_connections_per_s, options.new_connections_per_s)
-            if options.new_connections_per_s
-            else None
+        self.throttles = StageThrottles(
+            options.message_rate, options.message_burst, options.new_connections_per_s
         )
         # Add HTTP routes here before ``start``: ``gateway.app.router.add_get(path, handler)``.
         self.app = build_app(self._not_found)
@@ -134,15 +123,7 @@ class Gateway:
         """Bind the port (0 = any free port), so URLs are known before serving starts."""
         if self._sock is not None:
             return
-        try:
-            sock = socket.create_server((self.options.host, self.options.port))
-        except OSError as error:
-            # create_server appends "(while attempting to bind on address …)": say it once.
-            why = os.strerror(error.errno) if error.errno else error.strerror
-            raise OSError(
-                f"cannot listen on {self.options.host}:{self.options.port} ({why}): "
-                "is another local stack running? Pick another with --port"
-            ) from None
+        sock = listen_on(self.options.host, self.options.port)
         self._sock = sock
         self.port = sock.getsockname()[1]
         self.api = ApiInfo(
@@ -208,10 +189,11 @@ class Gateway:
         if problem is not None:
             self._announce(f"reject     handshake  HTTP 503 ({problem})")
             return unavailable(problem)
-        if self.connect_bucket is not None and not self.connect_bucket.take():
+        throttled = self.throttles.handshake_refused()
+        if throttled is not None:
             self._count("client_error")
             self._announce("reject     handshake  HTTP 429 (new connections per second)")
-            return too_many_requests()
+            return throttled
         transport = request.transport
         if transport is None or transport.is_closing():
             return web.Response(status=400)  # gone before we looked: no $connect, no $disconnect
@@ -249,19 +231,11 @@ class Gateway:
         self, request: web.Request, ws: web.WebSocketResponse, remote: Any
     ) -> LocalConnection:
         assert self.api is not None
-        source_ip = remote[0] if isinstance(remote, tuple) else ""
-        connection_id = gateway_id()
-        peer = Peer(
-            connection_id=connection_id,
-            source_ip=source_ip,
-            user_agent=request.headers.get("User-Agent", ""),
-            connected_at=now_ms(),
-            headers=event_headers(request, source_ip, self.port),
-        )
+        peer = new_peer(request, remote, self.port)
         record = LocalConnection(
-            ws, peer, self.label(connection_id), self.options.in_flight_per_connection
+            ws, peer, self.label(peer.connection_id), self.options.in_flight_per_connection
         )
-        self.connections[connection_id] = record
+        self.connections[peer.connection_id] = record
         return record
 
     async def _run_connect(self, record: LocalConnection, request: web.Request) -> tuple[int, str]:
@@ -314,9 +288,10 @@ class Gateway:
                         record, UNSUPPORTED_DATA, "Binary frames are not supported"
                     )
                     continue  # no route sees it; the close ends the loop
-                if self.message_bucket is not None and not self.message_bucket.take():
+                throttled = self.throttles.message_refused(record.connection_id)
+                if throttled is not None:
                     self._count("client_error")  # throttled: no integration runs
-                    self._spawn(self._send(record, throttled_frame(record.connection_id)))
+                    self._spawn(self._send(record, throttled))
                     continue
                 await record.slots.acquire()
                 task = asyncio.create_task(self._handle_frame(record, message.data))
@@ -438,12 +413,9 @@ class Gateway:
             await asyncio.sleep(tick)
             now = time.monotonic()
             for record in list(self.connections.values()):
-                if not record.connected:
-                    continue
-                if now - record.started >= longest:
-                    self.close_connection(record, GOING_AWAY, "Maximum connection duration")
-                elif now - record.last_active >= idle:
-                    self.close_connection(record, GOING_AWAY, "Idle timeout")
+                reason = record.timed_out(now, idle, longest)
+                if reason is not None:
+                    self.close_connection(record, GOING_AWAY, reason)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -470,19 +442,3 @@ class Gateway:
     def _announce(self, line: str) -> None:
         if self.options.announce:
             console.say(line)
-
-
-def too_many_requests() -> web.Response:
-    """A handshake over the account's new-connection rate: HTTP 429, as API Gateway answers."""
-    response = web.Response(
-        status=429, text=json.dumps({"message": TOO_MANY_REQUESTS}), content_type="application/json"
-    )
-    response.force_close()
-    return response
-
-
-def throttled_frame(connection_id: str) -> str:
-    """The frame a throttled message gets instead of its route's answer."""
-    return json.dumps(
-        {"message": TOO_MANY_REQUESTS, "connectionId": connection_id, "requestId": gateway_id()}
-    )

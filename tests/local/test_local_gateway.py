@@ -684,7 +684,8 @@ def test_the_stages_throttle_answers_a_throttled_message_and_runs_no_integration
             assert len(throttled) == 3 and len(stand_ins.events["heartbeat"]) == 2
             connection_id = only_connection_id(stand_ins)
             assert all(a["connectionId"] == connection_id and a["requestId"] for a in throttled)
-            assert gateway.message_bucket is not None and gateway.message_bucket.throttled == 3
+            messages = gateway.throttles.messages
+            assert messages is not None and messages.throttled == 3
             await ws.close()
 
     run(scenario())
