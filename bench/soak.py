@@ -21,7 +21,7 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,11 @@ class Counter:
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
-async def _pump(ws: Any, counter: Counter, budget: list[int], in_flight: int) -> None:
-    """Send heartbeats with ``in_flight`` outstanding until ``budget[0]`` frames are spent."""
-    window = asyncio.Semaphore(in_flight)
+@contextlib.asynccontextmanager
+async def _counting_replies(
+    ws: Any, counter: Counter, window: asyncio.Semaphore
+) -> AsyncIterator[None]:
+    """While inside: every reply on ``ws`` is counted and frees a place in ``window``."""
 
     async def receive() -> None:
         with contextlib.suppress(Exception):
@@ -114,6 +116,17 @@ async def _pump(ws: Any, counter: Counter, budget: list[int], in_flight: int) ->
 
     reader = asyncio.create_task(receive())
     try:
+        yield
+    finally:
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+
+
+async def _pump(ws: Any, counter: Counter, budget: list[int], in_flight: int) -> None:
+    """Send heartbeats with ``in_flight`` outstanding until ``budget[0]`` frames are spent."""
+    window = asyncio.Semaphore(in_flight)
+    async with _counting_replies(ws, counter, window):
         while budget[0] > 0:
             try:
                 await asyncio.wait_for(window.acquire(), REPLY_TIMEOUT_S)
@@ -129,10 +142,6 @@ async def _pump(ws: Any, counter: Counter, budget: list[int], in_flight: int) ->
                 await asyncio.wait_for(window.acquire(), REPLY_TIMEOUT_S)
             except TimeoutError:
                 counter.lost += 1
-    finally:
-        reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
 
 
 async def _drive(sockets: list[Any], frames: int, in_flight: int, counter: Counter) -> float:
@@ -182,24 +191,12 @@ async def _probe(ws: Any, count: int, interval_s: float) -> list[float]:
 async def _flooder(ws: Any, counter: Counter, stop: asyncio.Event) -> None:
     """Heartbeats as fast as answers come back, a few in flight."""
     window = asyncio.Semaphore(8)
-
-    async def receive() -> None:
-        with contextlib.suppress(Exception):
-            async for text in ws:
-                counter.reply(text)
-                window.release()
-
-    reader = asyncio.create_task(receive())
-    try:
+    async with _counting_replies(ws, counter, window):
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(window.acquire(), 1.0)
                 counter.sent += 1
                 await ws.send(HEARTBEAT)
-    finally:
-        reader.cancel()
-        with contextlib.suppress(BaseException):
-            await reader
 
 
 async def flood_fairness(url: str, plan: SoakPlan) -> dict[str, Any]:
