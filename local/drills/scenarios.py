@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
@@ -30,6 +32,27 @@ async def _server_errors(run: DrillRun) -> None:
     await asyncio.gather(*(keep_asking(ws) for ws in clients))
 
 
+async def _keep_starting(
+    start: Callable[[int], Coroutine[Any, Any, None]], per_tick: int, period: float
+) -> None:
+    """Start ``per_tick`` clients (numbered) three times a period, until the drill is
+    cancelled (its alarm fired); then cancel those still running."""
+    running: set[asyncio.Task[None]] = set()
+    started = 0
+    try:
+        while True:
+            for _ in range(per_tick):
+                task = asyncio.create_task(start(started))
+                started += 1
+                running.add(task)
+                task.add_done_callback(running.discard)
+            await asyncio.sleep(max(0.3, period / 3))
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 async def _join_latency(run: DrillRun) -> None:
     """Slow DynamoDB under joinSession: listeners join, each join slower than the threshold."""
     token = await run.token(f"drill-{run.block}-speaker")
@@ -50,18 +73,7 @@ async def _join_latency(run: DrillRun) -> None:
         await run.request(ws, {"action": "joinSession", "sessionId": session,
                                "targetLanguage": "es"})  # fmt: skip
 
-    joins: set[asyncio.Task[None]] = set()
-    try:
-        while True:  # a few joins in every period, until the alarm fires
-            for _ in range(3):
-                task = asyncio.create_task(join())
-                joins.add(task)
-                task.add_done_callback(joins.discard)
-            await asyncio.sleep(max(0.3, period / 3))
-    finally:
-        for task in joins:
-            task.cancel()
-        await asyncio.gather(*joins, return_exceptions=True)
+    await _keep_starting(lambda _: join(), 3, period)  # a few joins every period
 
 
 async def _active_sessions(run: DrillRun) -> None:
@@ -109,26 +121,13 @@ async def _creation_latency(run: DrillRun) -> None:
     await run.fault(service="dynamodb", kind="slow", delayMs=delay, functions=["create-session"])
     run.say(f"fault: DynamoDB calls of create-session wait {delay} ms; speakers create sessions")
     period = float(run.alarm["periodRealSeconds"])
-    made = 0
 
     async def create(i: int) -> None:
         ws = await run.connect(await run.token(f"drill-{run.block}-creator-{i}"))
         await run.request(ws, {"action": "createSession", "sourceLanguage": "en"})
         await ws.close()  # the session ends with its speaker: ActiveSessions stays low
 
-    creations: set[asyncio.Task[None]] = set()
-    try:
-        while True:  # a few creations in every period, until the alarm fires
-            for _ in range(2):
-                task = asyncio.create_task(create(made))
-                made += 1
-                creations.add(task)
-                task.add_done_callback(creations.discard)
-            await asyncio.sleep(max(0.3, period / 3))
-    finally:
-        for task in creations:
-            task.cancel()
-        await asyncio.gather(*creations, return_exceptions=True)
+    await _keep_starting(create, 2, period)  # a few creations every period
 
 
 async def _dependency_failures(run: DrillRun) -> None:
